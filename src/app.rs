@@ -1,0 +1,90 @@
+//! Cold start: configuration and clients, built once per process and shared by every invocation.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+
+use crate::backup::BackupService;
+use crate::config::{Config, ConfigError};
+use crate::envelope::KmsEnvelope;
+use crate::handler::{MissingMessageId, handle_sqs};
+use crate::portal::{HttpPortal, http_client};
+use crate::store::DynamoStore;
+
+/// The workflow wired to its real adapters.
+pub type Service = BackupService<HttpPortal, KmsEnvelope, DynamoStore>;
+
+/// Why the function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP client could not be built (TLS roots unavailable).
+    #[error("could not build the Portal HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Everything an invocation needs.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The workflow.
+    pub service: Service,
+}
+
+impl App {
+    /// Reads the environment and builds the SDK and HTTP clients.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        let config = Config::from_env()?;
+        Self::new(config).await
+    }
+
+    /// Builds the clients for `config`; the AWS SDK reads region, credentials and
+    /// `AWS_ENDPOINT_URL` from its usual sources.
+    pub async fn new(config: Config) -> Result<Self, StartupError> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            // Standard retries (3 attempts, backoff with jitter) for throttling and 5xx; each
+            // attempt bounded so a stalled KMS or DynamoDB call cannot eat the invocation.
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            )
+            .load()
+            .await;
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let store = config
+            .table_name
+            .as_ref()
+            .map(|t| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), t));
+        let http = http_client(config.portal_timeouts, config.https_only())?;
+        let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
+        let envelope = KmsEnvelope::new(kms, &config.kms_key_id);
+        Ok(App {
+            service: BackupService::new(portal, envelope, store),
+            config,
+        })
+    }
+
+    /// Handles one SQS invocation.
+    pub async fn handle_sqs(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, MissingMessageId> {
+        handle_sqs(
+            &self.service,
+            self.config.backup_mode,
+            self.config.max_concurrency,
+            event.payload,
+        )
+        .await
+    }
+}

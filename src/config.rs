@@ -1,0 +1,247 @@
+//! Configuration from the environment, read and validated once at cold start.
+
+use std::time::Duration;
+
+use crate::model::BackupMode;
+use crate::portal::HttpTimeouts;
+
+/// Portal's Enclave MPC API.
+pub const DEFAULT_PORTAL_MPC_URL: &str = "https://mpc-client.portalhq.io";
+/// Portal's client API.
+pub const DEFAULT_PORTAL_API_URL: &str = "https://api.portalhq.io";
+
+/// The function's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Mode for messages that do not name one (`BACKUP_MODE`, default `SELF_MANAGED`).
+    pub backup_mode: BackupMode,
+    /// KMS key that wraps data keys (`KMS_KEY_ID`: id, ARN or alias).
+    pub kms_key_id: String,
+    /// DynamoDB table for self-managed backups (`BACKUP_TABLE_NAME`; required in that mode).
+    pub table_name: Option<String>,
+    /// Enclave MPC API base URL (`PORTAL_MPC_URL`).
+    pub portal_mpc_url: String,
+    /// Client API base URL (`PORTAL_API_URL`).
+    pub portal_api_url: String,
+    /// Messages of one batch processed at once (`MAX_CONCURRENCY`, 1–100, default 10).
+    pub max_concurrency: usize,
+    /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
+    /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
+    pub portal_timeouts: HttpTimeouts,
+}
+
+/// A setting that is missing or wrong: names the variable and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {var} {problem}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let backup_mode = match get("BACKUP_MODE") {
+            None => BackupMode::SelfManaged,
+            Some(v) => v.parse().map_err(|e: String| bad("BACKUP_MODE", e))?,
+        };
+        let kms_key_id = get("KMS_KEY_ID")
+            .ok_or_else(|| bad("KMS_KEY_ID", "is required (a key id, ARN or alias/…)"))?;
+        let table_name = get("BACKUP_TABLE_NAME");
+        match &table_name {
+            None if backup_mode == BackupMode::SelfManaged => {
+                return Err(bad(
+                    "BACKUP_TABLE_NAME",
+                    "is required when BACKUP_MODE is SELF_MANAGED",
+                ));
+            }
+            Some(t) if !valid_table_name(t) => {
+                return Err(bad(
+                    "BACKUP_TABLE_NAME",
+                    "must be 3 to 255 of [A-Za-z0-9_.-]",
+                ));
+            }
+            _ => {}
+        }
+        let portal_mpc_url = portal_url(
+            get("PORTAL_MPC_URL"),
+            "PORTAL_MPC_URL",
+            DEFAULT_PORTAL_MPC_URL,
+        )?;
+        let portal_api_url = portal_url(
+            get("PORTAL_API_URL"),
+            "PORTAL_API_URL",
+            DEFAULT_PORTAL_API_URL,
+        )?;
+        let max_concurrency = number(get("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 10, 1, 100)?;
+        let connect = number(
+            get("PORTAL_CONNECT_TIMEOUT_MS"),
+            "PORTAL_CONNECT_TIMEOUT_MS",
+            3_000,
+            100,
+            60_000,
+        )?;
+        let request = number(
+            get("PORTAL_REQUEST_TIMEOUT_MS"),
+            "PORTAL_REQUEST_TIMEOUT_MS",
+            15_000,
+            100,
+            900_000,
+        )?;
+        Ok(Config {
+            backup_mode,
+            kms_key_id,
+            table_name,
+            portal_mpc_url,
+            portal_api_url,
+            max_concurrency,
+            portal_timeouts: HttpTimeouts {
+                connect: Duration::from_millis(connect as u64),
+                request: Duration::from_millis(request as u64),
+            },
+        })
+    }
+
+    /// Whether every Portal URL is https (loopback http is allowed only for local runs).
+    pub fn https_only(&self) -> bool {
+        self.portal_mpc_url.starts_with("https://") && self.portal_api_url.starts_with("https://")
+    }
+}
+
+fn valid_table_name(t: &str) -> bool {
+    (3..=255).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn number(
+    v: Option<String>,
+    var: &'static str,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let Some(v) = v else { return Ok(default) };
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(bad(
+            var,
+            format!("must be a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+/// Portal URLs are https; plain http only to a loopback host, for the local simulator.
+fn portal_url(v: Option<String>, var: &'static str, default: &str) -> Result<String, ConfigError> {
+    let raw = v.unwrap_or_else(|| default.to_owned());
+    let url = reqwest::Url::parse(&raw).map_err(|e| bad(var, format!("is not a URL ({e})")))?;
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(bad(
+            var,
+            "must not carry credentials, a query or a fragment",
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(bad(
+                var,
+                "must be https (plain http is allowed only to a loopback host)",
+            ));
+        }
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = cfg(&[("KMS_KEY_ID", "alias/x"), ("BACKUP_TABLE_NAME", "backups")]).unwrap();
+        assert_eq!(c.backup_mode, BackupMode::SelfManaged);
+        assert_eq!(c.portal_mpc_url, DEFAULT_PORTAL_MPC_URL);
+        assert_eq!(c.portal_api_url, DEFAULT_PORTAL_API_URL);
+        assert_eq!(c.max_concurrency, 10);
+        assert!(c.https_only());
+    }
+
+    #[test]
+    fn each_mistake_names_its_variable() {
+        let base = [("KMS_KEY_ID", "k"), ("BACKUP_TABLE_NAME", "backups")];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut v = base.to_vec();
+            v.retain(|(k, _)| *k != extra.0);
+            v.push(extra);
+            cfg(&v).unwrap_err().var
+        };
+        assert_eq!(with(("BACKUP_MODE", "CLOUD")), "BACKUP_MODE");
+        assert_eq!(with(("KMS_KEY_ID", " ")), "KMS_KEY_ID");
+        assert_eq!(with(("BACKUP_TABLE_NAME", "a/b")), "BACKUP_TABLE_NAME");
+        assert_eq!(
+            with(("PORTAL_MPC_URL", "http://portal.example.com")),
+            "PORTAL_MPC_URL"
+        );
+        assert_eq!(with(("PORTAL_API_URL", "ftp://x")), "PORTAL_API_URL");
+        assert_eq!(with(("PORTAL_API_URL", "https://u:p@x")), "PORTAL_API_URL");
+        assert_eq!(with(("MAX_CONCURRENCY", "0")), "MAX_CONCURRENCY");
+        assert_eq!(
+            cfg(&[("KMS_KEY_ID", "k")]).unwrap_err().var,
+            "BACKUP_TABLE_NAME"
+        );
+    }
+
+    #[test]
+    fn loopback_http_is_allowed_for_local_runs() {
+        let c = cfg(&[
+            ("KMS_KEY_ID", "k"),
+            ("BACKUP_MODE", "PORTAL_MANAGED"),
+            ("PORTAL_MPC_URL", "http://127.0.0.1:5060/"),
+            ("PORTAL_API_URL", "http://localhost:5060"),
+        ])
+        .unwrap();
+        assert_eq!(c.table_name, None);
+        assert_eq!(c.portal_mpc_url, "http://127.0.0.1:5060");
+        assert!(!c.https_only());
+    }
+}
