@@ -19,4 +19,6 @@ pub mod store;
 pub mod telemetry;
 
 #[cfg(feature = "sim")]
+pub mod runtime_api;
+#[cfg(feature = "sim")]
 pub mod sim;

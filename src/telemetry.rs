@@ -3,7 +3,8 @@
 use tracing_subscriber::EnvFilter;
 
 /// Installs a JSON subscriber on stdout; level from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`,
-/// else `info` for this crate and `warn` for its dependencies.
+/// else `info` for this crate and the runtime (its span carries the request id), `warn` for
+/// the rest.
 pub fn init() {
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -17,7 +18,7 @@ pub fn init() {
             })
         })
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("warn,portal_backup=info"));
+        .unwrap_or_else(|| EnvFilter::new("warn,portal_backup=info,lambda_runtime=info"));
     // Spans carry the correlation ids: lambda_runtime's (requestId, xrayTraceId) and ours
     // (message_id, client_id); the whole list is printed with each line.
     let _ = tracing_subscriber::fmt()

@@ -1,0 +1,32 @@
+# Shared by the project's scripts: paths, the Python venv, waiting for ports.
+# shellcheck shell=bash
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+STACK_DIR="$ROOT/.stack"
+export SAM_CLI_TELEMETRY=0
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Creates .venv and installs scripts/requirements.txt when it changed (a stamp keeps it idempotent).
+ensure_venv() {
+  local req="$ROOT/scripts/requirements.txt" stamp="$VENV/.requirements.stamp"
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+    log "installing Python tools (moto, boto3, cryptography, cargo-lambda) into .venv"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$stamp"
+  fi
+  export PATH="$VENV/bin:$PATH"
+}
+
+# wait_for_port PORT SECONDS
+wait_for_port() {
+  local port=$1 deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    [ $SECONDS -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Operator tools for portal-backup's local stack, and an independent decryptor.
+
+  provision --endpoint URL --table T --alias alias/x   create the KMS key, its alias and the table
+  decrypt --endpoint URL --context JSON CIPHERTEXT      decrypt one pbe1 ciphertext (prints plaintext)
+  show --endpoint URL --table T                         list stored backups and decrypt each one
+
+`decrypt` is written from the README's format description alone (boto3 + cryptography), so the
+tests use it to prove another language can read what the function writes.
+"""
+import argparse
+import base64
+import json
+import sys
+
+import boto3
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def clients(endpoint, region):
+    kw = dict(endpoint_url=endpoint, region_name=region,
+              aws_access_key_id="test", aws_secret_access_key="test")
+    return boto3.client("kms", **kw), boto3.client("dynamodb", **kw)
+
+
+def b64url(part):
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def decrypt(kms, ciphertext, context):
+    """pbe1.<key id>.<encrypted data key>.<nonce>.<ciphertext||tag>, base64url without padding."""
+    parts = ciphertext.split(".")
+    if len(parts) != 5 or parts[0] != "pbe1":
+        raise ValueError("not a pbe1 ciphertext")
+    key_id, edk, nonce, body = parts[1:]
+    key_id = b64url(key_id).decode()
+    data_key = kms.decrypt(KeyId=key_id, CiphertextBlob=b64url(edk),
+                           EncryptionContext=context)["Plaintext"]
+    aad = json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+    return AESGCM(data_key).decrypt(b64url(nonce), b64url(body), aad)
+
+
+def provision(kms, ddb, table, alias):
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    if alias in aliases:
+        key_id = aliases[alias]
+    else:
+        key_id = kms.create_key(Description="portal-backup local key")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    if table not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}])
+    print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table}))
+
+
+def show(kms, ddb, table):
+    items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
+    for item in sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])):
+        row = {k: list(v.values())[0] for k, v in item.items()}
+        ct = row.pop("cipherText")
+        context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
+                   "curve": row["curve"]}
+        plain = json.loads(decrypt(kms, ct, context))
+        shown = {**row, "cipherText": ct[:40] + "…",
+                 "decrypted": {"id": plain["id"], "share": "<%d base64 chars, redacted>" % len(plain["share"])},
+                 "decryptedIdMatches": plain["id"] == row["backupSharePairId"]}
+        print(json.dumps(shown))
+    print(f"{len(items)} item(s) in {table}", file=sys.stderr)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["provision", "decrypt", "show"])
+    p.add_argument("ciphertext", nargs="?")
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--table", default="portal-backup")
+    p.add_argument("--alias", default="alias/portal-backup")
+    p.add_argument("--context", help="encryption context as JSON")
+    a = p.parse_args()
+    kms, ddb = clients(a.endpoint, a.region)
+    if a.command == "provision":
+        provision(kms, ddb, a.table, a.alias)
+    elif a.command == "show":
+        show(kms, ddb, a.table)
+    else:
+        try:
+            sys.stdout.buffer.write(decrypt(kms, a.ciphertext, json.loads(a.context)))
+        except Exception as e:  # a clear one-line refusal, for tests of tampering
+            print(f"decrypt failed: {type(e).__name__}", file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
