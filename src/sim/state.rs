@@ -1,0 +1,690 @@
+//! In-memory state of the Portal simulator: clients, share pairs, call counters, faults, knobs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{DEMO_API_KEY, DEMO_CLIENT_ID, SimOptions};
+
+/// Failure inside the simulator itself (not a simulated Portal error).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SimError {
+    /// The system random generator failed.
+    #[error("random generator failure")]
+    Random,
+    /// A share document could not be serialised.
+    #[error("share serialisation failed: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+/// The two curves Portal generates a share pair for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Curve {
+    /// secp256k1 (EVM, Bitcoin).
+    Secp256k1,
+    /// ed25519 (Solana).
+    Ed25519,
+}
+
+impl Curve {
+    /// Both curves, in Portal's order.
+    pub(crate) const ALL: [Curve; 2] = [Curve::Secp256k1, Curve::Ed25519];
+
+    /// Portal's name of the curve (`SECP256K1` / `ED25519`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Curve::Secp256k1 => "SECP256K1",
+            Curve::Ed25519 => "ED25519",
+        }
+    }
+
+    /// Index of the curve in [`Curve::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Curve::Secp256k1 => 0,
+            Curve::Ed25519 => 1,
+        }
+    }
+}
+
+/// Key under which a curve appears in a curve-keyed response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResponseForm {
+    /// `SECP256K1` / `ED25519` (Portal's reference).
+    Upper,
+    /// `secp256k1` / `ed25519` (older schema).
+    Lower,
+    /// `secp256k1Share` / `ed25519Share` (the seed guide).
+    Seed,
+}
+
+impl ResponseForm {
+    /// Parses the admin API's name of a form.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "upper" => Some(Self::Upper),
+            "lower" => Some(Self::Lower),
+            "seed" => Some(Self::Seed),
+            _ => None,
+        }
+    }
+
+    /// JSON key of `curve` in this form.
+    pub(crate) fn key(self, curve: Curve) -> &'static str {
+        match (self, curve) {
+            (Self::Upper, Curve::Secp256k1) => "SECP256K1",
+            (Self::Upper, Curve::Ed25519) => "ED25519",
+            (Self::Lower, Curve::Secp256k1) => "secp256k1",
+            (Self::Lower, Curve::Ed25519) => "ed25519",
+            (Self::Seed, Curve::Secp256k1) => "secp256k1Share",
+            (Self::Seed, Curve::Ed25519) => "ed25519Share",
+        }
+    }
+}
+
+/// Builds a curve-keyed response `{KEY: {"share", "id"}, …}` from `(id, share)` per curve.
+pub(crate) fn curve_keyed(form: ResponseForm, issued: &[Issued; 2]) -> Value {
+    let mut map = Map::new();
+    for curve in Curve::ALL {
+        let item = &issued[curve.index()];
+        map.insert(
+            form.key(curve).to_owned(),
+            json!({"share": item.share, "id": item.id}),
+        );
+    }
+    Value::Object(map)
+}
+
+/// Whether a pair holds signing shares or backup shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A signing share pair (from generate or recover).
+    Signing,
+    /// A backup share pair (from backup).
+    Backup,
+}
+
+/// The routes whose calls are counted and can be faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Route {
+    /// `POST /v1/generate`.
+    Generate,
+    /// `POST /v1/backup`.
+    Backup,
+    /// `POST /v1/recover`.
+    Recover,
+    /// `PATCH|POST /api/v3/clients/me/backup-share-pairs/{id}`.
+    StoreCipherText,
+    /// `GET /api/v3/clients/me/backup-share-pairs/{id}/cipher-text`.
+    GetCipherText,
+    /// `PATCH /api/v3/clients/me/backup-share-pairs`.
+    MarkStored,
+    /// `GET /api/v3/clients/me`.
+    Me,
+}
+
+impl Route {
+    /// Every route.
+    pub(crate) const ALL: [Route; 7] = [
+        Route::Generate,
+        Route::Backup,
+        Route::Recover,
+        Route::StoreCipherText,
+        Route::GetCipherText,
+        Route::MarkStored,
+        Route::Me,
+    ];
+
+    /// The admin API's name of the route.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Route::Generate => "generate",
+            Route::Backup => "backup",
+            Route::Recover => "recover",
+            Route::StoreCipherText => "store-cipher-text",
+            Route::GetCipherText => "get-cipher-text",
+            Route::MarkStored => "mark-stored",
+            Route::Me => "me",
+        }
+    }
+
+    /// Parses the admin API's name of a route.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// Public key of a wallet, as it appears in share documents.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct PubKey {
+    /// X coordinate, hex.
+    #[serde(rename = "X")]
+    pub x: String,
+    /// Y coordinate, hex.
+    #[serde(rename = "Y")]
+    pub y: String,
+}
+
+impl PubKey {
+    fn random() -> Result<Self, SimError> {
+        Ok(Self {
+            x: random_hex(32)?,
+            y: random_hex(32)?,
+        })
+    }
+}
+
+/// Decoded content of a signing share (`share` field of generate/recover responses).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SigningShareDoc<'a> {
+    client_id: &'a str,
+    signing_share_pair_id: &'a str,
+    share: &'a str,
+    ssid: &'a str,
+    pubkey: &'a PubKey,
+    partial_pubkey: &'a str,
+}
+
+/// Decoded content of a client backup share (`share` field of backup responses).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BackupShareDoc<'a> {
+    client_id: &'a str,
+    backup_share_pair_id: &'a str,
+    signing_share_pair_id: &'a str,
+    share: &'a str,
+    ssid: &'a str,
+    pubkey: &'a PubKey,
+    partial_pubkey: &'a str,
+}
+
+fn encode<T: Serialize>(doc: &T) -> Result<String, SimError> {
+    Ok(STANDARD.encode(serde_json::to_vec(doc)?))
+}
+
+/// A share pair known to the simulator.
+#[derive(Clone, Debug)]
+pub(crate) struct Pair {
+    /// Share pair id.
+    pub id: String,
+    /// Owning client.
+    pub client_id: String,
+    /// Curve of the pair.
+    pub curve: Curve,
+    /// Signing or backup.
+    pub kind: Kind,
+    /// `completed` or `incomplete`.
+    pub status: &'static str,
+    /// `CUSTOM` for backup pairs.
+    pub backup_method: Option<&'static str>,
+    /// Client cipher text stored with Portal, if any.
+    pub client_cipher_text: Option<String>,
+    /// For a backup pair: the signing pair it backs up.
+    pub signing_share_pair_id: Option<String>,
+    /// Creation time.
+    pub created_at: SystemTime,
+    /// The base64 share the simulator issued for this pair.
+    pub share: String,
+    /// Wallet public key (shared by all pairs of one wallet).
+    pub pubkey: PubKey,
+}
+
+impl Pair {
+    /// The pair as the admin API shows it.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "clientId": self.client_id,
+            "curve": self.curve.as_str(),
+            "kind": match self.kind { Kind::Signing => "signing", Kind::Backup => "backup" },
+            "status": self.status,
+            "backupMethod": self.backup_method,
+            "clientCipherText": self.client_cipher_text,
+            "signingSharePairId": self.signing_share_pair_id,
+            "createdAt": rfc3339(self.created_at),
+        })
+    }
+
+    /// Builds a new signing pair with fresh random share material.
+    fn signing(
+        id: String,
+        client_id: &str,
+        curve: Curve,
+        pubkey: PubKey,
+        created_at: SystemTime,
+        material: ShareMaterial,
+    ) -> Result<Self, SimError> {
+        let share = encode(&SigningShareDoc {
+            client_id,
+            signing_share_pair_id: &id,
+            share: &material.share,
+            ssid: &material.ssid,
+            pubkey: &pubkey,
+            partial_pubkey: &material.partial_pubkey,
+        })?;
+        Ok(Self {
+            id,
+            client_id: client_id.to_owned(),
+            curve,
+            kind: Kind::Signing,
+            status: "completed",
+            backup_method: None,
+            client_cipher_text: None,
+            signing_share_pair_id: None,
+            created_at,
+            share,
+            pubkey,
+        })
+    }
+}
+
+impl Pair {
+    /// Builds a new, incomplete backup pair for `signing`.
+    fn backup(client_id: &str, signing: Pair, created_at: SystemTime) -> Result<Self, SimError> {
+        let id = new_id()?;
+        let material = ShareMaterial::random()?;
+        let share = encode(&BackupShareDoc {
+            client_id,
+            backup_share_pair_id: &id,
+            signing_share_pair_id: &signing.id,
+            share: &material.share,
+            ssid: &material.ssid,
+            pubkey: &signing.pubkey,
+            partial_pubkey: &material.partial_pubkey,
+        })?;
+        Ok(Self {
+            id,
+            client_id: client_id.to_owned(),
+            curve: signing.curve,
+            kind: Kind::Backup,
+            status: "incomplete",
+            backup_method: Some("CUSTOM"),
+            client_cipher_text: None,
+            signing_share_pair_id: Some(signing.id),
+            created_at,
+            share,
+            pubkey: signing.pubkey,
+        })
+    }
+}
+
+/// Secret-looking material of one share.
+struct ShareMaterial {
+    share: String,
+    ssid: String,
+    partial_pubkey: String,
+}
+
+impl ShareMaterial {
+    fn random() -> Result<Self, SimError> {
+        Ok(Self {
+            share: random_hex(32)?,
+            ssid: random_hex(32)?,
+            partial_pubkey: random_hex(33)?,
+        })
+    }
+}
+
+/// `(id, share)` of a freshly issued pair.
+#[derive(Clone, Debug)]
+pub(crate) struct Issued {
+    /// Share pair id.
+    pub id: String,
+    /// Base64 share.
+    pub share: String,
+}
+
+/// A queued fault for one route.
+#[derive(Clone, Debug)]
+pub(crate) struct Fault {
+    /// How many more calls this entry fails.
+    pub remaining: u32,
+    /// HTTP status to answer.
+    pub status: u16,
+    /// `Retry-After` header value, seconds.
+    pub retry_after: Option<u64>,
+    /// Never answer.
+    pub hang: bool,
+    /// Body to send instead of the default.
+    pub body: Option<Value>,
+}
+
+/// Behaviour knobs set through `/_sim/config`.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Delay added before answering every non-admin call.
+    pub latency: Duration,
+    /// Form of `/v1/backup` responses.
+    pub response_form: ResponseForm,
+    /// Whether `PATCH …/backup-share-pairs/{id}` is accepted.
+    pub patch_allowed: bool,
+    /// Whether `POST …/backup-share-pairs/{id}` is accepted.
+    pub post_allowed: bool,
+}
+
+impl Config {
+    fn new(options: &SimOptions) -> Self {
+        Self {
+            latency: options.latency,
+            response_form: ResponseForm::Upper,
+            patch_allowed: true,
+            post_allowed: true,
+        }
+    }
+}
+
+/// Everything the simulator remembers.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    /// apiKey → clientId.
+    pub clients: HashMap<String, String>,
+    /// Share pairs in creation order.
+    pub pairs: Vec<Pair>,
+    /// Calls per route name.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// Queued faults per route.
+    pub faults: HashMap<Route, VecDeque<Fault>>,
+    /// Current knobs.
+    pub config: Config,
+    options: SimOptions,
+}
+
+impl Inner {
+    /// Fresh state for `options` (with the demo client if enabled).
+    pub(crate) fn new(options: SimOptions) -> Self {
+        let mut inner = Self {
+            clients: HashMap::new(),
+            pairs: Vec::new(),
+            calls: BTreeMap::new(),
+            faults: HashMap::new(),
+            config: Config::new(&options),
+            options,
+        };
+        if inner.options.demo {
+            inner
+                .clients
+                .insert(DEMO_API_KEY.to_owned(), DEMO_CLIENT_ID.to_owned());
+        }
+        inner.reset();
+        inner
+    }
+
+    /// Clears pairs, calls, faults and knobs; keeps clients; re-seeds the demo pairs.
+    pub(crate) fn reset(&mut self) {
+        self.pairs.clear();
+        self.faults.clear();
+        self.config = Config::new(&self.options);
+        self.calls = Route::ALL.into_iter().map(|r| (r.name(), 0)).collect();
+        if self.options.demo {
+            self.pairs.extend(demo_pairs());
+        }
+    }
+
+    /// Counts a call of `route` and returns the latency to apply.
+    pub(crate) fn arrive(&mut self, route: Route) -> Duration {
+        *self.calls.entry(route.name()).or_insert(0) += 1;
+        self.config.latency
+    }
+
+    /// Takes the next queued fault of `route`, if any.
+    pub(crate) fn take_fault(&mut self, route: Route) -> Option<Fault> {
+        let queue = self.faults.get_mut(&route)?;
+        let front = queue.front_mut()?;
+        let fault = front.clone();
+        front.remaining = front.remaining.saturating_sub(1);
+        if front.remaining == 0 {
+            queue.pop_front();
+        }
+        Some(fault)
+    }
+
+    /// The pair with id `id`, if any.
+    pub(crate) fn pair(&self, id: &str) -> Option<&Pair> {
+        self.pairs.iter().find(|p| p.id == id)
+    }
+
+    /// The pair with id `id`, if it is a backup pair of `client_id`.
+    pub(crate) fn backup_pair_mut(&mut self, client_id: &str, id: &str) -> Option<&mut Pair> {
+        self.pairs
+            .iter_mut()
+            .find(|p| p.id == id && p.kind == Kind::Backup && p.client_id == client_id)
+    }
+
+    /// Creates one signing pair per curve (fresh wallet if `pubkeys` is `None`).
+    pub(crate) fn issue_signing(
+        &mut self,
+        client_id: &str,
+        pubkeys: Option<[PubKey; 2]>,
+    ) -> Result<[Issued; 2], SimError> {
+        let pubkeys = match pubkeys {
+            Some(keys) => keys,
+            None => [PubKey::random()?, PubKey::random()?],
+        };
+        let now = SystemTime::now();
+        let [secp, ed] = pubkeys;
+        let new = [
+            Pair::signing(
+                new_id()?,
+                client_id,
+                Curve::Secp256k1,
+                secp,
+                now,
+                ShareMaterial::random()?,
+            )?,
+            Pair::signing(
+                new_id()?,
+                client_id,
+                Curve::Ed25519,
+                ed,
+                now,
+                ShareMaterial::random()?,
+            )?,
+        ];
+        let issued = new.clone().map(|p| Issued {
+            id: p.id,
+            share: p.share,
+        });
+        self.pairs.extend(new);
+        Ok(issued)
+    }
+
+    /// Creates one backup pair per signing pair (ordered by curve).
+    pub(crate) fn issue_backup(
+        &mut self,
+        client_id: &str,
+        signing: [Pair; 2],
+    ) -> Result<[Issued; 2], SimError> {
+        let now = SystemTime::now();
+        let [secp, ed] = signing;
+        let new = [
+            Pair::backup(client_id, secp, now)?,
+            Pair::backup(client_id, ed, now)?,
+        ];
+        let issued = new.clone().map(|p| Issued {
+            id: p.id,
+            share: p.share,
+        });
+        self.pairs.extend(new);
+        Ok(issued)
+    }
+}
+
+/// Fixed creation time of the demo pairs (2024-01-01T00:00:00Z).
+const DEMO_CREATED_AT_SECS: u64 = 1_704_067_200;
+
+/// Fixed description of one demo signing pair.
+struct DemoPair {
+    id: &'static str,
+    curve: Curve,
+    share: &'static str,
+    ssid: &'static str,
+    x: &'static str,
+    y: &'static str,
+    partial_pubkey: &'static str,
+}
+
+const DEMO_PAIRS: [DemoPair; 2] = [
+    DemoPair {
+        id: "cmdemosecp256k1signing000",
+        curve: Curve::Secp256k1,
+        share: "5f1c3a9e2b7d40c8a6e19f3b2d7c8e41a0b5f6d3c2e19a8b7f4d3c2b1a0e9f8d",
+        ssid: "9a3e7c1f5b2d48e6a0c4f8b2d6e0a4c8e2b6d0f4a8c2e6b0d4f8a2c6e0b4d8f2",
+        x: "c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5",
+        y: "1ae168fea63dc339a3c58419466ceaeef7f632653266d0e1236431a950cfe52a",
+        partial_pubkey: "02f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9",
+    },
+    DemoPair {
+        id: "cmdemoed25519signing0000",
+        curve: Curve::Ed25519,
+        share: "0d4b8f2a6c1e5937b3f7a1d5c9e3b7f1a5d9c3e7b1f5a9d3c7e1b5f9a3d7c1e5",
+        ssid: "4e8a2c6f0b3d7e1a5c9f3b7d1e5a9c3f7b1d5e9a3c7f1b5d9e3a7c1f5b9d3e7a",
+        x: "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
+        y: "0000000000000000000000000000000000000000000000000000000000000000",
+        partial_pubkey: "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+    },
+];
+
+/// The demo client's signing pairs.
+fn demo_pairs() -> Vec<Pair> {
+    let created_at = UNIX_EPOCH + Duration::from_secs(DEMO_CREATED_AT_SECS);
+    DEMO_PAIRS
+        .iter()
+        .filter_map(|d| {
+            let pubkey = PubKey {
+                x: d.x.to_owned(),
+                y: d.y.to_owned(),
+            };
+            let material = ShareMaterial {
+                share: d.share.to_owned(),
+                ssid: d.ssid.to_owned(),
+                partial_pubkey: d.partial_pubkey.to_owned(),
+            };
+            // Serialising string-only documents cannot fail; a failure would drop the pair.
+            Pair::signing(
+                d.id.to_owned(),
+                DEMO_CLIENT_ID,
+                d.curve,
+                pubkey,
+                created_at,
+                material,
+            )
+            .ok()
+        })
+        .collect()
+}
+
+/// The demo client's generate response (upper-case form).
+pub(crate) fn demo_generate() -> Value {
+    let pairs = demo_pairs();
+    let mut map = Map::new();
+    for pair in pairs {
+        map.insert(
+            pair.curve.as_str().to_owned(),
+            json!({"share": pair.share, "id": pair.id}),
+        );
+    }
+    Value::Object(map)
+}
+
+/// Fills a buffer of `n` random bytes.
+fn random_bytes(n: usize) -> Result<Vec<u8>, SimError> {
+    let mut buf = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut buf).map_err(|_| SimError::Random)?;
+    Ok(buf)
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> Result<String, SimError> {
+    use std::fmt::Write as _;
+    let bytes = random_bytes(n)?;
+    let mut out = String::with_capacity(n * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    Ok(out)
+}
+
+/// A cuid-like id: `cm` + 23 lowercase alphanumeric characters.
+pub(crate) fn new_id() -> Result<String, SimError> {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let bytes = random_bytes(23)?;
+    let mut id = String::with_capacity(25);
+    id.push_str("cm");
+    id.extend(
+        bytes
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])),
+    );
+    Ok(id)
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, e.g. `2024-01-01T00:00:00.000Z`.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
+        let t = UNIX_EPOCH + Duration::from_secs(DEMO_CREATED_AT_SECS);
+        assert_eq!(rfc3339(t), "2024-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn ids_look_like_cuids() {
+        let id = new_id().unwrap();
+        assert_eq!(id.len(), 25);
+        assert!(id.starts_with("cm"));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        );
+    }
+
+    #[test]
+    fn demo_generate_is_deterministic() {
+        assert_eq!(demo_generate(), demo_generate());
+        let doc = demo_generate();
+        let share = doc["SECP256K1"]["share"].as_str().unwrap();
+        let decoded: Value = serde_json::from_slice(&STANDARD.decode(share).unwrap()).unwrap();
+        assert_eq!(decoded["clientId"], DEMO_CLIENT_ID);
+        assert_eq!(decoded["signingSharePairId"], "cmdemosecp256k1signing000");
+        assert_eq!(decoded["share"].as_str().unwrap().len(), 64);
+        assert_eq!(doc["ED25519"]["id"], "cmdemoed25519signing0000");
+    }
+}
