@@ -81,7 +81,7 @@ def main():
     p.add_argument("--table", default="portal-backup")
     p.add_argument("--alias", default="alias/portal-backup")
     p.add_argument("--context", help="encryption context as JSON")
-    a = p.parse_args()
+    a = p.parse_intermixed_args()
     kms, ddb = clients(a.endpoint, a.region)
     if a.command == "provision":
         provision(kms, ddb, a.table, a.alias)

@@ -210,15 +210,25 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCod
     StatusCode::ACCEPTED
 }
 
-/// A command that runs `bootstrap` as Lambda would, against `runtime_api`.
+/// The variables Lambda sets for a function process, pointing at `runtime_api`.
+pub fn lambda_environment(runtime_api: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "portal-backup".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/portal-backup".into(),
+        ),
+    ]
+}
+
+/// A command that runs `bootstrap` as Lambda would, against `runtime_api`, with this process's
+/// environment plus Lambda's variables.
 pub fn lambda_command(bootstrap: &std::path::Path, runtime_api: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(bootstrap);
-    cmd.env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "portal-backup")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/portal-backup")
-        .kill_on_drop(true);
+    cmd.envs(lambda_environment(runtime_api)).kill_on_drop(true);
     cmd
 }

@@ -1,33 +1,71 @@
-//! Structured JSON logs for CloudWatch.
+//! Structured JSON logs for CloudWatch, with a hard cap on what dependencies may log.
 
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs a JSON subscriber on stdout; level from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`,
-/// else `info` for this crate and the runtime (its span carries the request id), `warn` for
-/// the rest.
-pub fn init() {
-    let filter = std::env::var("RUST_LOG")
+/// Dependencies that log payloads at `trace` (lambda_runtime: the raw event, with API keys and
+/// signing shares; the AWS SDK: responses, with plaintext data keys; hyper and friends: bytes on
+/// the wire). They are capped at `debug` whatever `RUST_LOG` asks for.
+const PAYLOAD_LOGGERS: &[&str] = &[
+    "lambda_runtime",
+    "lambda_runtime_api_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "aws_smithy_types",
+    "aws_smithy_json",
+    "aws_runtime",
+    "aws_sdk_kms",
+    "aws_sdk_dynamodb",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tower",
+    "axum",
+];
+
+/// The filter `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info` for this crate and the
+/// runtime (its span carries the request id) and `warn` for the rest.
+fn env_filter() -> EnvFilter {
+    std::env::var("RUST_LOG")
         .ok()
         .or_else(|| {
             std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| {
-                format!(
-                    "warn,portal_backup={},lambda_runtime={}",
-                    l.to_lowercase(),
-                    l.to_lowercase()
-                )
+                let l = l.to_lowercase();
+                format!("warn,portal_backup={l},lambda_runtime={l}")
             })
         })
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("warn,portal_backup=info,lambda_runtime=info"));
+        .unwrap_or_else(|| EnvFilter::new("warn,portal_backup=info,lambda_runtime=info"))
+}
+
+/// The cap: `trace` allowed for everything but the payload loggers.
+fn cap() -> Targets {
+    PAYLOAD_LOGGERS
+        .iter()
+        .fold(Targets::new().with_default(Level::TRACE), |t, target| {
+            t.with_target(*target, Level::DEBUG)
+        })
+}
+
+/// Installs a JSON subscriber on stdout.
+pub fn init() {
     // Spans carry the correlation ids: lambda_runtime's (requestId, xrayTraceId) and ours
     // (message_id, client_id); the whole list is printed with each line.
-    let _ = tracing_subscriber::fmt()
+    let layer = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         .with_span_list(true)
         .flatten_event(true)
         .with_target(false)
         .with_writer(std::io::stdout)
-        .try_init();
+        .with_filter(env_filter().and(cap()));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }

@@ -1,0 +1,266 @@
+//! The KMS envelope and the DynamoDB store, with the real SDK clients against moto server.
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::{Moto, python_decrypt};
+use portal_backup::envelope::{EncryptionContext, Envelope, EnvelopeError, KmsEnvelope};
+use portal_backup::model::Curve;
+use portal_backup::store::{BackupStore, DynamoStore, StoreError, StoredShare, client_pk};
+use serde_json::json;
+
+const PLAINTEXT: &[u8] = br#"{"share":"eyJzZWNyZXQiOiJzaGFyZSJ9","id":"cmbackup1"}"#;
+
+fn ctx(client: &str, pair: &str, curve: Curve) -> EncryptionContext {
+    EncryptionContext::backup_share(client, pair, curve)
+}
+
+fn ctx_json(client: &str, pair: &str, curve: Curve) -> serde_json::Value {
+    json!({"clientId": client, "backupSharePairId": pair, "curve": curve.as_str()})
+}
+
+#[tokio::test]
+async fn sealed_share_opens_here_and_in_an_independent_python_implementation() {
+    let moto = Moto::start().await;
+    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let c = ctx("client-1", "cmbackup1", Curve::Secp256k1);
+    let sealed = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    assert!(sealed.starts_with("pbe1."));
+    let key_field = sealed.split('.').nth(1).unwrap();
+    assert_eq!(
+        B64.decode(key_field).unwrap(),
+        moto.key_id.as_bytes(),
+        "the key id is the key's ARN"
+    );
+    let again = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    assert_ne!(sealed, again, "a fresh data key and nonce every time");
+
+    assert_eq!(
+        envelope.open(&c, &sealed).await.unwrap().expose(),
+        PLAINTEXT
+    );
+    let by_python = python_decrypt(
+        &moto.endpoint,
+        &sealed,
+        &ctx_json("client-1", "cmbackup1", Curve::Secp256k1),
+    );
+    assert_eq!(by_python.unwrap(), PLAINTEXT);
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_client_pair_or_curve_does_not_open() {
+    let moto = Moto::start().await;
+    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let sealed = envelope
+        .seal(&ctx("client-1", "cmbackup1", Curve::Secp256k1), PLAINTEXT)
+        .await
+        .unwrap();
+    for (client, pair, curve) in [
+        ("client-2", "cmbackup1", Curve::Secp256k1),
+        ("client-1", "cmbackup2", Curve::Secp256k1),
+        ("client-1", "cmbackup1", Curve::Ed25519),
+    ] {
+        let err = envelope
+            .open(&ctx(client, pair, curve), &sealed)
+            .await
+            .unwrap_err();
+        match &err {
+            EnvelopeError::Kms {
+                operation,
+                transient,
+                code,
+                ..
+            } => {
+                assert_eq!(*operation, "Decrypt");
+                assert!(!transient);
+                assert_eq!(code.as_deref(), Some("InvalidCiphertextException"), "{err}");
+            }
+            other => panic!("expected KMS to refuse the context, got {other}"),
+        }
+        assert!(python_decrypt(&moto.endpoint, &sealed, &ctx_json(client, pair, curve)).is_err());
+    }
+}
+
+#[tokio::test]
+async fn tampered_truncated_or_unknown_ciphertexts_are_clear_errors() {
+    let moto = Moto::start().await;
+    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let c = ctx("client-1", "cmbackup1", Curve::Ed25519);
+    let sealed = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    let parts: Vec<&str> = sealed.split('.').collect();
+
+    // One flipped bit in the AES-GCM ciphertext: KMS still unwraps the key, GCM refuses.
+    let mut body = B64.decode(parts[4]).unwrap();
+    body[3] ^= 0x01;
+    let flipped = [parts[0], parts[1], parts[2], parts[3], &B64.encode(&body)].join(".");
+    assert!(matches!(
+        envelope.open(&c, &flipped).await,
+        Err(EnvelopeError::Authentication)
+    ));
+    assert!(
+        python_decrypt(
+            &moto.endpoint,
+            &flipped,
+            &ctx_json("client-1", "cmbackup1", Curve::Ed25519)
+        )
+        .is_err()
+    );
+
+    // A flipped bit in the wrapped data key: KMS refuses it.
+    let mut edk = B64.decode(parts[2]).unwrap();
+    let last = edk.len() - 1;
+    edk[last] ^= 0x01;
+    let bad_key = [parts[0], parts[1], &B64.encode(&edk), parts[3], parts[4]].join(".");
+    assert!(matches!(
+        envelope.open(&c, &bad_key).await,
+        Err(EnvelopeError::Kms {
+            transient: false,
+            ..
+        })
+    ));
+
+    // Truncated, extended, other versions.
+    let truncated = &sealed[..sealed.len() - 30];
+    assert!(matches!(
+        envelope.open(&c, truncated).await,
+        Err(EnvelopeError::Authentication | EnvelopeError::Malformed(_))
+    ));
+    assert!(matches!(
+        envelope.open(&c, &format!("{sealed}.AA")).await,
+        Err(EnvelopeError::Malformed(_))
+    ));
+    assert!(matches!(
+        envelope.open(&c, &sealed.replacen("pbe1", "pbe9", 1)).await,
+        Err(EnvelopeError::UnknownVersion)
+    ));
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_a_permanent_kms_error() {
+    let moto = Moto::start().await;
+    let envelope = KmsEnvelope::new(
+        moto.kms(),
+        "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+    );
+    let err = envelope
+        .seal(&ctx("c", "p", Curve::Secp256k1), PLAINTEXT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EnvelopeError::Kms {
+                operation: "GenerateDataKey",
+                transient: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("GenerateDataKey"), "{err}");
+}
+
+fn share(client: &str, pair: &str, curve: Curve, ct: &str) -> StoredShare {
+    StoredShare {
+        client_id: client.into(),
+        backup_share_pair_id: pair.into(),
+        curve,
+        signing_share_pair_id: format!("sig-{pair}"),
+        cipher_text: ct.into(),
+        created_at: 1_764_000_000,
+    }
+}
+
+#[tokio::test]
+async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
+    let moto = Moto::start().await;
+    let store = DynamoStore::new(moto.dynamodb(), &moto.table);
+    let a = share("client-1", "cmb1", Curve::Secp256k1, "pbe1.ct-a");
+    store.put(&a).await.unwrap();
+    store
+        .put(&a)
+        .await
+        .expect("writing the same ciphertext again is a harmless retry");
+    let other = share("client-1", "cmb1", Curve::Secp256k1, "pbe1.ct-other");
+    assert!(matches!(store.put(&other).await, Err(StoreError::Conflict(id)) if id == "cmb1"));
+    assert_eq!(
+        store
+            .cipher_text("client-1", "cmb1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("pbe1.ct-a")
+    );
+    assert_eq!(
+        store.cipher_text("client-1", "missing").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.cipher_text("client-2", "cmb1").await.unwrap(),
+        None,
+        "keys are per client"
+    );
+
+    // Every backup of a client is one Query away.
+    store
+        .put(&share("client-1", "cmb2", Curve::Ed25519, "pbe1.ct-b"))
+        .await
+        .unwrap();
+    store
+        .put(&share("client-2", "cmb3", Curve::Ed25519, "pbe1.ct-c"))
+        .await
+        .unwrap();
+    let listed = moto
+        .dynamodb()
+        .query()
+        .table_name(&moto.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(client_pk("client-1")))
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = listed
+        .items()
+        .iter()
+        .map(|i| i["backupSharePairId"].as_s().unwrap().clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["cmb1", "cmb2"]);
+    let item = &listed.items()[0];
+    for attr in [
+        "clientId",
+        "curve",
+        "signingSharePairId",
+        "cipherText",
+        "createdAt",
+    ] {
+        assert!(item.contains_key(attr), "{attr} stored");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_table_is_a_permanent_error_naming_dynamodb() {
+    let moto = Moto::start().await;
+    let store = DynamoStore::new(moto.dynamodb(), "no-such-table");
+    let err = store
+        .put(&share("c", "p", Curve::Secp256k1, "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Dynamo {
+                operation: "PutItem",
+                transient: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("ResourceNotFoundException"),
+        "{err}"
+    );
+}

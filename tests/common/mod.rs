@@ -1,0 +1,404 @@
+//! What the integration tests share: a moto server, the Portal simulator and the built function
+//! under a local Runtime API, each started by the test itself and stopped when dropped.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_kms::config::Credentials;
+use portal_backup::runtime_api::{Answer, RuntimeApi, lambda_environment};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The moto server of the project's venv (`scripts/test` installs it).
+fn moto_server() -> String {
+    std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/moto_server").to_owned()
+    })
+}
+
+/// The project's venv Python, for the independent decryptor.
+pub fn venv_python() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn wait_for(port: u16, what: &str) {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not listen on port {port} within 15 s");
+}
+
+/// A moto server on its own port, with a KMS key and the backup table.
+pub struct Moto {
+    _child: Child,
+    pub endpoint: String,
+    pub sdk: SdkConfig,
+    pub key_id: String,
+    pub table: String,
+}
+
+impl Moto {
+    /// Starts moto and provisions a key and a table as `scripts/stack` does.
+    pub async fn start() -> Moto {
+        let port = free_port();
+        let server = moto_server();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {server} ({e}): run scripts/test, which installs moto into .venv"
+                )
+            });
+        wait_for(port, "moto").await;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let sdk = sdk_config(&endpoint).await;
+        let kms = aws_sdk_kms::Client::new(&sdk);
+        let key_id = kms
+            .create_key()
+            .send()
+            .await
+            .expect("create key")
+            .key_metadata
+            .expect("metadata")
+            .arn
+            .expect("arn");
+        let table = "portal-backup-test".to_owned();
+        create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+        Moto {
+            _child: child,
+            endpoint,
+            sdk,
+            key_id,
+            table,
+        }
+    }
+
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    /// Environment for a process that talks to this moto.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("KMS_KEY_ID", self.key_id.as_str()),
+            ("BACKUP_TABLE_NAME", self.table.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+/// SDK configuration for a local endpoint with static test credentials.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .load()
+        .await
+}
+
+/// The table layout the function expects (and template.yaml declares): string `pk` and `sk`.
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attr")
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// The Portal simulator binary on its own port.
+pub struct Sim {
+    _child: Child,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Sim {
+    pub async fn start() -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portal-sim"))
+            .args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start portal-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .expect("portal-sim announced its port")
+            .expect("read")
+            .expect("a line");
+        let url = line.rsplit(' ').next().expect("url").to_owned();
+        Sim {
+            _child: child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn admin(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call");
+        assert!(r.status().is_success(), "admin {path}: {}", r.status());
+    }
+
+    /// Fails the next `count` calls of `route` with `status`.
+    pub async fn fault(&self, route: &str, count: u32, status: u16) {
+        self.admin(
+            "faults",
+            json!({"route": route, "count": count, "status": status}),
+        )
+        .await;
+    }
+
+    pub async fn register(&self, api_key: &str, client_id: &str) {
+        self.admin("clients", json!({"apiKey": api_key, "clientId": client_id}))
+            .await;
+    }
+
+    pub async fn state(&self) -> Value {
+        self.http
+            .get(format!("{}/_sim/state", self.url))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    pub async fn pair(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/_sim/pairs/{id}", self.url))
+            .send()
+            .await
+            .expect("pair")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    pub async fn calls(&self, route: &str) -> u64 {
+        self.state().await["calls"][route].as_u64().unwrap_or(0)
+    }
+
+    /// A fresh generate response (signing shares) for a registered client.
+    pub async fn generate(&self, api_key: &str) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/v1/generate", self.url))
+            .bearer_auth(api_key)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("generate");
+        assert!(r.status().is_success(), "generate: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    /// A registered client with its generate response: (client id, api key, generate response).
+    pub async fn new_client(&self, n: usize) -> (String, String, Value) {
+        let (client, key) = (format!("client-{n}"), format!("key-{n}-{}", free_port()));
+        self.register(&key, &client).await;
+        let generate = self.generate(&key).await;
+        (client, key, generate)
+    }
+}
+
+/// The built `portal-backup` bootstrap under a local Runtime API, with its logs captured.
+pub struct Function {
+    api: RuntimeApi,
+    _child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Function {
+    pub async fn start(env: &[(String, String)]) -> Function {
+        let api = RuntimeApi::start().await.expect("runtime api");
+        // Only what Lambda would set, plus the test's own settings: nothing leaks in from the shell.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portal-backup"));
+        cmd.env_clear()
+            .envs(lambda_environment(&api.endpoint()))
+            .env("RUST_LOG", "trace")
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bootstrap");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child.stderr.take().map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut l = logs.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        Function {
+            api,
+            _child: child,
+            logs,
+        }
+    }
+
+    pub async fn invoke(&self, payload: &Value) -> Answer {
+        match self.api.invoke(payload, Duration::from_secs(60)).await {
+            Ok(answer) => answer,
+            Err(e) => panic!(
+                "the function did not answer ({e}); its output:\n{}",
+                self.logs()
+            ),
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+/// Function environment for a stack of moto and the simulator.
+pub fn function_env(moto: &Moto, sim: &Sim, mode: &str) -> Vec<(String, String)> {
+    let mut env = moto.env();
+    env.push(("BACKUP_MODE".into(), mode.into()));
+    env.push(("PORTAL_MPC_URL".into(), sim.url.clone()));
+    env.push(("PORTAL_API_URL".into(), sim.url.clone()));
+    env
+}
+
+/// An SQS event with one record per (message id, body).
+pub fn sqs_event(records: &[(String, String)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+                   "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                   "md5OfBody": "", "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:portal-backup", "awsRegion": "us-east-1"})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// A message body for a client.
+pub fn message(client: &str, key: &str, generate: &Value, mode: Option<&str>) -> String {
+    let mut body = json!({"clientId": client, "clientApiKey": key, "generateResponse": generate});
+    if let Some(mode) = mode {
+        body["backupMode"] = json!(mode);
+    }
+    body.to_string()
+}
+
+/// Decrypts with the independent Python implementation (boto3 + cryptography).
+pub fn python_decrypt(
+    endpoint: &str,
+    ciphertext: &str,
+    context: &Value,
+) -> Result<Vec<u8>, String> {
+    let out = std::process::Command::new(venv_python())
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pbtool.py"),
+            "decrypt",
+            "--endpoint",
+            endpoint,
+            "--context",
+            &context.to_string(),
+            ciphertext,
+        ])
+        .output()
+        .expect("run python decryptor");
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The failed ids of an SQS answer, sorted.
+pub fn failed_ids(answer: &Answer) -> Vec<String> {
+    let Answer::Response(v) = answer else {
+        panic!("function error: {answer:?}")
+    };
+    let mut ids: Vec<String> = v["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}

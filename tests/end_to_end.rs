@@ -1,0 +1,352 @@
+//! The built bootstrap binary, driven through a local Lambda Runtime API as Lambda drives it,
+//! against moto (KMS, DynamoDB) and the Portal simulator.
+
+mod common;
+
+use base64::Engine;
+use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
+use portal_backup::runtime_api::Answer;
+use serde_json::{Value, json};
+
+/// The client's backup pairs at the simulator.
+async fn backup_pairs(sim: &Sim, client: &str) -> Vec<Value> {
+    let state = sim.state().await;
+    state["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "backup" && p["clientId"] == client)
+        .cloned()
+        .collect()
+}
+
+/// Checks a decrypted `{"share","id"}`: its id, and the share's embedded client and pair ids.
+fn check_plaintext(plain: &[u8], client: &str, pair: &str) {
+    let doc: Value = serde_json::from_slice(plain).expect("plaintext is JSON");
+    assert_eq!(doc["id"], pair);
+    let share = base64::engine::general_purpose::STANDARD
+        .decode(doc["share"].as_str().unwrap())
+        .unwrap();
+    let share: Value = serde_json::from_slice(&share).unwrap();
+    assert_eq!(share["backupSharePairId"], pair);
+    assert_eq!(share["clientId"], client);
+}
+
+fn context(client: &str, pair: &Value) -> Value {
+    json!({"clientId": client, "backupSharePairId": pair["id"], "curve": pair["curve"]})
+}
+
+/// Every completed pair of `client` is stored in the table and decrypts there (Python decryptor).
+async fn assert_self_managed_backup(moto: &Moto, sim: &Sim, client: &str) -> Vec<String> {
+    let mut secrets = Vec::new();
+    let pairs = backup_pairs(sim, client).await;
+    assert_eq!(pairs.len(), 2, "{client}: one backup pair per curve");
+    let ddb = moto.dynamodb();
+    for pair in &pairs {
+        assert_eq!(pair["status"], "completed", "{client}");
+        let id = pair["id"].as_str().unwrap();
+        let item = ddb
+            .get_item()
+            .table_name(&moto.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("CLIENT#{client}")),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("SHARE#{id}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("{client}: item for {id}"));
+        assert_eq!(
+            item["curve"].as_s().unwrap(),
+            pair["curve"].as_str().unwrap()
+        );
+        let ct = item["cipherText"].as_s().unwrap();
+        let plain = python_decrypt(&moto.endpoint, ct, &context(client, pair)).expect("decrypts");
+        check_plaintext(&plain, client, id);
+        secrets.extend(secrets_of_ciphertext(moto, ct, &context(client, pair)).await);
+    }
+    secrets
+}
+
+/// Every form of a client's secrets a leak could take: the API key, each signing share (base64),
+/// and the raw share inside it (hex).
+fn secrets_of(key: &str, generate: &Value) -> Vec<String> {
+    let mut s = vec![key.to_owned()];
+    for curve in ["SECP256K1", "ED25519"] {
+        let share = generate[curve]["share"].as_str().unwrap();
+        s.push(share.to_owned());
+        s.extend(inner_secret(share));
+    }
+    s
+}
+
+/// The `share` field inside a base64 JSON share document.
+fn inner_secret(share_b64: &str) -> Option<String> {
+    let doc = base64::engine::general_purpose::STANDARD
+        .decode(share_b64)
+        .ok()?;
+    let doc: Value = serde_json::from_slice(&doc).ok()?;
+    doc["share"].as_str().map(str::to_owned)
+}
+
+/// The secrets a stored backup holds: the client backup share, its raw share, and the plaintext
+/// data key (base64 and hex), recovered through KMS from the ciphertext.
+async fn secrets_of_ciphertext(moto: &Moto, ct: &str, context: &Value) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let plain = python_decrypt(&moto.endpoint, ct, context).expect("decrypts");
+    let doc: Value = serde_json::from_slice(&plain).unwrap();
+    let share = doc["share"].as_str().unwrap().to_owned();
+    let edk = URL_SAFE_NO_PAD
+        .decode(ct.split('.').nth(2).unwrap())
+        .unwrap();
+    let mut kms_context = std::collections::HashMap::new();
+    for k in ["clientId", "backupSharePairId", "curve"] {
+        kms_context.insert(k.to_owned(), context[k].as_str().unwrap().to_owned());
+    }
+    let key = moto
+        .kms()
+        .decrypt()
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(edk))
+        .set_encryption_context(Some(kms_context))
+        .send()
+        .await
+        .unwrap()
+        .plaintext
+        .unwrap()
+        .into_inner();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = vec![STANDARD.encode(&key), URL_SAFE_NO_PAD.encode(&key), hex];
+    out.extend(inner_secret(&share));
+    out.push(share);
+    out
+}
+
+fn assert_no_secret_in(logs: &str, secrets: &[String]) {
+    assert!(!logs.is_empty());
+    for s in secrets {
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret appears in the function's output"
+        );
+    }
+}
+
+#[tokio::test]
+async fn self_managed_sqs_message_is_stored_verified_and_marked() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let (client, key, generate) = sim.new_client(1).await;
+    let answer = f
+        .invoke(&sqs_event(&[(
+            "m-1".into(),
+            message(&client, &key, &generate, None),
+        )]))
+        .await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
+    let mut secrets = secrets_of(&key, &generate);
+    secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
+    assert_eq!(sim.calls("backup").await, 1);
+    assert_eq!(sim.calls("store-cipher-text").await, 0);
+    assert_eq!(sim.calls("mark-stored").await, 1);
+    let logs = f.logs();
+    assert!(
+        logs.contains("backup completed") && logs.contains("m-1") && logs.contains("req-"),
+        "correlated logs"
+    );
+    assert_no_secret_in(&logs, &secrets);
+    let Answer::Response(answer) = answer else {
+        unreachable!()
+    };
+    assert_no_secret_in(&answer.to_string(), &secrets);
+}
+
+#[tokio::test]
+async fn portal_managed_sqs_message_stores_ciphertexts_with_portal() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    // Default mode self-managed; the message asks for Portal-managed.
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let (client, key, generate) = sim.new_client(2).await;
+    let body = message(
+        &client,
+        &key,
+        &Value::String(generate.to_string()),
+        Some("PORTAL_MANAGED"),
+    );
+    let answer = f.invoke(&sqs_event(&[("m-2".into(), body)])).await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
+    let pairs = backup_pairs(&sim, &client).await;
+    assert_eq!(pairs.len(), 2);
+    let mut secrets = secrets_of(&key, &generate);
+    for pair in &pairs {
+        assert_eq!(pair["status"], "completed");
+        let ct = pair["clientCipherText"]
+            .as_str()
+            .expect("ciphertext stored with Portal");
+        let plain = python_decrypt(&moto.endpoint, ct, &context(&client, pair)).expect("decrypts");
+        check_plaintext(&plain, &client, pair["id"].as_str().unwrap());
+        secrets.extend(secrets_of_ciphertext(&moto, ct, &context(&client, pair)).await);
+    }
+    let scan = moto
+        .dynamodb()
+        .scan()
+        .table_name(&moto.table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        scan.count(),
+        0,
+        "nothing in the table for a Portal-managed backup"
+    );
+    assert_eq!(
+        sim.calls("get-cipher-text").await,
+        2,
+        "both read back before marking"
+    );
+    assert_no_secret_in(&f.logs(), &secrets);
+}
+
+#[tokio::test]
+async fn batch_of_ten_reports_exactly_the_poison_and_the_refused_message() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let mut records = Vec::new();
+    let mut good = Vec::new();
+    let mut secrets = Vec::new();
+    for n in 0..10 {
+        let (client, key, generate) = sim.new_client(100 + n).await;
+        secrets.extend(secrets_of(&key, &generate));
+        let id = format!("msg-{n}");
+        let body = match n {
+            3 => {
+                r#"{"clientId": "client-103", "clientApiKey": "#.to_owned()
+                    + &format!("\"{key}\"")
+                    + ", \"generateResponse\": "
+            }
+            6 => message(&client, "revoked-key", &generate, None),
+            _ => {
+                good.push(client.clone());
+                message(&client, &key, &generate, None)
+            }
+        };
+        records.push((id, body));
+    }
+    let answer = f.invoke(&sqs_event(&records)).await;
+    assert_eq!(failed_ids(&answer), ["msg-3", "msg-6"], "{}", f.logs());
+    for client in &good {
+        secrets.extend(assert_self_managed_backup(&moto, &sim, client).await);
+    }
+    assert!(
+        backup_pairs(&sim, "client-103").await.is_empty(),
+        "the poison message cost no Portal call"
+    );
+    assert!(backup_pairs(&sim, "client-106").await.is_empty());
+    assert_eq!(
+        sim.calls("backup").await,
+        9,
+        "eight backups and the refused one"
+    );
+    let scan = moto
+        .dynamodb()
+        .scan()
+        .table_name(&moto.table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.count(), 16, "two items for each of the eight");
+    let logs = f.logs();
+    assert!(
+        logs.contains(r#""field":"body""#),
+        "the poison's log names the field at fault"
+    );
+    assert!(
+        logs.contains("HTTP 401"),
+        "the refusal names Portal's status"
+    );
+    assert_no_secret_in(&logs, &secrets);
+}
+
+#[tokio::test]
+async fn a_portal_outage_fails_the_message_without_marking_anything() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "PORTAL_MANAGED")).await;
+    let (client, key, generate) = sim.new_client(3).await;
+    sim.fault("get-cipher-text", 1, 503).await;
+    let answer = f
+        .invoke(&sqs_event(&[(
+            "m-3".into(),
+            message(&client, &key, &generate, None),
+        )]))
+        .await;
+    assert_eq!(failed_ids(&answer), ["m-3"]);
+    assert_eq!(
+        sim.calls("mark-stored").await,
+        0,
+        "never marked when the read-back failed"
+    );
+    for pair in backup_pairs(&sim, &client).await {
+        assert_eq!(pair["status"], "incomplete");
+    }
+    let logs = f.logs();
+    assert!(
+        logs.contains(r#""step":"verify""#) && logs.contains(r#""kind":"transient""#),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn the_sample_events_run_against_a_fresh_stack() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("sqs-") {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let answer = f.invoke(&event).await;
+        let expected: Vec<String> = if name == "sqs-batch-with-poison.json" {
+            vec!["0c6f6a4e-0000-4000-8000-000000000004".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(failed_ids(&answer), expected, "{name}: {}", f.logs());
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
+    assert_self_managed_backup_count(&moto, 4).await;
+    assert!(!f.logs().contains("demo-client-api-key"));
+}
+
+async fn assert_self_managed_backup_count(moto: &Moto, n: i32) {
+    let scan = moto
+        .dynamodb()
+        .scan()
+        .table_name(&moto.table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.count(), n);
+}
+
+#[tokio::test]
+async fn a_wrong_configuration_stops_the_cold_start_with_a_clear_error() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let mut env = function_env(&moto, &sim, "SELF_MANAGED");
+    env.retain(|(k, _)| k != "KMS_KEY_ID");
+    let f = Function::start(&env).await;
+    let event = sqs_event(&[("m".into(), "{}".into())]);
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), f.invoke(&event)).await;
+    assert!(answer.is_err() || matches!(answer, Ok(Answer::Error(_))));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(f.logs().contains("KMS_KEY_ID is required"), "{}", f.logs());
+}
