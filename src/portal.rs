@@ -165,6 +165,7 @@ pub struct HttpPortal {
 
 const BACKUP: &str = "POST /v1/backup";
 const STORE: &str = "PATCH /api/v3/clients/me/backup-share-pairs/{id}";
+const STORE_POST: &str = "POST /api/v3/clients/me/backup-share-pairs/{id}";
 const READ: &str = "GET /api/v3/clients/me/backup-share-pairs/{id}/cipher-text";
 const MARK: &str = "PATCH /api/v3/clients/me/backup-share-pairs";
 
@@ -232,9 +233,13 @@ impl HttpPortal {
         })
     }
 
-    fn pair_url(&self, backup_share_pair_id: &str) -> Result<String, PortalError> {
+    fn pair_url(
+        &self,
+        call: &'static str,
+        backup_share_pair_id: &str,
+    ) -> Result<String, PortalError> {
         check_id(backup_share_pair_id).map_err(|p| PortalError::Contract {
-            call: STORE,
+            call,
             detail: format!("backup share pair id {p}"),
         })?;
         Ok(format!(
@@ -381,7 +386,7 @@ impl Portal for HttpPortal {
         backup_share_pair_id: &str,
         cipher_text: &str,
     ) -> Result<(), PortalError> {
-        let url = self.pair_url(backup_share_pair_id)?;
+        let url = self.pair_url(STORE, backup_share_pair_id)?;
         let body = serde_json::to_vec(&serde_json::json!({ "clientCipherText": cipher_text }))
             .unwrap_or_default();
         // The reference uses PATCH; the seed guide POST. Send PATCH, and POST only if PATCH is
@@ -397,7 +402,7 @@ impl Portal for HttpPortal {
             .await
         {
             Err(PortalError::Status { status: 405, .. }) => {
-                self.send(STORE, Method::POST, url, api_key, Some(body))
+                self.send(STORE_POST, Method::POST, url, api_key, Some(body))
                     .await?;
                 Ok(())
             }
@@ -410,7 +415,7 @@ impl Portal for HttpPortal {
         api_key: &ClientApiKey,
         backup_share_pair_id: &str,
     ) -> Result<String, PortalError> {
-        let url = format!("{}/cipher-text", self.pair_url(backup_share_pair_id)?);
+        let url = format!("{}/cipher-text", self.pair_url(READ, backup_share_pair_id)?);
         let (_, body) = self.send(READ, Method::GET, url, api_key, None).await?;
         let doc: Value =
             serde_json::from_slice(body.expose()).map_err(|e| PortalError::Contract {
