@@ -5,13 +5,10 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::LambdaEvent;
 
 use crate::backup::BackupService;
 use crate::config::{Config, ConfigError};
 use crate::envelope::KmsEnvelope;
-use crate::handler::{MissingMessageId, handle_sqs};
 use crate::portal::{HttpPortal, http_client};
 use crate::store::DynamoStore;
 
@@ -72,19 +69,5 @@ impl App {
             service: BackupService::new(portal, envelope, store),
             config,
         })
-    }
-
-    /// Handles one SQS invocation.
-    pub async fn handle_sqs(
-        &self,
-        event: LambdaEvent<SqsEvent>,
-    ) -> Result<SqsBatchResponse, MissingMessageId> {
-        handle_sqs(
-            &self.service,
-            self.config.backup_mode,
-            self.config.max_concurrency,
-            event.payload,
-        )
-        .await
     }
 }

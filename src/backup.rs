@@ -297,6 +297,7 @@ pub(crate) mod tests {
                 return Err(PortalError::Transport {
                     call: "store",
                     detail: "reset".into(),
+                    timeout: false,
                 });
             }
             self.stored.lock().unwrap().insert(id.into(), ct.into());

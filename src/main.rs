@@ -1,5 +1,8 @@
 //! The Lambda bootstrap: tracing, configuration and clients once, then the runtime loop.
 
+// The handler future nests the workflow's futures deeply; rustc's default (128) is too low.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{Error, service_fn};
 use portal_backup::app::App;
 
@@ -10,5 +13,8 @@ async fn main() -> Result<(), Error> {
         tracing::error!(error = %e, "cold start failed");
     })?;
     let app = &app;
-    lambda_runtime::run(service_fn(move |event| app.handle_sqs(event))).await
+    lambda_runtime::run(service_fn(move |event| {
+        portal_backup::entry::handle(app, event)
+    }))
+    .await
 }

@@ -57,6 +57,8 @@ pub enum PortalError {
         call: &'static str,
         /// What failed (no body, no header).
         detail: String,
+        /// Whether it was a timeout (connect or whole request).
+        timeout: bool,
     },
     /// Portal answered 2xx with a body that does not follow its contract.
     #[error(
@@ -201,6 +203,7 @@ impl HttpPortal {
         let transport = |e: reqwest::Error| PortalError::Transport {
             call,
             detail: describe_reqwest(&e),
+            timeout: e.is_timeout(),
         };
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status();

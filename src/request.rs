@@ -13,7 +13,8 @@ pub const MAX_SHARE_BYTES: usize = 64 * 1024;
 /// Longest accepted client id.
 pub const MAX_CLIENT_ID_LEN: usize = 256;
 
-const FIELDS: [&str; 4] = ["clientId", "clientApiKey", "generateResponse", "backupMode"];
+/// The fields a backup request may carry.
+pub const FIELDS: [&str; 4] = ["clientId", "clientApiKey", "generateResponse", "backupMode"];
 
 /// A validated request to back up one client's wallet.
 #[derive(Debug)]

@@ -300,31 +300,169 @@ async fn a_portal_outage_fails_the_message_without_marking_anything() {
     );
 }
 
+/// What each sample event must produce.
+fn check_sample(name: &str, answer: &Answer) {
+    match name {
+        "sqs-batch-with-poison.json" => {
+            assert_eq!(
+                failed_ids(answer),
+                ["0c6f6a4e-0000-4000-8000-000000000004"],
+                "{name}"
+            );
+        }
+        n if n.starts_with("sqs-") => {
+            assert_eq!(failed_ids(answer), Vec::<String>::new(), "{name}")
+        }
+        "http-api.json" | "rest-api.json" => {
+            let Answer::Response(r) = answer else {
+                panic!("{name}: {answer:?}")
+            };
+            assert_eq!(r["statusCode"], 200, "{name}: {r}");
+            assert_eq!(r["headers"]["content-type"], "application/json");
+            let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            let mode = if name == "http-api.json" {
+                "SELF_MANAGED"
+            } else {
+                "PORTAL_MANAGED"
+            };
+            assert_eq!(body["backupMode"], mode, "{name}");
+            assert_eq!(body["clientId"], "demo-client");
+            assert_eq!(body["status"], "COMPLETED");
+            assert_eq!(body["backupSharePairIds"].as_array().unwrap().len(), 2);
+        }
+        "direct.json" => {
+            let Answer::Response(r) = answer else {
+                panic!("{name}: {answer:?}")
+            };
+            assert_eq!(r["status"], "COMPLETED", "{name}: {r}");
+            assert_eq!(r["backupMode"], "SELF_MANAGED");
+        }
+        other => panic!("no expectation for events/{other}: add one here"),
+    }
+}
+
 #[tokio::test]
-async fn the_sample_events_run_against_a_fresh_stack() {
+async fn every_sample_event_runs_against_a_fresh_stack() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
     let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.starts_with("sqs-") {
-            continue;
-        }
-        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6, "{names:?}");
+    for name in &names {
+        let event: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{name}")).unwrap())
+                .unwrap();
         let answer = f.invoke(&event).await;
-        let expected: Vec<String> = if name == "sqs-batch-with-poison.json" {
-            vec!["0c6f6a4e-0000-4000-8000-000000000004".into()]
-        } else {
-            vec![]
-        };
-        assert_eq!(failed_ids(&answer), expected, "{name}: {}", f.logs());
-        seen += 1;
+        check_sample(name, &answer);
     }
-    assert_eq!(seen, 3);
-    assert_self_managed_backup_count(&moto, 4).await;
+    // Self-managed: sqs-self-managed, one message of the batch, http-api and direct; two items each.
+    assert_self_managed_backup_count(&moto, 8).await;
+    let completed = sim.state().await["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "backup" && p["status"] == "completed")
+        .count();
+    assert_eq!(
+        completed,
+        2 * 7,
+        "seven backups: four in the table, three with Portal"
+    );
     assert!(!f.logs().contains("demo-client-api-key"));
+}
+
+#[tokio::test]
+async fn api_and_direct_failures_are_structured_and_name_the_problem() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let http: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/http-api.json")).unwrap())
+            .unwrap();
+    let (client, key, generate) = sim.new_client(7).await;
+
+    // HTTP API: a missing field is a 400 naming it.
+    let mut bad = http.clone();
+    bad["body"] = json!(json!({"clientId": client, "generateResponse": generate}).to_string());
+    let Answer::Response(r) = f.invoke(&bad).await else {
+        panic!()
+    };
+    assert_eq!(r["statusCode"], 400);
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (Some("INVALID_INPUT"), Some("clientApiKey"))
+    );
+
+    // HTTP API: Portal refusing the key passes through as 401, without echoing it.
+    let mut refused = http.clone();
+    refused["body"] = json!(message(&client, "wrong-key-123", &generate, None));
+    let Answer::Response(r) = f.invoke(&refused).await else {
+        panic!()
+    };
+    assert_eq!(r["statusCode"], 401, "{r}");
+    assert!(!r.to_string().contains("wrong-key-123"));
+
+    // HTTP API: Portal rate-limiting becomes 503 with Portal's Retry-After.
+    sim.admin(
+        "faults",
+        json!({"route": "backup", "count": 1, "status": 429, "retryAfter": 42}),
+    )
+    .await;
+    let mut limited = http.clone();
+    limited["body"] = json!(message(&client, &key, &generate, None));
+    let Answer::Response(r) = f.invoke(&limited).await else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            r["statusCode"].as_i64(),
+            r["headers"]["retry-after"].as_str()
+        ),
+        (Some(503), Some("42")),
+        "{r}"
+    );
+
+    // Direct invoke: a bad payload is a function error naming the field.
+    let Answer::Error(e) = f
+        .invoke(&json!({"clientId": client, "clientApiKey": key}))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(e["errorType"], "INVALID_INPUT");
+    assert!(
+        e["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("generateResponse"),
+        "{e}"
+    );
+
+    // An event of no known shape is a clear error, not a panic; the function keeps serving.
+    let Answer::Error(e) = f
+        .invoke(&json!({"source": "aws.events", "detail": {}}))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(e["errorType"], "UnrecognizedEvent");
+    let Answer::Response(r) = f
+        .invoke(&json!({"clientId": client, "clientApiKey": key, "generateResponse": generate}))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r["status"], "COMPLETED");
+    assert_no_secret_in(&f.logs(), &secrets_of(&key, &generate));
 }
 
 async fn assert_self_managed_backup_count(moto: &Moto, n: i32) {

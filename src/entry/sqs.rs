@@ -1,4 +1,4 @@
-//! The Lambda entry for SQS: decode each record, run the workflow, answer batch item failures.
+//! SQS: decode each record, run the workflow, answer batch item failures.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;

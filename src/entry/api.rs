@@ -1,0 +1,360 @@
+//! API Gateway: `POST /backups` with the message as the body, from an HTTP API (payload 2.0) or
+//! a REST API proxy integration (1.0). Answers JSON; never echoes the request.
+
+use aws_lambda_events::apigw::{
+    ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
+    ApiGatewayV2httpResponse,
+};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderValue, Method, header};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::failure;
+use crate::backup::BackupService;
+use crate::entry::sqs::log_failure;
+use crate::envelope::Envelope;
+use crate::error::BackupError;
+use crate::model::BackupMode;
+use crate::portal::Portal;
+use crate::request::BackupRequest;
+use crate::store::BackupStore;
+
+/// The route this function serves.
+pub const ROUTE: &str = "/backups";
+
+/// A response before it is put in the trigger's envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+    /// Extra headers (`Retry-After`, `Allow`).
+    pub headers: Vec<(header::HeaderName, String)>,
+}
+
+impl HttpAnswer {
+    fn error(status: u16, code: &str, message: String) -> Self {
+        HttpAnswer {
+            status,
+            body: json!({ "error": { "code": code, "message": message } }),
+            headers: Vec::new(),
+        }
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        map.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        map.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        for (name, value) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                map.insert(name.clone(), v);
+            }
+        }
+        map
+    }
+}
+
+/// Handles an HTTP API (payload format 2.0) request.
+pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
+    service: &BackupService<P, E, S>,
+    default_mode: BackupMode,
+    mut request: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let path = request
+        .raw_path
+        .as_deref()
+        .or(request.request_context.http.path.as_deref())
+        .unwrap_or_default()
+        .to_owned();
+    let body = request.body.take().map(Zeroizing::new);
+    let answer = serve(
+        service,
+        default_mode,
+        &request.request_context.http.method,
+        &path,
+        body,
+        request.is_base64_encoded,
+    )
+    .await;
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(answer.status);
+    response.headers = answer.header_map();
+    response.body = Some(Body::Text(answer.body.to_string()));
+    response
+}
+
+/// Handles a REST API proxy (payload format 1.0) request.
+pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore>(
+    service: &BackupService<P, E, S>,
+    default_mode: BackupMode,
+    mut request: ApiGatewayProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let path = request.path.clone().unwrap_or_default();
+    let body = request.body.take().map(Zeroizing::new);
+    let answer = serve(
+        service,
+        default_mode,
+        &request.http_method,
+        &path,
+        body,
+        request.is_base64_encoded,
+    )
+    .await;
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(answer.status);
+    response.headers = answer.header_map();
+    response.body = Some(Body::Text(answer.body.to_string()));
+    response
+}
+
+/// Routes, decodes and runs one request.
+pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
+    service: &BackupService<P, E, S>,
+    default_mode: BackupMode,
+    method: &Method,
+    path: &str,
+    body: Option<Zeroizing<String>>,
+    base64_encoded: bool,
+) -> HttpAnswer {
+    if !path.trim_end_matches('/').ends_with(ROUTE) {
+        return HttpAnswer::error(404, "NOT_FOUND", format!("no such route; use POST {ROUTE}"));
+    }
+    if method != Method::POST {
+        let mut answer = HttpAnswer::error(405, "METHOD_NOT_ALLOWED", format!("use POST {ROUTE}"));
+        answer.headers.push((header::ALLOW, "POST".into()));
+        return answer;
+    }
+    let Some(body) = body else {
+        return input_error(
+            &BackupRequest::parse(b"", default_mode)
+                .err()
+                .map(BackupError::from),
+        );
+    };
+    let bytes = if base64_encoded {
+        match STANDARD.decode(body.as_bytes()) {
+            Ok(b) => Zeroizing::new(b),
+            Err(_) => {
+                return HttpAnswer::error(
+                    400,
+                    "INVALID_INPUT",
+                    "field `body` is not valid base64".into(),
+                );
+            }
+        }
+    } else {
+        Zeroizing::new(body.as_bytes().to_vec())
+    };
+    drop(body);
+    let result = match BackupRequest::parse(&bytes, default_mode) {
+        Ok(request) => service.back_up(&request).await,
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(outcome) => HttpAnswer {
+            status: 200,
+            body: serde_json::to_value(&outcome).unwrap_or_default(),
+            headers: Vec::new(),
+        },
+        Err(err) => error_answer(&err),
+    }
+}
+
+fn input_error(err: &Option<BackupError>) -> HttpAnswer {
+    match err {
+        Some(err) => error_answer(err),
+        None => HttpAnswer::error(400, "INVALID_INPUT", "field `body` is required".into()),
+    }
+}
+
+/// The error answer: status, stable code, the step, the field at fault; a message with no secret.
+pub fn error_answer(err: &BackupError) -> HttpAnswer {
+    log_failure(err);
+    let f = failure(err);
+    let mut body = json!({ "error": {
+        "code": f.code,
+        "step": err.step.as_str(),
+        "retryable": err.is_transient(),
+        "message": err.to_string(),
+    }});
+    if let Some(field) = err.field() {
+        body["error"]["field"] = json!(field);
+    }
+    let mut headers = Vec::new();
+    if let Some(after) = f.retry_after {
+        headers.push((header::RETRY_AFTER, after.to_string()));
+    }
+    HttpAnswer {
+        status: f.status,
+        body,
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
+
+    type Svc = BackupService<FakePortal, FakeEnvelope, FakeStore>;
+
+    fn svc(portal: FakePortal) -> Svc {
+        BackupService::new(portal, FakeEnvelope::default(), Some(FakeStore::default()))
+    }
+
+    fn good() -> Zeroizing<String> {
+        Zeroizing::new(
+            json!({"clientId": "c1", "clientApiKey": "sk_live_k",
+                   "generateResponse": {"SECP256K1": {"share": "a", "id": "s1"}, "ED25519": {"share": "b", "id": "e1"}}})
+            .to_string(),
+        )
+    }
+
+    async fn call(
+        s: &Svc,
+        method: Method,
+        path: &str,
+        body: Option<Zeroizing<String>>,
+        b64: bool,
+    ) -> HttpAnswer {
+        serve(s, BackupMode::SelfManaged, &method, path, body, b64).await
+    }
+
+    #[tokio::test]
+    async fn success_answers_the_outcome() {
+        let a = call(
+            &svc(FakePortal::default()),
+            Method::POST,
+            "/backups",
+            Some(good()),
+            false,
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["clientId"], "c1");
+        assert_eq!(a.body["backupMode"], "SELF_MANAGED");
+        assert_eq!(a.body["status"], "COMPLETED");
+        assert_eq!(a.body["backupSharePairIds"].as_array().unwrap().len(), 2);
+        let b64 = Zeroizing::new(STANDARD.encode(good().as_bytes()));
+        let a = call(
+            &svc(FakePortal::default()),
+            Method::POST,
+            "/prod/backups",
+            Some(b64),
+            true,
+        )
+        .await;
+        assert_eq!(
+            a.status, 200,
+            "base64 bodies and stage prefixes are accepted"
+        );
+    }
+
+    #[tokio::test]
+    async fn routing_and_bad_input() {
+        let s = svc(FakePortal::default());
+        assert_eq!(
+            call(&s, Method::POST, "/other", Some(good()), false)
+                .await
+                .status,
+            404
+        );
+        let a = call(&s, Method::GET, "/backups", None, false).await;
+        assert_eq!(a.status, 405);
+        assert!(a.headers.contains(&(header::ALLOW, "POST".into())));
+        let a = call(&s, Method::POST, "/backups", None, false).await;
+        assert_eq!(
+            (a.status, a.body["error"]["field"].as_str()),
+            (400, Some("body"))
+        );
+        let a = call(
+            &s,
+            Method::POST,
+            "/backups",
+            Some(Zeroizing::new("{bad".into())),
+            false,
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (400, Some("INVALID_INPUT"))
+        );
+        let no_key = Zeroizing::new(good().replace("\"clientApiKey\":\"sk_live_k\",", ""));
+        let a = call(&s, Method::POST, "/backups", Some(no_key), false).await;
+        assert_eq!(a.body["error"]["field"], "clientApiKey");
+        let huge = Zeroizing::new(format!("{{\"clientId\": \"{}\"}}", "x".repeat(300 * 1024)));
+        let a = call(&s, Method::POST, "/backups", Some(huge), false).await;
+        assert_eq!(
+            (a.status, a.body["error"]["field"].as_str()),
+            (400, Some("body"))
+        );
+        assert_eq!(
+            call(
+                &s,
+                Method::POST,
+                "/backups",
+                Some(Zeroizing::new("%%".into())),
+                true
+            )
+            .await
+            .status,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn portal_failures_map_to_clear_statuses_without_secrets() {
+        for (portal_status, status, code, retry) in [
+            (401, 401, "PORTAL_UNAUTHORIZED", None),
+            (403, 403, "PORTAL_UNAUTHORIZED", None),
+            (429, 503, "PORTAL_RATE_LIMITED", Some("60")),
+            (500, 502, "PORTAL_UNAVAILABLE", Some("5")),
+            (400, 400, "PORTAL_REJECTED", None),
+        ] {
+            let portal = FakePortal {
+                fail_backup: Some(portal_status),
+                ..Default::default()
+            };
+            let a = call(&svc(portal), Method::POST, "/backups", Some(good()), false).await;
+            assert_eq!(
+                (a.status, a.body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{portal_status}"
+            );
+            let after = a
+                .headers
+                .iter()
+                .find(|(n, _)| n == header::RETRY_AFTER)
+                .map(|(_, v)| v.as_str());
+            assert_eq!(after, retry, "{portal_status}");
+            assert!(!a.body.to_string().contains("sk_live_k"));
+        }
+    }
+
+    #[tokio::test]
+    async fn dependency_failures_are_upstream_errors() {
+        let store = FakeStore {
+            fail_put: true,
+            ..Default::default()
+        };
+        let s = BackupService::new(FakePortal::default(), FakeEnvelope::default(), Some(store));
+        let a = call(&s, Method::POST, "/backups", Some(good()), false).await;
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (503, Some("DEPENDENCY_UNAVAILABLE"))
+        );
+        assert_eq!(a.body["error"]["step"], "store");
+        assert_eq!(a.body["error"]["retryable"], true);
+    }
+}

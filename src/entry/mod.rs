@@ -1,0 +1,276 @@
+//! The Lambda entry: recognise the event, run the workflow, encode the trigger's answer.
+//!
+//! One binary serves the three triggers. The shape is told from the event itself:
+//! `Records` → SQS; `requestContext` → API Gateway (HTTP API 2.0 or REST proxy 1.0); an object
+//! with the message's fields → direct invoke. Anything else is a clear function error.
+
+pub mod api;
+pub mod direct;
+pub mod sqs;
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use zeroize::Zeroize;
+
+use crate::app::App;
+use crate::backup::Outcome;
+use crate::error::{BackupError, Cause, Step};
+use crate::portal::PortalError;
+use crate::request::FIELDS;
+
+/// The trigger an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// An SQS batch.
+    Sqs,
+    /// API Gateway HTTP API, payload format 2.0.
+    HttpApi,
+    /// API Gateway REST API proxy integration (payload format 1.0).
+    RestApi,
+    /// A bare backup request (`sam local invoke`, `cargo lambda invoke`, Step Functions).
+    Direct,
+}
+
+/// The top-level keys that tell the shapes apart; everything else is skipped unread.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "Records")]
+    records: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "requestContext")]
+    request_context: Option<serde::de::IgnoredAny>,
+    version: Option<String>,
+    #[serde(rename = "httpMethod")]
+    http_method: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "clientId")]
+    client_id: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "generateResponse")]
+    generate_response: Option<serde::de::IgnoredAny>,
+}
+
+/// Tells which trigger sent `event`, reading only its top-level keys.
+pub fn recognise(event: &str) -> Result<Trigger, Diagnostic> {
+    let probe: Probe = serde_json::from_str(event).map_err(|_| unrecognised(event))?;
+    Ok(match probe {
+        Probe {
+            records: Some(_), ..
+        } => Trigger::Sqs,
+        Probe {
+            request_context: Some(_),
+            version: Some(v),
+            ..
+        } if v == "2.0" => Trigger::HttpApi,
+        Probe {
+            request_context: Some(_),
+            http_method: Some(_),
+            ..
+        } => Trigger::RestApi,
+        Probe {
+            request_context: None,
+            client_id,
+            generate_response,
+            ..
+        } if client_id.is_some() || generate_response.is_some() || direct_keys_only(event) => {
+            Trigger::Direct
+        }
+        _ => return Err(unrecognised(event)),
+    })
+}
+
+/// Whether every top-level key of an object is a message field (an incomplete direct request
+/// then gets a field-level error rather than "unrecognised").
+fn direct_keys_only(event: &str) -> bool {
+    serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(event)
+        .is_ok_and(|m| !m.is_empty() && m.keys().all(|k| FIELDS.contains(&k.as_str())))
+}
+
+fn unrecognised(event: &str) -> Diagnostic {
+    let keys =
+        serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(event)
+            .map(|m| {
+                m.keys()
+                    .take(8)
+                    .map(|k| k.chars().take(40).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|_| "not a JSON object".to_owned());
+    Diagnostic {
+        error_type: "UnrecognizedEvent".into(),
+        error_message: format!(
+            "the event is not an SQS batch, an API Gateway request or a backup request (top-level keys: {keys})"
+        ),
+    }
+}
+
+/// What the function answers, in the trigger's own shape.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `{"batchItemFailures": [...]}`.
+    Sqs(aws_lambda_events::event::sqs::SqsBatchResponse),
+    /// An HTTP API response.
+    HttpApi(aws_lambda_events::apigw::ApiGatewayV2httpResponse),
+    /// A REST API proxy response.
+    RestApi(aws_lambda_events::apigw::ApiGatewayProxyResponse),
+    /// The backup's outcome.
+    Direct(Outcome),
+}
+
+/// Handles any invocation. The raw event is read once per trigger and wiped afterwards: it holds
+/// API keys and signing shares.
+pub async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Answer, Diagnostic> {
+    let mut raw: Box<str> = event.payload.into();
+    let result = dispatch(app, &raw).await;
+    raw.zeroize();
+    result
+}
+
+async fn dispatch(app: &App, raw: &str) -> Result<Answer, Diagnostic> {
+    let config = &app.config;
+    let decode = |what: &str, e: serde_json::Error| Diagnostic {
+        error_type: "InvalidEvent".into(),
+        error_message: format!("the {what} event could not be decoded ({e})"),
+    };
+    match recognise(raw)? {
+        Trigger::Sqs => {
+            let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;
+            let answer = sqs::handle_sqs(
+                &app.service,
+                config.backup_mode,
+                config.max_concurrency,
+                event,
+            )
+            .await?;
+            Ok(Answer::Sqs(answer))
+        }
+        Trigger::HttpApi => {
+            let request = serde_json::from_str(raw).map_err(|e| decode("HTTP API", e))?;
+            Ok(Answer::HttpApi(
+                api::handle_http_api(&app.service, config.backup_mode, request).await,
+            ))
+        }
+        Trigger::RestApi => {
+            let request = serde_json::from_str(raw).map_err(|e| decode("REST API", e))?;
+            Ok(Answer::RestApi(
+                api::handle_rest_api(&app.service, config.backup_mode, request).await,
+            ))
+        }
+        Trigger::Direct => Ok(Answer::Direct(
+            direct::handle_direct(&app.service, config.backup_mode, raw.as_bytes()).await?,
+        )),
+    }
+}
+
+/// How a failed backup is presented to a caller that waits for it (API, direct invoke).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// HTTP status for API Gateway.
+    pub status: u16,
+    /// Stable code: the API's `error.code` and the direct invoke's `errorType`.
+    pub code: &'static str,
+    /// Seconds the caller should wait before retrying, when retrying can help.
+    pub retry_after: Option<u64>,
+}
+
+/// Seconds to suggest when an upstream is briefly unavailable and did not say.
+const DEFAULT_RETRY_AFTER: u64 = 5;
+/// Seconds to suggest after Portal's rate limit (50 requests a minute) when it did not say.
+const RATE_LIMIT_RETRY_AFTER: u64 = 60;
+
+/// Classifies an error: bad input 400, the client key refused 401/403, Portal refusing the
+/// request 400, upstream failures 502/503/504 (with `Retry-After` when retrying can help).
+pub fn failure(err: &BackupError) -> Failure {
+    let f = |status, code, retry_after| Failure {
+        status,
+        code,
+        retry_after,
+    };
+    match &err.cause {
+        Cause::Input(_) => f(400, "INVALID_INPUT", None),
+        Cause::Portal(PortalError::Status {
+            status,
+            retry_after,
+            ..
+        }) => {
+            let after = retry_after.map(|d| d.as_secs());
+            match *status {
+                401 | 403 => f(*status, "PORTAL_UNAUTHORIZED", None),
+                429 => f(
+                    503,
+                    "PORTAL_RATE_LIMITED",
+                    Some(after.unwrap_or(RATE_LIMIT_RETRY_AFTER)),
+                ),
+                408 => f(
+                    504,
+                    "PORTAL_TIMEOUT",
+                    Some(after.unwrap_or(DEFAULT_RETRY_AFTER)),
+                ),
+                s if s >= 500 => f(
+                    502,
+                    "PORTAL_UNAVAILABLE",
+                    Some(after.unwrap_or(DEFAULT_RETRY_AFTER)),
+                ),
+                // Portal refused what the caller sent (e.g. signing shares it did not issue).
+                _ if err.step == Step::Backup => f(400, "PORTAL_REJECTED", None),
+                _ => f(502, "PORTAL_REJECTED", None),
+            }
+        }
+        Cause::Portal(PortalError::Transport { timeout: true, .. }) => {
+            f(504, "PORTAL_TIMEOUT", Some(DEFAULT_RETRY_AFTER))
+        }
+        Cause::Portal(PortalError::Transport { .. }) => {
+            f(502, "PORTAL_UNREACHABLE", Some(DEFAULT_RETRY_AFTER))
+        }
+        Cause::Portal(PortalError::Contract { .. }) => f(502, "PORTAL_CONTRACT", None),
+        Cause::Envelope(_) | Cause::Store(_) if err.is_transient() => {
+            f(503, "DEPENDENCY_UNAVAILABLE", Some(DEFAULT_RETRY_AFTER))
+        }
+        Cause::Envelope(_) | Cause::Store(_) => f(502, "DEPENDENCY_FAILED", None),
+        Cause::Mismatch(_) => f(502, "BACKUP_NOT_VERIFIED", None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_each_shape() {
+        assert_eq!(recognise(r#"{"Records": []}"#).unwrap(), Trigger::Sqs);
+        assert_eq!(
+            recognise(r#"{"version": "2.0", "requestContext": {}, "rawPath": "/backups"}"#)
+                .unwrap(),
+            Trigger::HttpApi
+        );
+        assert_eq!(
+            recognise(r#"{"httpMethod": "POST", "requestContext": {}, "path": "/backups"}"#)
+                .unwrap(),
+            Trigger::RestApi
+        );
+        assert_eq!(
+            recognise(r#"{"clientId": "c", "generateResponse": {}}"#).unwrap(),
+            Trigger::Direct
+        );
+        assert_eq!(
+            recognise(r#"{"clientApiKey": "k"}"#).unwrap(),
+            Trigger::Direct
+        );
+    }
+
+    #[test]
+    fn unknown_shapes_are_clear_errors_naming_keys_not_values() {
+        for event in [
+            r#"{"detail-type": "x", "source": "aws.events"}"#,
+            "[1,2]",
+            "3",
+            "{}",
+            r#"{"requestContext": {}}"#,
+        ] {
+            let e = recognise(event).unwrap_err();
+            assert_eq!(e.error_type, "UnrecognizedEvent", "{event}");
+        }
+        let e = recognise(r#"{"secretish": "sk_live_123"}"#).unwrap_err();
+        assert!(e.error_message.contains("secretish") && !e.error_message.contains("sk_live_123"));
+    }
+}
