@@ -15,7 +15,7 @@ ensure_venv() {
     python3 -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
-    log "installing Python tools (moto, boto3, cryptography, cargo-lambda) into .venv"
+    log "installing Python tools (moto, boto3, cryptography, cargo-lambda, SAM CLI, cfn-lint) into .venv"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     cp "$req" "$stamp"
   fi

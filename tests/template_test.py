@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Checks of template.yaml that cfn-lint cannot make: the properties this function relies on.
+
+Run by scripts/test with the project's venv (cfn-lint's YAML decoder reads the !Ref/!GetAtt tags).
+Exits non-zero on the first failed check, naming it.
+"""
+import pathlib
+import re
+import sys
+
+from cfnlint.decode import decode
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+template, matches = decode(str(ROOT / "template.yaml"))
+assert not matches, f"template does not parse: {matches}"
+R = template["Resources"]
+P = template["Parameters"]
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        print(f"FAIL: {what}", file=sys.stderr)
+        sys.exit(1)
+    checks += 1
+
+
+def of_type(t):
+    return {k: v for k, v in R.items() if v["Type"] == t}
+
+
+def ref(name):
+    return {"Ref": name}
+
+
+def getatt(res, attr="Arn"):
+    return {"Fn::GetAtt": [res, attr]}
+
+
+# The function: runtime, architecture, build, configuration from parameters.
+functions = of_type("AWS::Serverless::Function")
+check(list(functions) == ["BackupFunction"], "exactly one function (one binary serves every trigger)")
+fn = functions["BackupFunction"]
+fp = fn["Properties"]
+check(fp["Runtime"] == "provided.al2023", "runtime provided.al2023")
+check(fp["Architectures"] == ["arm64"], "arm64")
+check(fp["Handler"] == "bootstrap", "Handler: bootstrap")
+check(fn["Metadata"]["BuildMethod"] == "rust-cargolambda", "BuildMethod rust-cargolambda")
+check(fn["Metadata"]["BuildProperties"]["Binary"] == "portal-backup", "builds the portal-backup binary")
+check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("FunctionMemory"), "timeout and memory are parameters")
+env = fp["Environment"]["Variables"]
+config_rs = (ROOT / "src/config.rs").read_text()
+for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY"]:
+    check(var in env, f"environment sets {var}")
+    check(f'"{var}"' in config_rs, f"{var} is read by src/config.rs")
+check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
+check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
+check(env["KMS_KEY_ID"] == getatt("BackupKey") and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key and table")
+for url in ["PortalMpcUrl", "PortalApiUrl"]:
+    check(P[url]["AllowedPattern"].startswith("^https://"), f"{url} must be https")
+
+# SQS: SSE, DLQ by redrive, visibility >= 6x the function timeout for every allowed timeout.
+queue = R["BackupQueue"]["Properties"]
+dlq = R["DeadLetterQueue"]["Properties"]
+check(queue.get("SqsManagedSseEnabled") is True and dlq.get("SqsManagedSseEnabled") is True, "both queues encrypted")
+check(queue["RedrivePolicy"]["deadLetterTargetArn"] == getatt("DeadLetterQueue"), "redrive to the DLQ")
+check(queue["RedrivePolicy"]["maxReceiveCount"] == ref("MaxReceiveCount") and P["MaxReceiveCount"]["Default"] == 5, "maxReceiveCount parameter, default 5")
+check(queue["VisibilityTimeout"] == {"Fn::FindInMap": ["Visibility", "Timeout", ref("FunctionTimeout")]}, "visibility from the timeout table")
+table = template["Mappings"]["Visibility"]["Timeout"]
+for t in P["FunctionTimeout"]["AllowedValues"]:
+    check(int(table[str(t)]) >= 6 * int(t), f"visibility >= 6 x timeout for {t}s")
+
+# The event source mapping.
+events = fp["Events"]
+sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+check(len(sqs) == 1, "one SQS trigger")
+sqs = sqs[0]
+check(sqs["Queue"] == getatt("BackupQueue"), "the trigger reads the backup queue")
+check(sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"], "ReportBatchItemFailures")
+check(sqs["BatchSize"] == ref("BatchSize") and sqs["ScalingConfig"]["MaximumConcurrency"] == ref("MaximumConcurrency"), "batch size and maximum concurrency are parameters")
+
+# The HTTP API: POST /backups, IAM auth.
+api = [e["Properties"] for e in events.values() if e["Type"] == "HttpApi"]
+check(len(api) == 1 and api[0]["Path"] == "/backups" and api[0]["Method"] == "POST", "POST /backups")
+check(api[0]["Auth"]["Authorizer"] == "AWS_IAM", "the route requires IAM auth")
+check(R["BackupApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True, "IAM authorizer enabled")
+
+# The table: durable, encrypted, retained, with the key schema the code writes.
+t = R["BackupTable"]
+tp = t["Properties"]
+check(t["DeletionPolicy"] == "Retain" and t["UpdateReplacePolicy"] == "Retain", "table retained")
+check(tp["BillingMode"] == "PAY_PER_REQUEST", "on-demand")
+check(tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, "point-in-time recovery")
+check(tp["SSESpecification"]["SSEEnabled"] is True and tp["SSESpecification"]["SSEType"] == "KMS", "SSE with KMS")
+check(tp["DeletionProtectionEnabled"] is True, "deletion protection")
+check([(k["AttributeName"], k["KeyType"]) for k in tp["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")], "pk/sk as in src/store.rs")
+
+# The key: rotation, alias, retained.
+key = R["BackupKey"]
+check(key["Properties"]["EnableKeyRotation"] is True, "key rotation")
+check(key["DeletionPolicy"] == "Retain", "key retained (backups are useless without it)")
+check(any(a["Properties"]["TargetKeyId"] == ref("BackupKey") for a in of_type("AWS::KMS::Alias").values()), "key alias")
+
+# Least privilege: the policies name exactly the actions the code calls, on the stack's own key and table.
+SDK_TO_IAM = {"generate_data_key": "kms:GenerateDataKey", "decrypt": "kms:Decrypt", "encrypt": "kms:Encrypt",
+              "re_encrypt": "kms:ReEncrypt*", "put_item": "dynamodb:PutItem", "get_item": "dynamodb:GetItem",
+              "update_item": "dynamodb:UpdateItem", "delete_item": "dynamodb:DeleteItem", "query": "dynamodb:Query",
+              "transact_write_items": "dynamodb:TransactWriteItems", "scan": "dynamodb:Scan"}
+called = set()
+for path in (ROOT / "src").rglob("*.rs"):
+    if "/sim/" in str(path):
+        continue
+    code = path.read_text().split("#[cfg(test)]")[0]
+    for op in re.findall(r"\.client\s*\.\s*([a-z_]+)\(\)", code):
+        check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
+        called.add(SDK_TO_IAM[op])
+statements = [s for p in fp["Policies"] for s in p["Statement"]]
+granted = {a for s in statements for a in s["Action"]}
+check(granted == called, f"policies grant exactly the calls the code makes: granted {sorted(granted)}, called {sorted(called)}")
+for s in statements:
+    check(s["Effect"] == "Allow", "allow statements only")
+    check("*" not in str(s["Resource"]), f"{s['Sid']}: no wildcard resource")
+    services = {a.split(":")[0] for a in s["Action"]}
+    check(s["Resource"] == {"kms": getatt("BackupKey"), "dynamodb": getatt("BackupTable")}[services.pop()], f"{s['Sid']}: only the stack's own resource")
+kms = next(s for s in statements if s["Action"][0].startswith("kms:"))
+envelope_rs = (ROOT / "src/envelope.rs").read_text()
+context_keys = re.findall(r'\("(\w+)", ', envelope_rs.split("pub fn backup_share")[1].split("}")[0])
+check(sorted(kms["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
+      f"KMS use conditioned on the encryption context keys the code sends ({context_keys})")
+check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encryption context is required")
+
+# Operations: DLQ alarm and outputs.
+alarms = of_type("AWS::CloudWatch::Alarm")
+check(any(a["Properties"]["Dimensions"][0]["Value"] == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()), "an alarm on the DLQ's depth")
+for out in ["QueueUrl", "ApiUrl", "TableName"]:
+    check(out in template["Outputs"], f"output {out}")
+
+print(f"template.yaml: {checks} checks passed")
