@@ -4,6 +4,9 @@
   provision --endpoint URL --table T --alias alias/x   create the KMS key, its alias and the table
   decrypt --endpoint URL --context JSON CIPHERTEXT      decrypt one pbe1 ciphertext (prints plaintext)
   show --endpoint URL --table T                         list stored backups and decrypt each one
+  seal --endpoint URL --key-id K --client-id C < generate.json
+                                                        seal a /v1/generate response for the queue
+                                                        (prints a pbe1 string for sealedGenerateResponse)
 
 `decrypt` is written from the README's format description alone (boto3 + cryptography), so the
 tests use it to prove another language can read what the function writes.
@@ -11,6 +14,7 @@ tests use it to prove another language can read what the function writes.
 import argparse
 import base64
 import json
+import os
 import sys
 
 import boto3
@@ -38,6 +42,20 @@ def decrypt(kms, ciphertext, context):
                            EncryptionContext=context)["Plaintext"]
     aad = json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
     return AESGCM(data_key).decrypt(b64url(nonce), b64url(body), aad)
+
+
+def b64url_encode(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def seal(kms, key_id, plaintext, context):
+    """The writer side of the format: a fresh AES-256 data key per message, a random 96-bit nonce."""
+    out = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext=context)
+    aad = json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+    nonce = os.urandom(12)
+    body = AESGCM(out["Plaintext"]).encrypt(nonce, plaintext, aad)
+    fields = [out["KeyId"].encode(), out["CiphertextBlob"], nonce, body]
+    return "pbe1." + ".".join(b64url_encode(f) for f in fields)
 
 
 def provision(kms, ddb, table, alias):
@@ -74,19 +92,24 @@ def show(kms, ddb, table):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["provision", "decrypt", "show"])
+    p.add_argument("command", choices=["provision", "decrypt", "show", "seal"])
     p.add_argument("ciphertext", nargs="?")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--table", default="portal-backup")
     p.add_argument("--alias", default="alias/portal-backup")
     p.add_argument("--context", help="encryption context as JSON")
+    p.add_argument("--key-id", help="KMS key id, ARN or alias (seal)")
+    p.add_argument("--client-id", help="Portal client id the sealed generate response belongs to (seal)")
     a = p.parse_intermixed_args()
     kms, ddb = clients(a.endpoint, a.region)
     if a.command == "provision":
         provision(kms, ddb, a.table, a.alias)
     elif a.command == "show":
         show(kms, ddb, a.table)
+    elif a.command == "seal":
+        context = {"clientId": a.client_id, "purpose": "generate-response"}
+        print(seal(kms, a.key_id or a.alias, sys.stdin.buffer.read(), context))
     else:
         try:
             sys.stdout.buffer.write(decrypt(kms, a.ciphertext, json.loads(a.context)))

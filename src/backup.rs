@@ -10,7 +10,7 @@ use crate::envelope::{EncryptionContext, Envelope};
 use crate::error::{BackupError, Cause, Step};
 use crate::model::BackupMode;
 use crate::portal::{BackupShare, Portal};
-use crate::request::{BackupRequest, InputError};
+use crate::request::{BackupRequest, GenerateInput, GenerateResponse, InputError};
 use crate::secret::SecretString;
 use crate::store::{BackupStore, StoredShare};
 
@@ -67,15 +67,24 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
             }
             .into());
         }
+        let opened;
+        let generate = match &req.generate {
+            GenerateInput::Plain(g) => g,
+            GenerateInput::Sealed(ciphertext) => {
+                opened = self.unseal(req, ciphertext).await?;
+                &opened
+            }
+        };
         let shares = self
             .portal
-            .backup(&req.api_key, &req.generate_response)
+            .backup(&req.api_key, &generate.json)
             .await
             .map_err(|e| BackupError::new(Step::Backup, e))?;
         let [a, b] = &shares;
         let (a, b) = try_join(self.seal(req, a), self.seal(req, b)).await?;
         let sealed = [a, b];
-        self.store(req, &sealed).await?;
+        self.store(req, &generate.signing_share_pair_ids, &sealed)
+            .await?;
         self.verify(req, &sealed).await?;
         let ids = [shares[0].id.clone(), shares[1].id.clone()];
         self.portal
@@ -88,6 +97,28 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
             backup_share_pair_ids: ids,
             status: "COMPLETED",
         })
+    }
+
+    /// Opens a sealed generate response (bound to this client) and validates it.
+    async fn unseal(
+        &self,
+        req: &BackupRequest,
+        ciphertext: &str,
+    ) -> Result<GenerateResponse, BackupError> {
+        let context = EncryptionContext::generate_response(&req.client_id);
+        let opened = self
+            .envelope
+            .open(&context, ciphertext)
+            .await
+            .map_err(|e| BackupError::new(Step::Unseal, e))?;
+        let text = String::from_utf8(opened.expose().to_vec()).map_err(|_| InputError {
+            field: "sealedGenerateResponse".into(),
+            problem: "does not decrypt to UTF-8 text".into(),
+        })?;
+        Ok(GenerateResponse::parse(
+            SecretString::new(text),
+            "sealedGenerateResponse",
+        )?)
     }
 
     /// Seals `{"share", "id"}` — the entry `/v1/recover` needs back — under the share's context.
@@ -114,6 +145,7 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
     async fn store(
         &self,
         req: &BackupRequest,
+        signing_share_pair_ids: &[String; 2],
         sealed: &[SealedShare<'_>; 2],
     ) -> Result<(), BackupError> {
         let step = |e| BackupError::new(Step::Store, e);
@@ -131,8 +163,8 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
                     created_at,
                 };
                 let [a, b] = [
-                    item(&sealed[0], &req.signing_share_pair_ids[0]),
-                    item(&sealed[1], &req.signing_share_pair_ids[1]),
+                    item(&sealed[0], &signing_share_pair_ids[0]),
+                    item(&sealed[1], &signing_share_pair_ids[1]),
                 ];
                 try_join(store.put(&a), store.put(&b))
                     .await
@@ -399,8 +431,10 @@ pub(crate) mod tests {
         BackupRequest {
             client_id: "client-1".into(),
             api_key: ClientApiKey::new("key".into()),
-            generate_response: SecretString::new("{}".into()),
-            signing_share_pair_ids: ["sig-s".into(), "sig-e".into()],
+            generate: GenerateInput::Plain(GenerateResponse {
+                json: SecretString::new("{}".into()),
+                signing_share_pair_ids: ["sig-s".into(), "sig-e".into()],
+            }),
             mode,
         }
     }
@@ -589,5 +623,36 @@ pub(crate) mod tests {
             .unwrap_err();
         assert_eq!(err.field(), Some("backupMode"));
         assert!(log.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sealed_generate_response_is_opened_under_the_clients_context() {
+        let log = Log::default();
+        let (p, e, s) = service(&log);
+        let svc = BackupService::new(p, e.clone(), Some(s));
+        let generate =
+            r#"{"SECP256K1":{"share":"a","id":"sig-1"},"ED25519":{"share":"b","id":"sig-2"}}"#;
+        let ctx = EncryptionContext::generate_response("client-1");
+        let sealed = e.seal(&ctx, generate.as_bytes()).await.unwrap();
+        let mut req = request(BackupMode::SelfManaged);
+        req.generate = GenerateInput::Sealed(sealed.clone());
+        let out = svc.back_up(&req).await.unwrap();
+        assert_eq!(out.status, "COMPLETED");
+        assert_eq!(
+            log.calls()[..3],
+            ["envelope.seal", "envelope.open", "portal.backup"]
+        );
+
+        // Sealed for another client: refused before Portal is called.
+        let log = Log::default();
+        let (p, e, s) = service(&log);
+        let svc = BackupService::new(p, e, Some(s));
+        let mut req = request(BackupMode::SelfManaged);
+        req.client_id = "client-2".into();
+        req.generate = GenerateInput::Sealed(sealed);
+        let err = svc.back_up(&req).await.unwrap_err();
+        assert_eq!(err.step, Step::Unseal);
+        assert!(!err.is_transient());
+        assert_eq!(count(&log.calls(), "portal."), 0);
     }
 }

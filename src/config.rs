@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::model::BackupMode;
 use crate::portal::HttpTimeouts;
+use crate::request::RequestPolicy;
 
 /// Portal's Enclave MPC API.
 pub const DEFAULT_PORTAL_MPC_URL: &str = "https://mpc-client.portalhq.io";
@@ -25,6 +26,9 @@ pub struct Config {
     pub portal_api_url: String,
     /// Messages of one batch processed at once (`MAX_CONCURRENCY`, 1–100, default 10).
     pub max_concurrency: usize,
+    /// Refuse `generateResponse` in the clear (`REQUIRE_SEALED_INPUT`, `true`/`false`, default
+    /// `false`).
+    pub require_sealed_input: bool,
     /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
     /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
     pub portal_timeouts: HttpTimeouts,
@@ -92,6 +96,11 @@ impl Config {
             "PORTAL_API_URL",
             DEFAULT_PORTAL_API_URL,
         )?;
+        let require_sealed_input = match get("REQUIRE_SEALED_INPUT").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad("REQUIRE_SEALED_INPUT", "must be true or false")),
+        };
         let max_concurrency = number(get("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 10, 1, 100)?;
         let connect = number(
             get("PORTAL_CONNECT_TIMEOUT_MS"),
@@ -114,11 +123,20 @@ impl Config {
             portal_mpc_url,
             portal_api_url,
             max_concurrency,
+            require_sealed_input,
             portal_timeouts: HttpTimeouts {
                 connect: Duration::from_millis(connect as u64),
                 request: Duration::from_millis(request as u64),
             },
         })
+    }
+
+    /// How requests are read.
+    pub fn request_policy(&self) -> RequestPolicy {
+        RequestPolicy {
+            default_mode: self.backup_mode,
+            require_sealed: self.require_sealed_input,
+        }
     }
 
     /// Whether every Portal URL is https (loopback http is allowed only for local runs).
@@ -225,6 +243,10 @@ mod tests {
         assert_eq!(with(("PORTAL_API_URL", "ftp://x")), "PORTAL_API_URL");
         assert_eq!(with(("PORTAL_API_URL", "https://u:p@x")), "PORTAL_API_URL");
         assert_eq!(with(("MAX_CONCURRENCY", "0")), "MAX_CONCURRENCY");
+        assert_eq!(
+            with(("REQUIRE_SEALED_INPUT", "yes")),
+            "REQUIRE_SEALED_INPUT"
+        );
         assert_eq!(
             cfg(&[("KMS_KEY_ID", "k")]).unwrap_err().var,
             "BACKUP_TABLE_NAME"

@@ -38,6 +38,14 @@ impl EncryptionContext {
         ]))
     }
 
+    /// The context of a sealed `/v1/generate` response sent by a producer for `client_id`.
+    pub fn generate_response(client_id: &str) -> Self {
+        Self(BTreeMap::from([
+            ("clientId", client_id.to_owned()),
+            ("purpose", "generate-response".to_owned()),
+        ]))
+    }
+
     /// The AAD: canonical JSON of the map (keys sorted, compact).
     pub fn aad(&self) -> Vec<u8> {
         // A BTreeMap of strings always serialises.

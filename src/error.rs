@@ -12,6 +12,8 @@ use crate::store::StoreError;
 pub enum Step {
     /// Decoding and validating the message.
     Input,
+    /// Opening a sealed generate response.
+    Unseal,
     /// `POST /v1/backup`.
     Backup,
     /// Envelope-encrypting the client backup shares.
@@ -29,6 +31,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Input => "input",
+            Step::Unseal => "unseal",
             Step::Backup => "backup",
             Step::Seal => "seal",
             Step::Store => "store",

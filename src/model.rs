@@ -105,6 +105,11 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether `key` names a curve in a curve-keyed Portal document.
+pub fn is_curve_key(key: &str, seed_form: bool) -> bool {
+    Curve::ALL.iter().any(|c| c.keys(seed_form).contains(&key))
+}
+
 /// Finds each curve's entry in a curve-keyed Portal document, accepting every documented form.
 ///
 /// `seed_form` also accepts the seed guide's `secp256k1Share`/`ed25519Share` keys (backup

@@ -4,7 +4,9 @@
 mod common;
 
 use base64::Engine;
-use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
+use common::{
+    Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, python_seal, sqs_event,
+};
 use portal_backup::runtime_api::Answer;
 use serde_json::{Value, json};
 
@@ -487,4 +489,50 @@ async fn a_wrong_configuration_stops_the_cold_start_with_a_clear_error() {
     assert!(answer.is_err() || matches!(answer, Ok(Answer::Error(_))));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(f.logs().contains("KMS_KEY_ID is required"), "{}", f.logs());
+}
+
+#[tokio::test]
+async fn sealed_generate_responses_are_opened_and_clear_ones_refused_when_required() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let mut env = function_env(&moto, &sim, "SELF_MANAGED");
+    env.push(("REQUIRE_SEALED_INPUT".into(), "true".into()));
+    let f = Function::start(&env).await;
+    let (client, key, generate) = sim.new_client(8).await;
+    let sealed = python_seal(&moto.endpoint, &moto.key_id, &client, &generate);
+    assert!(sealed.starts_with("pbe1."));
+    let body = |g: Value| {
+        json!({"clientId": client, "clientApiKey": key, "sealedGenerateResponse": g}).to_string()
+    };
+    let (_, _, other_generate) = sim.new_client(9).await;
+    let sealed_for_other = python_seal(&moto.endpoint, &moto.key_id, "client-9", &other_generate);
+    let records = [
+        ("sealed".to_owned(), body(json!(sealed))),
+        ("clear".to_owned(), message(&client, &key, &generate, None)),
+        ("other-client".to_owned(), body(json!(sealed_for_other))),
+    ];
+    let answer = f.invoke(&sqs_event(&records)).await;
+    assert_eq!(
+        failed_ids(&answer),
+        ["clear", "other-client"],
+        "{}",
+        f.logs()
+    );
+    let mut secrets = secrets_of(&key, &generate);
+    secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
+    secrets.extend(secrets_of(&key, &other_generate));
+    assert_eq!(
+        sim.calls("backup").await,
+        1,
+        "refused input costs no Portal call"
+    );
+    let logs = f.logs();
+    assert!(
+        logs.contains("REQUIRE_SEALED_INPUT"),
+        "the clear message is refused by name"
+    );
+    assert!(
+        logs.contains(r#""step":"unseal""#),
+        "the misbound one fails at unseal"
+    );
+    assert_no_secret_in(&logs, &secrets);
 }

@@ -51,10 +51,12 @@ check(fn["Metadata"]["BuildProperties"]["Binary"] == "portal-backup", "builds th
 check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("FunctionMemory"), "timeout and memory are parameters")
 env = fp["Environment"]["Variables"]
 config_rs = (ROOT / "src/config.rs").read_text()
-for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY"]:
+for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY",
+            "REQUIRE_SEALED_INPUT"]:
     check(var in env, f"environment sets {var}")
     check(f'"{var}"' in config_rs, f"{var} is read by src/config.rs")
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
+check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput"), "a deployment can refuse unsealed input")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 check(env["KMS_KEY_ID"] == getatt("BackupKey") and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key and table")
 for url in ["PortalMpcUrl", "PortalApiUrl"]:
@@ -125,7 +127,9 @@ for s in statements:
     check(s["Resource"] == {"kms": getatt("BackupKey"), "dynamodb": getatt("BackupTable")}[services.pop()], f"{s['Sid']}: only the stack's own resource")
 kms = next(s for s in statements if s["Action"][0].startswith("kms:"))
 envelope_rs = (ROOT / "src/envelope.rs").read_text()
-context_keys = re.findall(r'\("(\w+)", ', envelope_rs.split("pub fn backup_share")[1].split("}")[0])
+context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response"]
+                       for k in re.findall(r'\("(\w+)", ', envelope_rs.split(ctor)[1].split("}")[0])})
+check(len(context_keys) == 4, f"both encryption contexts found in src/envelope.rs: {context_keys}")
 check(sorted(kms["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
       f"KMS use conditioned on the encryption context keys the code sends ({context_keys})")
 check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encryption context is required")

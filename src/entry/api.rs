@@ -17,9 +17,8 @@ use crate::backup::BackupService;
 use crate::entry::sqs::log_failure;
 use crate::envelope::Envelope;
 use crate::error::BackupError;
-use crate::model::BackupMode;
 use crate::portal::Portal;
-use crate::request::BackupRequest;
+use crate::request::{BackupRequest, RequestPolicy};
 use crate::store::BackupStore;
 
 /// The route this function serves.
@@ -68,7 +67,7 @@ impl HttpAnswer {
 /// Handles an HTTP API (payload format 2.0) request.
 pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
     service: &BackupService<P, E, S>,
-    default_mode: BackupMode,
+    policy: RequestPolicy,
     mut request: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let path = request
@@ -80,7 +79,7 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
     let body = request.body.take().map(Zeroizing::new);
     let answer = serve(
         service,
-        default_mode,
+        policy,
         &request.request_context.http.method,
         &path,
         body,
@@ -97,14 +96,14 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
 /// Handles a REST API proxy (payload format 1.0) request.
 pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore>(
     service: &BackupService<P, E, S>,
-    default_mode: BackupMode,
+    policy: RequestPolicy,
     mut request: ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let path = request.path.clone().unwrap_or_default();
     let body = request.body.take().map(Zeroizing::new);
     let answer = serve(
         service,
-        default_mode,
+        policy,
         &request.http_method,
         &path,
         body,
@@ -121,7 +120,7 @@ pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore>(
 /// Routes, decodes and runs one request.
 pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
     service: &BackupService<P, E, S>,
-    default_mode: BackupMode,
+    policy: RequestPolicy,
     method: &Method,
     path: &str,
     body: Option<Zeroizing<String>>,
@@ -137,7 +136,7 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
     }
     let Some(body) = body else {
         return input_error(
-            &BackupRequest::parse(b"", default_mode)
+            &BackupRequest::parse(b"", policy)
                 .err()
                 .map(BackupError::from),
         );
@@ -157,7 +156,7 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
         Zeroizing::new(body.as_bytes().to_vec())
     };
     drop(body);
-    let result = match BackupRequest::parse(&bytes, default_mode) {
+    let result = match BackupRequest::parse(&bytes, policy) {
         Ok(request) => service.back_up(&request).await,
         Err(e) => Err(e.into()),
     };
@@ -206,6 +205,7 @@ pub fn error_answer(err: &BackupError) -> HttpAnswer {
 mod tests {
     use super::*;
     use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
+    use crate::model::BackupMode;
 
     type Svc = BackupService<FakePortal, FakeEnvelope, FakeStore>;
 
@@ -228,7 +228,15 @@ mod tests {
         body: Option<Zeroizing<String>>,
         b64: bool,
     ) -> HttpAnswer {
-        serve(s, BackupMode::SelfManaged, &method, path, body, b64).await
+        serve(
+            s,
+            RequestPolicy::new(BackupMode::SelfManaged),
+            &method,
+            path,
+            body,
+            b64,
+        )
+        .await
     }
 
     #[tokio::test]

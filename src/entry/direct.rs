@@ -7,15 +7,14 @@ use super::failure;
 use crate::backup::{BackupService, Outcome};
 use crate::entry::sqs::log_failure;
 use crate::envelope::Envelope;
-use crate::model::BackupMode;
 use crate::portal::Portal;
-use crate::request::BackupRequest;
+use crate::request::{BackupRequest, RequestPolicy};
 use crate::store::BackupStore;
 
 /// Runs one backup request given as the whole payload.
 pub async fn handle_direct<P, E, S>(
     service: &BackupService<P, E, S>,
-    default_mode: BackupMode,
+    policy: RequestPolicy,
     payload: &[u8],
 ) -> Result<Outcome, Diagnostic>
 where
@@ -23,7 +22,7 @@ where
     E: Envelope,
     S: BackupStore,
 {
-    let result = match BackupRequest::parse(payload, default_mode) {
+    let result = match BackupRequest::parse(payload, policy) {
         Ok(request) => service.back_up(&request).await,
         Err(e) => Err(e.into()),
     };

@@ -137,7 +137,7 @@ async fn dispatch(app: &App, raw: &str) -> Result<Answer, Diagnostic> {
             let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;
             let answer = sqs::handle_sqs(
                 &app.service,
-                config.backup_mode,
+                config.request_policy(),
                 config.max_concurrency,
                 event,
             )
@@ -147,17 +147,17 @@ async fn dispatch(app: &App, raw: &str) -> Result<Answer, Diagnostic> {
         Trigger::HttpApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("HTTP API", e))?;
             Ok(Answer::HttpApi(
-                api::handle_http_api(&app.service, config.backup_mode, request).await,
+                api::handle_http_api(&app.service, config.request_policy(), request).await,
             ))
         }
         Trigger::RestApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("REST API", e))?;
             Ok(Answer::RestApi(
-                api::handle_rest_api(&app.service, config.backup_mode, request).await,
+                api::handle_rest_api(&app.service, config.request_policy(), request).await,
             ))
         }
         Trigger::Direct => Ok(Answer::Direct(
-            direct::handle_direct(&app.service, config.backup_mode, raw.as_bytes()).await?,
+            direct::handle_direct(&app.service, config.request_policy(), raw.as_bytes()).await?,
         )),
     }
 }
@@ -223,6 +223,10 @@ pub fn failure(err: &BackupError) -> Failure {
             f(502, "PORTAL_UNREACHABLE", Some(DEFAULT_RETRY_AFTER))
         }
         Cause::Portal(PortalError::Contract { .. }) => f(502, "PORTAL_CONTRACT", None),
+        // A sealed generate response that does not open is the sender's problem.
+        Cause::Envelope(_) if err.step == Step::Unseal && !err.is_transient() => {
+            f(400, "INVALID_SEALED_INPUT", None)
+        }
         Cause::Envelope(_) | Cause::Store(_) if err.is_transient() => {
             f(503, "DEPENDENCY_UNAVAILABLE", Some(DEFAULT_RETRY_AFTER))
         }

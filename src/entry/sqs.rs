@@ -7,9 +7,8 @@ use tracing::{Instrument, error, info, info_span};
 use crate::backup::{BackupService, Outcome};
 use crate::envelope::Envelope;
 use crate::error::BackupError;
-use crate::model::BackupMode;
 use crate::portal::Portal;
-use crate::request::BackupRequest;
+use crate::request::{BackupRequest, RequestPolicy};
 use crate::store::BackupStore;
 
 /// An SQS batch that cannot be answered record by record.
@@ -34,7 +33,7 @@ impl From<MissingMessageId> for lambda_runtime::Diagnostic {
 /// Processes a batch, at most `concurrency` messages at once; answers exactly the failed ids.
 pub async fn handle_sqs<P, E, S>(
     service: &BackupService<P, E, S>,
-    default_mode: BackupMode,
+    policy: RequestPolicy,
     concurrency: usize,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, MissingMessageId>
@@ -53,7 +52,7 @@ where
         return Err(MissingMessageId { index });
     }
     let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
-        .map(|record| process(service, default_mode, record))
+        .map(|record| process(service, policy, record))
         .buffer_unordered(concurrency.max(1))
         .filter_map(|failed| async move { failed })
         .map(|item_identifier| {
@@ -71,7 +70,7 @@ where
 /// Runs one record; returns its id if it failed.
 async fn process<P, E, S>(
     service: &BackupService<P, E, S>,
-    default_mode: BackupMode,
+    policy: RequestPolicy,
     mut record: SqsMessage,
 ) -> Option<String>
 where
@@ -84,7 +83,7 @@ where
     let body = record.body.take().unwrap_or_default();
     let result = async {
         let body = zeroize::Zeroizing::new(body);
-        let request = BackupRequest::parse(body.as_bytes(), default_mode)?;
+        let request = BackupRequest::parse(body.as_bytes(), policy)?;
         drop(body);
         tracing::Span::current().record("client_id", request.client_id.as_str());
         service.back_up(&request).await
@@ -129,6 +128,7 @@ pub fn log_failure(err: &BackupError) {
 mod tests {
     use super::*;
     use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
+    use crate::model::BackupMode;
     use aws_lambda_events::event::sqs::SqsMessage;
 
     fn record(id: &str, body: &str) -> SqsMessage {
@@ -163,7 +163,7 @@ mod tests {
                 &good("c4").replace("\"k\"", "\"k\",\"backupMode\":\"NOPE\""),
             ),
         ];
-        let out = handle_sqs(&svc, BackupMode::SelfManaged, 2, event)
+        let out = handle_sqs(&svc, RequestPolicy::new(BackupMode::SelfManaged), 2, event)
             .await
             .unwrap();
         let mut ids: Vec<_> = out
@@ -192,7 +192,7 @@ mod tests {
         r.message_id = None;
         event.records = vec![record("m1", &good("c1")), r];
         assert_eq!(
-            handle_sqs(&svc, BackupMode::SelfManaged, 4, event)
+            handle_sqs(&svc, RequestPolicy::new(BackupMode::SelfManaged), 4, event)
                 .await
                 .unwrap_err()
                 .index,

@@ -402,3 +402,35 @@ pub fn failed_ids(answer: &Answer) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Seals a generate response for `client` with the Python producer helper (`pbtool.py seal`).
+pub fn python_seal(endpoint: &str, key_id: &str, client: &str, generate: &Value) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(venv_python())
+        .args([
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pbtool.py"),
+            "seal",
+            "--endpoint",
+            endpoint,
+            "--key-id",
+            key_id,
+            "--client-id",
+            client,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python sealer");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(generate.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("sealer output");
+    assert!(out.status.success(), "pbtool.py seal failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
