@@ -30,3 +30,12 @@ wait_for_port() {
     sleep 0.1
   done
 }
+
+# cargo-deny, built once into .tools/ (git-ignored); pinned.
+ensure_cargo_deny() {
+  if [ ! -x "$ROOT/.tools/bin/cargo-deny" ]; then
+    log "installing cargo-deny into .tools (one time, a few minutes)"
+    cargo install --quiet --locked cargo-deny --version 0.20.2 --root "$ROOT/.tools"
+  fi
+  export PATH="$ROOT/.tools/bin:$PATH"
+}
