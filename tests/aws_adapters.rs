@@ -264,3 +264,54 @@ async fn a_missing_table_is_a_permanent_error_naming_dynamodb() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_ciphertext_pointed_at_another_key_does_not_open() {
+    let moto = Moto::start().await;
+    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let c = ctx("client-1", "cmbackup1", Curve::Secp256k1);
+    let sealed = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    let other_key = moto
+        .kms()
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let mut parts: Vec<String> = sealed.split('.').map(str::to_owned).collect();
+    parts[1] = B64.encode(other_key.as_bytes());
+    let moved = parts.join(".");
+    let err = envelope.open(&c, &moved).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EnvelopeError::Kms {
+                operation: "Decrypt",
+                transient: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // And a data key wrapped under another key, with that key named: KMS unwraps it, but it is
+    // not the data key this ciphertext was sealed with, so GCM refuses.
+    let other = KmsEnvelope::new(moto.kms(), &other_key);
+    let foreign = other.seal(&c, b"other plaintext").await.unwrap();
+    let foreign: Vec<&str> = foreign.split('.').collect();
+    let spliced = [
+        parts[0].as_str(),
+        foreign[1],
+        foreign[2],
+        &parts[3],
+        &parts[4],
+    ]
+    .join(".");
+    assert!(matches!(
+        envelope.open(&c, &spliced).await,
+        Err(EnvelopeError::Authentication)
+    ));
+}
