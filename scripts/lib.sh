@@ -9,15 +9,16 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Creates .venv and installs scripts/requirements.txt when it changed (a stamp keeps it idempotent).
 ensure_venv() {
-  local req="$ROOT/scripts/requirements.txt" stamp="$VENV/.requirements.stamp"
+  local req="$ROOT/scripts/requirements.txt" con="$ROOT/scripts/constraints.txt"
+  local stamp="$VENV/.requirements.stamp"
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV"
     python3 -m venv "$VENV"
   fi
-  if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+  if [ ! -f "$stamp" ] || ! cat "$req" "$con" | cmp -s - "$stamp"; then
     log "installing Python tools (moto, boto3, cryptography, cargo-lambda, SAM CLI, cfn-lint) into .venv"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$stamp"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req" -c "$con"
+    cat "$req" "$con" >"$stamp"
   fi
   export PATH="$VENV/bin:$PATH"
 }
