@@ -65,6 +65,14 @@ pub enum Cause {
     /// What was read back is not what was written.
     #[error("{0}")]
     Mismatch(String),
+    /// Too little of the invocation is left to start this step; SQS will redeliver.
+    #[error("not started: only {0:?} of the invocation left (transient: the message is retried)")]
+    Deadline(std::time::Duration),
+    /// Another delivery of the same backup holds its lease.
+    #[error(
+        "another delivery of this backup is in progress (transient: retried after the visibility timeout)"
+    )]
+    InProgress,
 }
 
 /// A failed backup: the step, and the cause.
@@ -91,6 +99,7 @@ impl BackupError {
     pub fn is_transient(&self) -> bool {
         match &self.cause {
             Cause::Input(_) | Cause::Mismatch(_) => false,
+            Cause::Deadline(_) | Cause::InProgress => true,
             Cause::Portal(e) => e.is_transient(),
             Cause::Envelope(e) => e.is_transient(),
             Cause::Store(e) => e.is_transient(),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod model;
 pub mod portal;
 pub mod request;
+pub mod retry;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

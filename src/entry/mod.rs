@@ -232,6 +232,8 @@ pub fn failure(err: &BackupError) -> Failure {
         }
         Cause::Envelope(_) | Cause::Store(_) => f(502, "DEPENDENCY_FAILED", None),
         Cause::Mismatch(_) => f(502, "BACKUP_NOT_VERIFIED", None),
+        Cause::Deadline(_) => f(503, "DEADLINE", Some(DEFAULT_RETRY_AFTER)),
+        Cause::InProgress => f(409, "IN_PROGRESS", Some(DEFAULT_RETRY_AFTER)),
     }
 }
 
