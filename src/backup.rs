@@ -1,18 +1,30 @@
-//! The backup workflow: Portal's "Back up a wallet" steps over the `Portal`, `Envelope` and
-//! `BackupStore` ports. No AWS, HTTP or Lambda types here.
+//! The backup workflow: Portal's "Back up a wallet" steps over the `Portal`, `Envelope`,
+//! `BackupStore` and `Checkpoints` ports. No AWS, HTTP or Lambda types here.
+//!
+//! Each backup runs under a checkpoint lease (see `idempotency`): a redelivered message resumes
+//! where the last attempt stopped, and a completed one answers with its earlier result.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::try_join;
 use serde::Serialize;
 
 use crate::envelope::{EncryptionContext, Envelope};
 use crate::error::{BackupError, Cause, Step};
+use crate::idempotency::{Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status};
 use crate::model::BackupMode;
 use crate::portal::{BackupShare, Portal};
 use crate::request::{BackupRequest, GenerateInput, GenerateResponse, InputError};
+use crate::retry::{Deadline, RetryPolicy};
 use crate::secret::SecretString;
 use crate::store::{BackupStore, StoredShare};
+
+/// Time a message needs to be worth starting.
+pub const START_BUDGET: Duration = Duration::from_secs(3);
+/// Time a step needs to be worth starting.
+pub const STEP_BUDGET: Duration = Duration::from_secs(1);
+/// Lease length when the invocation has no deadline (tools, tests).
+const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
 /// What a completed backup answers (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,37 +40,89 @@ pub struct Outcome {
     pub status: &'static str,
 }
 
-/// A client backup share after sealing: what is stored, and what it must decrypt to.
-struct SealedShare<'a> {
-    share: &'a BackupShare,
-    context: EncryptionContext,
-    cipher_text: String,
-    plaintext: SecretString,
+/// What one run did beyond its outcome, for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Retries of transient failures.
+    pub retries: u32,
+    /// The checkpoint this run resumed from (`None`: a fresh backup).
+    pub resumed_from: Option<Status>,
+    /// Whether `/v1/backup` was called.
+    pub called_backup: bool,
 }
 
-/// The workflow, over its three ports. `store` is `None` when no table is configured.
+/// The invocation a backup runs in.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// When the invocation must have answered.
+    pub deadline: Deadline,
+    /// Unique id of this attempt: the lease owner.
+    pub owner: String,
+}
+
+impl Invocation {
+    /// An attempt within the Lambda request `request_id`.
+    pub fn new(deadline: Deadline, request_id: &str) -> Self {
+        let mut nonce = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut nonce);
+        let suffix: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            deadline,
+            owner: format!("{request_id}/{suffix}"),
+        }
+    }
+}
+
+/// A client backup share after sealing: what is stored, and what it must decrypt to (unknown
+/// when resuming from a checkpoint).
+struct SealedShare {
+    record: SealedRecord,
+    context: EncryptionContext,
+    plaintext: Option<SecretString>,
+}
+
+/// The workflow, over its ports. `store` is `None` when no table is configured: Portal-managed
+/// backups then run without checkpoints.
 #[derive(Debug, Clone)]
 pub struct BackupService<P, E, S> {
     portal: P,
     envelope: E,
     store: Option<S>,
+    retry: RetryPolicy,
 }
 
-impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
+impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S> {
     /// Wires the workflow to its adapters.
     pub fn new(portal: P, envelope: E, store: Option<S>) -> Self {
         Self {
             portal,
             envelope,
             store,
+            retry: RetryPolicy::default(),
         }
     }
 
-    /// Backs up one wallet: backup → seal → store → verify → mark stored.
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Backs up one wallet with no deadline (tools and tests).
+    pub async fn back_up(&self, req: &BackupRequest) -> Result<Outcome, BackupError> {
+        let inv = Invocation::new(Deadline::none(), "local");
+        self.run(req, &inv).await.map(|(o, _)| o)
+    }
+
+    /// Backs up one wallet: backup → seal → checkpoint → store → verify → checkpoint → mark.
     ///
     /// Portal is told the backup is stored only after both ciphertexts were read back from where
     /// they were stored and decrypted to the shares Portal returned.
-    pub async fn back_up(&self, req: &BackupRequest) -> Result<Outcome, BackupError> {
+    pub async fn run(
+        &self,
+        req: &BackupRequest,
+        inv: &Invocation,
+    ) -> Result<(Outcome, RunStats), BackupError> {
         // Refuse before calling Portal: a backup that cannot be stored must not be created.
         if req.mode == BackupMode::SelfManaged && self.store.is_none() {
             return Err(InputError {
@@ -67,6 +131,7 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
             }
             .into());
         }
+        inv.deadline.check(Step::Input, START_BUDGET)?;
         let opened;
         let generate = match &req.generate {
             GenerateInput::Plain(g) => g,
@@ -75,25 +140,167 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
                 &opened
             }
         };
-        let shares = self
-            .portal
-            .backup(&req.api_key, &generate.json)
+        let fresh = Progress {
+            status: Status::InProgress,
+            backup_mode: req.mode,
+            signing_share_pair_ids: generate.signing_share_pair_ids.clone(),
+            shares: None,
+        };
+        let Some(store) = &self.store else {
+            let mut stats = RunStats::default();
+            return self
+                .resume(req, generate, None, fresh, inv, &mut stats)
+                .await
+                .map(|o| (o, stats));
+        };
+        let key = BackupKey::new(
+            &req.client_id,
+            req.idempotency_key.as_deref(),
+            &generate.signing_share_pair_ids,
+        );
+        let lease_until = inv.deadline.epoch_ms(DEFAULT_LEASE);
+        let acquired = store
+            .acquire(&key, &inv.owner, lease_until, &fresh)
             .await
-            .map_err(|e| BackupError::new(Step::Backup, e))?;
-        let [a, b] = &shares;
-        let (a, b) = try_join(self.seal(req, a), self.seal(req, b)).await?;
-        let sealed = [a, b];
-        self.store(req, &generate.signing_share_pair_ids, &sealed)
+            .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
+        let progress = match acquired {
+            Acquired::Completed(done) => {
+                let stats = RunStats {
+                    resumed_from: Some(Status::Completed),
+                    ..RunStats::default()
+                };
+                return Ok((outcome(req, &done)?, stats));
+            }
+            Acquired::Busy => return Err(BackupError::new(Step::Checkpoint, Cause::InProgress)),
+            Acquired::Run(progress) => progress,
+        };
+        let mut stats = RunStats {
+            resumed_from: (progress.status != Status::InProgress).then_some(progress.status),
+            ..RunStats::default()
+        };
+        let result = self
+            .resume(
+                req,
+                generate,
+                Some((store, &key)),
+                progress,
+                inv,
+                &mut stats,
+            )
+            .await;
+        if result.is_err() {
+            // Never delete: the checkpoint may hold shares Portal already created. Only let go.
+            if let Err(e) = store.release(&key, &inv.owner).await {
+                tracing::warn!(error = %e, "could not release the backup lease; it expires with the invocation");
+            }
+        }
+        result.map(|o| (o, stats))
+    }
+
+    /// Runs the steps left after `progress`, checkpointing after each durable effect.
+    async fn resume(
+        &self,
+        req: &BackupRequest,
+        generate: &GenerateResponse,
+        checkpoints: Option<(&S, &BackupKey)>,
+        mut progress: Progress,
+        inv: &Invocation,
+        stats: &mut RunStats,
+    ) -> Result<Outcome, BackupError> {
+        let advance = |from: Status, to: Progress| async move {
+            if let Some((store, key)) = checkpoints {
+                store
+                    .advance(key, &inv.owner, from, &to)
+                    .await
+                    .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
+            }
+            Ok::<Progress, BackupError>(to)
+        };
+        let mode = progress.backup_mode;
+        let mut sealed: Option<[SealedShare; 2]> = None;
+        if progress.status == Status::InProgress {
+            inv.deadline.check(Step::Backup, STEP_BUDGET)?;
+            stats.called_backup = true;
+            let shares = self
+                .retry
+                .run(&inv.deadline, &mut stats.retries, || async {
+                    self.portal
+                        .backup(&req.api_key, &generate.json)
+                        .await
+                        .map_err(|e| BackupError::new(Step::Backup, e))
+                })
+                .await?;
+            let [a, b] = &shares;
+            let (a, b) = try_join(self.seal(req, a), self.seal(req, b)).await?;
+            let records = [a.record.clone(), b.record.clone()];
+            sealed = Some([a, b]);
+            progress = advance(
+                Status::InProgress,
+                Progress {
+                    status: Status::BackedUp,
+                    shares: Some(records),
+                    ..progress
+                },
+            )
             .await?;
-        self.verify(req, &sealed).await?;
-        let ids = [shares[0].id.clone(), shares[1].id.clone()];
-        self.portal
-            .mark_stored(&req.api_key, &ids)
-            .await
-            .map_err(|e| BackupError::new(Step::MarkStored, e))?;
+        }
+        let records = progress.shares.clone().ok_or_else(|| {
+            BackupError::new(
+                Step::Checkpoint,
+                Cause::Mismatch("checkpoint lacks its shares".into()),
+            )
+        })?;
+        let sealed = sealed.unwrap_or_else(|| {
+            records.clone().map(|record| SealedShare {
+                context: EncryptionContext::backup_share(&req.client_id, &record.id, record.curve),
+                record,
+                plaintext: None,
+            })
+        });
+        if progress.status == Status::BackedUp {
+            inv.deadline.check(Step::Store, STEP_BUDGET)?;
+            self.store(
+                req,
+                mode,
+                &progress.signing_share_pair_ids,
+                &sealed,
+                inv,
+                stats,
+            )
+            .await?;
+            self.verify(req, mode, &sealed, inv, stats).await?;
+            progress = advance(
+                Status::BackedUp,
+                Progress {
+                    status: Status::Stored,
+                    ..progress
+                },
+            )
+            .await?;
+        }
+        let ids = records.map(|r| r.id);
+        if progress.status == Status::Stored {
+            inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
+            self.retry
+                .run(&inv.deadline, &mut stats.retries, || async {
+                    self.portal
+                        .mark_stored(&req.api_key, &ids)
+                        .await
+                        .map_err(|e| BackupError::new(Step::MarkStored, e))
+                })
+                .await?;
+            advance(
+                Status::Stored,
+                Progress {
+                    status: Status::Completed,
+                    ..progress
+                },
+            )
+            .await?;
+        }
         Ok(Outcome {
             client_id: req.client_id.clone(),
-            backup_mode: req.mode.as_str(),
+            backup_mode: mode.as_str(),
             backup_share_pair_ids: ids,
             status: "COMPLETED",
         })
@@ -122,11 +329,11 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
     }
 
     /// Seals `{"share", "id"}` — the entry `/v1/recover` needs back — under the share's context.
-    async fn seal<'a>(
+    async fn seal(
         &self,
         req: &BackupRequest,
-        share: &'a BackupShare,
-    ) -> Result<SealedShare<'a>, BackupError> {
+        share: &BackupShare,
+    ) -> Result<SealedShare, BackupError> {
         let plaintext = share_plaintext(share);
         let context = EncryptionContext::backup_share(&req.client_id, &share.id, share.curve);
         let cipher_text = self
@@ -135,31 +342,38 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
             .await
             .map_err(|e| BackupError::new(Step::Seal, e))?;
         Ok(SealedShare {
-            share,
+            record: SealedRecord {
+                curve: share.curve,
+                id: share.id.clone(),
+                cipher_text,
+            },
             context,
-            cipher_text,
-            plaintext,
+            plaintext: Some(plaintext),
         })
     }
 
+    /// Writes both ciphertexts where `mode` keeps them; both writes are safe to repeat.
     async fn store(
         &self,
         req: &BackupRequest,
+        mode: BackupMode,
         signing_share_pair_ids: &[String; 2],
-        sealed: &[SealedShare<'_>; 2],
+        sealed: &[SealedShare; 2],
+        inv: &Invocation,
+        stats: &mut RunStats,
     ) -> Result<(), BackupError> {
-        let step = |e| BackupError::new(Step::Store, e);
-        match (&self.store, req.mode) {
+        let step = |c: Cause| BackupError::new(Step::Store, c);
+        match (&self.store, mode) {
             (Some(store), BackupMode::SelfManaged) => {
                 let created_at = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let item = |s: &SealedShare<'_>, signing: &String| StoredShare {
+                let item = |s: &SealedShare, signing: &String| StoredShare {
                     client_id: req.client_id.clone(),
-                    backup_share_pair_id: s.share.id.clone(),
-                    curve: s.share.curve,
+                    backup_share_pair_id: s.record.id.clone(),
+                    curve: s.record.curve,
                     signing_share_pair_id: signing.clone(),
-                    cipher_text: s.cipher_text.clone(),
+                    cipher_text: s.record.cipher_text.clone(),
                     created_at,
                 };
                 let [a, b] = [
@@ -173,14 +387,24 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
             _ => {
                 let [a, b] = sealed;
                 let api_key = &req.api_key;
-                try_join(
-                    self.portal
-                        .store_cipher_text(api_key, &a.share.id, &a.cipher_text),
-                    self.portal
-                        .store_cipher_text(api_key, &b.share.id, &b.cipher_text),
-                )
-                .await
-                .map_err(|e| step(Cause::Portal(e)))?;
+                self.retry
+                    .run(&inv.deadline, &mut stats.retries, || async {
+                        try_join(
+                            self.portal.store_cipher_text(
+                                api_key,
+                                &a.record.id,
+                                &a.record.cipher_text,
+                            ),
+                            self.portal.store_cipher_text(
+                                api_key,
+                                &b.record.id,
+                                &b.record.cipher_text,
+                            ),
+                        )
+                        .await
+                        .map_err(|e| step(Cause::Portal(e)))
+                    })
+                    .await?;
             }
         }
         Ok(())
@@ -190,24 +414,35 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
     async fn verify(
         &self,
         req: &BackupRequest,
-        sealed: &[SealedShare<'_>; 2],
+        mode: BackupMode,
+        sealed: &[SealedShare; 2],
+        inv: &Invocation,
+        stats: &mut RunStats,
     ) -> Result<(), BackupError> {
-        let (a, b) = (
-            self.verify_one(req, &sealed[0]),
-            self.verify_one(req, &sealed[1]),
-        );
-        try_join(a, b).await?;
-        Ok(())
+        let mut retries = 0;
+        let result = self
+            .retry
+            .run(&inv.deadline, &mut retries, || async {
+                try_join(
+                    self.verify_one(req, mode, &sealed[0]),
+                    self.verify_one(req, mode, &sealed[1]),
+                )
+                .await
+            })
+            .await;
+        stats.retries += retries;
+        result.map(|_| ())
     }
 
     async fn verify_one(
         &self,
         req: &BackupRequest,
-        sealed: &SealedShare<'_>,
+        mode: BackupMode,
+        sealed: &SealedShare,
     ) -> Result<(), BackupError> {
         let step = |c: Cause| BackupError::new(Step::Verify, c);
-        let id = &sealed.share.id;
-        let stored = match (&self.store, req.mode) {
+        let id = &sealed.record.id;
+        let stored = match (&self.store, mode) {
             (Some(store), BackupMode::SelfManaged) => store
                 .cipher_text(&req.client_id, id)
                 .await
@@ -224,7 +459,7 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
                 "ciphertext of {id} is not found after it was stored"
             ))));
         };
-        if stored != sealed.cipher_text {
+        if stored != sealed.record.cipher_text {
             return Err(step(Cause::Mismatch(format!(
                 "ciphertext of {id} read back differs from the one stored"
             ))));
@@ -234,13 +469,49 @@ impl<P: Portal, E: Envelope, S: BackupStore> BackupService<P, E, S> {
             .open(&sealed.context, &stored)
             .await
             .map_err(|e| step(e.into()))?;
-        if opened.expose() != sealed.plaintext.as_bytes_for_seal() {
+        let matches = match &sealed.plaintext {
+            Some(plain) => opened.expose() == plain.as_bytes_for_seal(),
+            // Resumed from a checkpoint: the share is no longer in memory; check what it names.
+            None => names_pair(opened.expose(), id),
+        };
+        if !matches {
             return Err(step(Cause::Mismatch(format!(
                 "ciphertext of {id} does not decrypt to its share"
             ))));
         }
         Ok(())
     }
+}
+
+/// The outcome of a backup completed earlier, rebuilt from its checkpoint.
+fn outcome(req: &BackupRequest, done: &Progress) -> Result<Outcome, BackupError> {
+    let shares = done.shares.as_ref().ok_or_else(|| {
+        BackupError::new(
+            Step::Checkpoint,
+            Cause::Mismatch("completed checkpoint lacks its shares".into()),
+        )
+    })?;
+    Ok(Outcome {
+        client_id: req.client_id.clone(),
+        backup_mode: done.backup_mode.as_str(),
+        backup_share_pair_ids: [shares[0].id.clone(), shares[1].id.clone()],
+        status: "COMPLETED",
+    })
+}
+
+/// Whether opened `{"share","id"}` JSON names `id`, both as its `id` and inside its share.
+fn names_pair(plaintext: &[u8], id: &str) -> bool {
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(plaintext) else {
+        return false;
+    };
+    let ok = doc.get("id").and_then(|v| v.as_str()) == Some(id)
+        && doc
+            .get("share")
+            .and_then(|v| v.as_str())
+            .and_then(crate::portal::embedded_pair_id)
+            .is_some_and(|embedded| embedded.is_none() || embedded.as_deref() == Some(id));
+    crate::secret::wipe_json(&mut doc);
+    ok
 }
 
 /// The sealed plaintext: `{"share":"…","id":"…"}`, in a buffer sized up front so no partial copy
@@ -273,6 +544,7 @@ pub(crate) mod tests {
     use crate::store::StoreError;
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     /// Records every port call, in order.
     #[derive(Clone, Default)]
@@ -290,6 +562,7 @@ pub(crate) mod tests {
     pub(crate) struct FakePortal {
         pub log: Log,
         pub fail_backup: Option<u16>,
+        pub fail_mark: u32,
         pub fail_store: bool,
         pub corrupt_read: bool,
         pub stored: Arc<Mutex<HashMap<String, String>>>,
@@ -315,7 +588,7 @@ pub(crate) mod tests {
             Ok(Curve::ALL.map(|curve| BackupShare {
                 curve,
                 id: format!("bk-{curve}-{tag}"),
-                share: SecretString::new(format!("share-{curve}")),
+                share: SecretString::new(fake_share(&format!("bk-{curve}-{tag}"))),
             }))
         }
         async fn store_cipher_text(
@@ -352,8 +625,25 @@ pub(crate) mod tests {
         }
         async fn mark_stored(&self, _: &ClientApiKey, ids: &[String]) -> Result<(), PortalError> {
             self.log.push(format!("portal.mark {}", ids.join(",")));
+            if self.fail_mark > 0 {
+                return Err(PortalError::Status {
+                    call: "mark",
+                    status: 503,
+                    error_id: None,
+                    message: "x".into(),
+                    retry_after: None,
+                });
+            }
             Ok(())
         }
+    }
+
+    /// A share as Portal makes them: base64 of JSON naming its backup share pair.
+    pub(crate) fn fake_share(id: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            r#"{{"backupSharePairId":"{id}","share":"5ecret"}}"#
+        ))
     }
 
     /// "Encrypts" as `context-json|plaintext`, so a wrong context fails to open.
@@ -389,12 +679,83 @@ pub(crate) mod tests {
         }
     }
 
+    /// A checkpoint: progress, lease owner, lease expiry (ms).
+    type Record = (Progress, String, u64);
+
     #[derive(Clone, Default)]
     pub(crate) struct FakeStore {
         pub log: Log,
         pub fail_put: bool,
         pub lose_writes: bool,
         pub items: Arc<Mutex<HashMap<(String, String), StoredShare>>>,
+        pub checkpoints: Arc<Mutex<HashMap<(String, String), Record>>>,
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    impl Checkpoints for FakeStore {
+        async fn acquire(
+            &self,
+            key: &BackupKey,
+            owner: &str,
+            until: u64,
+            fresh: &Progress,
+        ) -> Result<Acquired, StoreError> {
+            self.log.push("checkpoint.acquire");
+            let mut all = self.checkpoints.lock().unwrap();
+            let k = (key.client_id.clone(), key.key.clone());
+            match all.get_mut(&k) {
+                None => {
+                    all.insert(k, (fresh.clone(), owner.into(), until));
+                    Ok(Acquired::Run(fresh.clone()))
+                }
+                Some((p, _, _)) if p.status == Status::Completed => {
+                    Ok(Acquired::Completed(p.clone()))
+                }
+                Some((_, _, exp)) if *exp >= now_ms() => Ok(Acquired::Busy),
+                Some((p, o, exp)) => {
+                    *o = owner.into();
+                    *exp = until;
+                    Ok(Acquired::Run(p.clone()))
+                }
+            }
+        }
+        async fn advance(
+            &self,
+            key: &BackupKey,
+            owner: &str,
+            from: Status,
+            to: &Progress,
+        ) -> Result<(), StoreError> {
+            self.log.push(format!("checkpoint.{}", to.status.as_str()));
+            let mut all = self.checkpoints.lock().unwrap();
+            match all.get_mut(&(key.client_id.clone(), key.key.clone())) {
+                Some((p, o, _)) if o == owner && p.status == from => {
+                    *p = to.clone();
+                    Ok(())
+                }
+                _ => Err(StoreError::LeaseLost(key.key.clone())),
+            }
+        }
+        async fn release(&self, key: &BackupKey, owner: &str) -> Result<(), StoreError> {
+            self.log.push("checkpoint.release");
+            if let Some((_, o, exp)) = self
+                .checkpoints
+                .lock()
+                .unwrap()
+                .get_mut(&(key.client_id.clone(), key.key.clone()))
+            {
+                if o == owner {
+                    *exp = 0;
+                }
+            }
+            Ok(())
+        }
     }
 
     impl BackupStore for FakeStore {
@@ -435,6 +796,7 @@ pub(crate) mod tests {
                 json: SecretString::new("{}".into()),
                 signing_share_pair_ids: ["sig-s".into(), "sig-e".into()],
             }),
+            idempotency_key: None,
             mode,
         }
     }
@@ -485,11 +847,18 @@ pub(crate) mod tests {
         );
         assert_eq!(out.status, "COMPLETED");
         let calls = log.calls();
-        assert_eq!(calls.first().unwrap(), "portal.backup");
+        assert_eq!(calls[..2], ["checkpoint.acquire", "portal.backup"]);
         assert_eq!(
-            calls.last().unwrap(),
-            "portal.mark bk-SECP256K1-2,bk-ED25519-2"
+            calls[calls.len() - 2..],
+            [
+                "portal.mark bk-SECP256K1-2,bk-ED25519-2",
+                "checkpoint.COMPLETED"
+            ]
         );
+        assert_before(&calls, "envelope.seal", "checkpoint.BACKED_UP");
+        assert_before(&calls, "checkpoint.BACKED_UP", "store.put");
+        assert_before(&calls, "envelope.open", "checkpoint.STORED");
+        assert_before(&calls, "checkpoint.STORED", "portal.mark");
         assert_eq!(
             [
                 count(&calls, "envelope.seal"),
@@ -515,10 +884,10 @@ pub(crate) mod tests {
         assert!(item.cipher_text.starts_with(
             r#"{"backupSharePairId":"bk-ED25519-2","clientId":"client-1","curve":"ED25519"}|"#
         ));
-        assert!(
-            item.cipher_text
-                .ends_with(r#"{"share":"share-ED25519","id":"bk-ED25519-2"}"#)
-        );
+        assert!(item.cipher_text.ends_with(&format!(
+            r#"{{"share":"{}","id":"bk-ED25519-2"}}"#,
+            fake_share("bk-ED25519-2")
+        )));
     }
 
     #[tokio::test]
@@ -609,7 +978,11 @@ pub(crate) mod tests {
             .unwrap_err();
         assert_eq!(err.step, Step::Backup);
         assert!(!err.is_transient());
-        assert_eq!(log.calls(), ["portal.backup"]);
+        assert_eq!(
+            log.calls(),
+            ["checkpoint.acquire", "portal.backup", "checkpoint.release"],
+            "permanent: no retry, no encryption, the lease let go"
+        );
     }
 
     #[tokio::test]
@@ -639,8 +1012,13 @@ pub(crate) mod tests {
         let out = svc.back_up(&req).await.unwrap();
         assert_eq!(out.status, "COMPLETED");
         assert_eq!(
-            log.calls()[..3],
-            ["envelope.seal", "envelope.open", "portal.backup"]
+            log.calls()[..4],
+            [
+                "envelope.seal",
+                "envelope.open",
+                "checkpoint.acquire",
+                "portal.backup"
+            ]
         );
 
         // Sealed for another client: refused before Portal is called.
@@ -654,5 +1032,154 @@ pub(crate) mod tests {
         assert_eq!(err.step, Step::Unseal);
         assert!(!err.is_transient());
         assert_eq!(count(&log.calls(), "portal."), 0);
+    }
+
+    /// Runs `req` twice on the same store: a first attempt under `first`, then a clean retry.
+    async fn twice(
+        first: FakePortal,
+        fail_put_first: bool,
+        mode: BackupMode,
+    ) -> (Vec<String>, Vec<String>) {
+        let store = FakeStore::default();
+        let log1 = Log::default();
+        let s1 = FakeStore {
+            log: log1.clone(),
+            fail_put: fail_put_first,
+            ..store.clone()
+        };
+        let p1 = FakePortal {
+            log: log1.clone(),
+            ..first.clone()
+        };
+        let svc =
+            BackupService::new(p1, FakeEnvelope::default(), Some(s1)).with_retry(RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            });
+        assert!(
+            svc.back_up(&request(mode)).await.is_err(),
+            "the first attempt fails"
+        );
+        let log2 = Log::default();
+        let s2 = FakeStore {
+            log: log2.clone(),
+            fail_put: false,
+            ..store
+        };
+        let p2 = FakePortal {
+            log: log2.clone(),
+            fail_mark: 0,
+            fail_store: false,
+            stored: first.stored.clone(),
+            ..Default::default()
+        };
+        let out = BackupService::new(p2, FakeEnvelope::default(), Some(s2))
+            .back_up(&request(mode))
+            .await
+            .unwrap();
+        assert_eq!(out.status, "COMPLETED");
+        (log1.calls(), log2.calls())
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_storing_failed_resumes_without_calling_backup_again() {
+        let (first, second) = twice(FakePortal::default(), true, BackupMode::SelfManaged).await;
+        assert_eq!(count(&first, "portal.backup"), 1);
+        assert!(first.contains(&"checkpoint.BACKED_UP".to_owned()));
+        assert_eq!(
+            count(&second, "portal.backup"),
+            0,
+            "shares exist: never created twice"
+        );
+        assert_eq!(count(&second, "store.put"), 2);
+        assert_eq!(count(&second, "portal.mark"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_marking_failed_only_marks() {
+        let portal = FakePortal {
+            fail_mark: 1,
+            ..Default::default()
+        };
+        let (first, second) = twice(portal, false, BackupMode::PortalManaged).await;
+        assert!(first.contains(&"checkpoint.STORED".to_owned()), "{first:?}");
+        assert_eq!(
+            second,
+            [
+                "checkpoint.acquire",
+                "portal.mark bk-SECP256K1-2,bk-ED25519-2",
+                "checkpoint.COMPLETED"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_completed_backup_answers_at_once_and_a_leased_one_is_busy() {
+        let store = FakeStore::default();
+        let svc = BackupService::new(
+            FakePortal::default(),
+            FakeEnvelope::default(),
+            Some(store.clone()),
+        );
+        let first = svc
+            .back_up(&request(BackupMode::SelfManaged))
+            .await
+            .unwrap();
+        let log = Log::default();
+        let again = BackupService::new(
+            FakePortal {
+                log: log.clone(),
+                ..Default::default()
+            },
+            FakeEnvelope::default(),
+            Some(FakeStore {
+                log: log.clone(),
+                ..store.clone()
+            }),
+        );
+        assert_eq!(
+            again
+                .back_up(&request(BackupMode::SelfManaged))
+                .await
+                .unwrap(),
+            first
+        );
+        assert_eq!(
+            log.calls(),
+            ["checkpoint.acquire"],
+            "the earlier result, no work"
+        );
+
+        // A live lease held by another delivery: this one backs off, transiently.
+        let mut other = request(BackupMode::SelfManaged);
+        other.idempotency_key = Some("k-1".into());
+        let key = BackupKey::new("client-1", Some("k-1"), &["a".into(), "b".into()]);
+        let fresh = Progress {
+            status: Status::InProgress,
+            backup_mode: BackupMode::SelfManaged,
+            signing_share_pair_ids: ["a".into(), "b".into()],
+            shares: None,
+        };
+        store
+            .acquire(&key, "someone-else", now_ms() + 60_000, &fresh)
+            .await
+            .unwrap();
+        let err = svc.back_up(&other).await.unwrap_err();
+        assert!(matches!(err.cause, Cause::InProgress));
+        assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn work_that_cannot_finish_is_not_started() {
+        let log = Log::default();
+        let (p, e, s) = service(&log);
+        let svc = BackupService::new(p, e, Some(s));
+        let inv = Invocation::new(Deadline::after(Duration::from_secs(2)), "r");
+        let err = svc
+            .run(&request(BackupMode::SelfManaged), &inv)
+            .await
+            .unwrap_err();
+        assert!(matches!(err.cause, Cause::Deadline(_)) && err.is_transient());
+        assert!(log.calls().is_empty());
     }
 }

@@ -20,6 +20,8 @@ pub enum Step {
     Seal,
     /// Writing the ciphertexts (DynamoDB or Portal).
     Store,
+    /// Taking or advancing the backup's checkpoint lease.
+    Checkpoint,
     /// Reading the ciphertexts back and decrypting them.
     Verify,
     /// `PATCH …/backup-share-pairs` with `STORED_CLIENT_BACKUP_SHARE`.
@@ -35,6 +37,7 @@ impl Step {
             Step::Backup => "backup",
             Step::Seal => "seal",
             Step::Store => "store",
+            Step::Checkpoint => "checkpoint",
             Step::Verify => "verify",
             Step::MarkStored => "mark_stored",
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod entry;
 pub mod envelope;
 pub mod error;
+pub mod idempotency;
 pub mod model;
 pub mod portal;
 pub mod request;

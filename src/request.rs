@@ -14,8 +14,9 @@ pub const MAX_SHARE_BYTES: usize = 64 * 1024;
 pub const MAX_CLIENT_ID_LEN: usize = 256;
 
 /// The fields a backup request may carry.
-pub const FIELDS: [&str; 5] = [
+pub const FIELDS: [&str; 6] = [
     "clientId",
+    "idempotencyKey",
     "clientApiKey",
     "generateResponse",
     "sealedGenerateResponse",
@@ -68,6 +69,8 @@ pub struct BackupRequest {
     pub api_key: ClientApiKey,
     /// The signing shares.
     pub generate: GenerateInput,
+    /// Overrides the backup's identity (default: client id + signing share pair ids).
+    pub idempotency_key: Option<String>,
     /// Where the ciphertexts go.
     pub mode: BackupMode,
 }
@@ -153,10 +156,19 @@ impl BackupRequest {
             }
             (_, None) => GenerateInput::Plain(generate_response(map.get_mut("generateResponse"))?),
         };
+        let idempotency_key = match map.get_mut("idempotencyKey") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) => {
+                check_id(k).map_err(|p| bad("idempotencyKey", p))?;
+                Some(std::mem::take(k))
+            }
+            Some(_) => return Err(bad("idempotencyKey", "must be a string")),
+        };
         Ok(BackupRequest {
             client_id,
             api_key,
             generate,
+            idempotency_key,
             mode,
         })
     }

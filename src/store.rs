@@ -47,6 +47,9 @@ pub enum StoreError {
         "a different ciphertext is already stored for backup share pair {0}; refusing to overwrite it"
     )]
     Conflict(String),
+    /// Another delivery took over this backup's lease.
+    #[error("lost the lease on backup {0} to another delivery (transient: retried later)")]
+    LeaseLost(String),
     /// An item in the table is not of the shape this function writes.
     #[error("stored item for backup share pair {0} is malformed: {1}")]
     Corrupt(String, &'static str),
@@ -92,6 +95,18 @@ impl DynamoStore {
             client,
             table: table.into(),
         }
+    }
+}
+
+impl DynamoStore {
+    /// The SDK client (shared with the checkpoint store).
+    pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub(crate) fn table(&self) -> &str {
+        &self.table
     }
 }
 

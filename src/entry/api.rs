@@ -12,13 +12,13 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::failure;
+use super::{Ctx, failure, run_request};
 use crate::backup::BackupService;
-use crate::entry::sqs::log_failure;
 use crate::envelope::Envelope;
 use crate::error::BackupError;
+use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
-use crate::request::{BackupRequest, RequestPolicy};
+use crate::request::BackupRequest;
 use crate::store::BackupStore;
 
 /// The route this function serves.
@@ -65,9 +65,9 @@ impl HttpAnswer {
 }
 
 /// Handles an HTTP API (payload format 2.0) request.
-pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
+pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
     service: &BackupService<P, E, S>,
-    policy: RequestPolicy,
+    ctx: Ctx<'_>,
     mut request: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
     let path = request
@@ -79,7 +79,7 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
     let body = request.body.take().map(Zeroizing::new);
     let answer = serve(
         service,
-        policy,
+        ctx,
         &request.request_context.http.method,
         &path,
         body,
@@ -94,16 +94,16 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore>(
 }
 
 /// Handles a REST API proxy (payload format 1.0) request.
-pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore>(
+pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
     service: &BackupService<P, E, S>,
-    policy: RequestPolicy,
+    ctx: Ctx<'_>,
     mut request: ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let path = request.path.clone().unwrap_or_default();
     let body = request.body.take().map(Zeroizing::new);
     let answer = serve(
         service,
-        policy,
+        ctx,
         &request.http_method,
         &path,
         body,
@@ -118,9 +118,9 @@ pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore>(
 }
 
 /// Routes, decodes and runs one request.
-pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
+pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
     service: &BackupService<P, E, S>,
-    policy: RequestPolicy,
+    ctx: Ctx<'_>,
     method: &Method,
     path: &str,
     body: Option<Zeroizing<String>>,
@@ -136,7 +136,7 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
     }
     let Some(body) = body else {
         return input_error(
-            &BackupRequest::parse(b"", policy)
+            &BackupRequest::parse(b"", ctx.policy)
                 .err()
                 .map(BackupError::from),
         );
@@ -156,11 +156,7 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore>(
         Zeroizing::new(body.as_bytes().to_vec())
     };
     drop(body);
-    let result = match BackupRequest::parse(&bytes, policy) {
-        Ok(request) => service.back_up(&request).await,
-        Err(e) => Err(e.into()),
-    };
-    match result {
+    match run_request(service, ctx, &bytes).await {
         Ok(outcome) => HttpAnswer {
             status: 200,
             body: serde_json::to_value(&outcome).unwrap_or_default(),
@@ -179,7 +175,6 @@ fn input_error(err: &Option<BackupError>) -> HttpAnswer {
 
 /// The error answer: status, stable code, the step, the field at fault; a message with no secret.
 pub fn error_answer(err: &BackupError) -> HttpAnswer {
-    log_failure(err);
     let f = failure(err);
     let mut body = json!({ "error": {
         "code": f.code,
@@ -205,7 +200,6 @@ pub fn error_answer(err: &BackupError) -> HttpAnswer {
 mod tests {
     use super::*;
     use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
-    use crate::model::BackupMode;
 
     type Svc = BackupService<FakePortal, FakeEnvelope, FakeStore>;
 
@@ -228,15 +222,7 @@ mod tests {
         body: Option<Zeroizing<String>>,
         b64: bool,
     ) -> HttpAnswer {
-        serve(
-            s,
-            RequestPolicy::new(BackupMode::SelfManaged),
-            &method,
-            path,
-            body,
-            b64,
-        )
-        .await
+        serve(s, crate::entry::test_ctx(), &method, path, body, b64).await
     }
 
     #[tokio::test]

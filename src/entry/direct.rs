@@ -3,34 +3,28 @@
 
 use lambda_runtime::Diagnostic;
 
-use super::failure;
+use super::{Ctx, failure, run_request};
 use crate::backup::{BackupService, Outcome};
-use crate::entry::sqs::log_failure;
 use crate::envelope::Envelope;
+use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
-use crate::request::{BackupRequest, RequestPolicy};
 use crate::store::BackupStore;
 
 /// Runs one backup request given as the whole payload.
 pub async fn handle_direct<P, E, S>(
     service: &BackupService<P, E, S>,
-    policy: RequestPolicy,
+    ctx: Ctx<'_>,
     payload: &[u8],
 ) -> Result<Outcome, Diagnostic>
 where
     P: Portal,
     E: Envelope,
-    S: BackupStore,
+    S: BackupStore + Checkpoints,
 {
-    let result = match BackupRequest::parse(payload, policy) {
-        Ok(request) => service.back_up(&request).await,
-        Err(e) => Err(e.into()),
-    };
-    result.map_err(|err| {
-        log_failure(&err);
-        Diagnostic {
+    run_request(service, ctx, payload)
+        .await
+        .map_err(|err| Diagnostic {
             error_type: failure(&err).code.into(),
             error_message: err.to_string(),
-        }
-    })
+        })
 }

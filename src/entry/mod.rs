@@ -14,10 +14,82 @@ use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
 use crate::app::App;
-use crate::backup::Outcome;
+use crate::backup::{BackupService, Invocation, Outcome};
+use crate::envelope::Envelope;
 use crate::error::{BackupError, Cause, Step};
-use crate::portal::PortalError;
-use crate::request::FIELDS;
+use crate::idempotency::Checkpoints;
+use crate::portal::{Portal, PortalError};
+use crate::request::{BackupRequest, FIELDS, RequestPolicy};
+use crate::retry::Deadline;
+use crate::store::BackupStore;
+
+/// What every entry needs to run a request.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    /// How requests are read.
+    pub policy: RequestPolicy,
+    /// When the invocation must have answered.
+    pub deadline: Deadline,
+    /// Lambda's request id, for leases and logs.
+    pub request_id: &'a str,
+}
+
+/// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
+pub async fn run_request<P, E, S>(
+    service: &BackupService<P, E, S>,
+    ctx: Ctx<'_>,
+    body: &[u8],
+) -> Result<Outcome, BackupError>
+where
+    P: Portal,
+    E: Envelope,
+    S: BackupStore + Checkpoints,
+{
+    let result = match BackupRequest::parse(body, ctx.policy) {
+        Ok(request) => {
+            tracing::Span::current().record("client_id", request.client_id.as_str());
+            service
+                .run(&request, &Invocation::new(ctx.deadline, ctx.request_id))
+                .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    match &result {
+        Ok((outcome, stats)) => tracing::info!(
+            client_id = %outcome.client_id,
+            backup_mode = outcome.backup_mode,
+            secp256k1_backup_share_pair_id = %outcome.backup_share_pair_ids[0],
+            ed25519_backup_share_pair_id = %outcome.backup_share_pair_ids[1],
+            retries = stats.retries,
+            resumed_from = stats.resumed_from.map(|s| s.as_str()),
+            called_backup = stats.called_backup,
+            "backup completed"
+        ),
+        Err(err) => log_failure(err),
+    }
+    result.map(|(outcome, _)| outcome)
+}
+
+/// One structured line per failure: step, kind, field at fault; the error text names no secret.
+pub fn log_failure(err: &BackupError) {
+    tracing::error!(
+        step = err.step.as_str(),
+        kind = err.kind(),
+        field = err.field(),
+        error = %err,
+        "backup failed"
+    );
+}
+
+/// A context for tests: self-managed by default, no deadline.
+#[cfg(test)]
+pub(crate) fn test_ctx() -> Ctx<'static> {
+    Ctx {
+        policy: RequestPolicy::new(crate::model::BackupMode::SelfManaged),
+        deadline: Deadline::none(),
+        request_id: "test-request",
+    }
+}
 
 /// The trigger an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,12 +193,17 @@ pub enum Answer {
 /// API keys and signing shares.
 pub async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Answer, Diagnostic> {
     let mut raw: Box<str> = event.payload.into();
-    let result = dispatch(app, &raw).await;
+    let ctx = Ctx {
+        policy: app.config.request_policy(),
+        deadline: Deadline::from_epoch_ms(event.context.deadline),
+        request_id: &event.context.request_id,
+    };
+    let result = dispatch(app, ctx, &raw).await;
     raw.zeroize();
     result
 }
 
-async fn dispatch(app: &App, raw: &str) -> Result<Answer, Diagnostic> {
+async fn dispatch(app: &App, ctx: Ctx<'_>, raw: &str) -> Result<Answer, Diagnostic> {
     let config = &app.config;
     let decode = |what: &str, e: serde_json::Error| Diagnostic {
         error_type: "InvalidEvent".into(),
@@ -135,29 +212,23 @@ async fn dispatch(app: &App, raw: &str) -> Result<Answer, Diagnostic> {
     match recognise(raw)? {
         Trigger::Sqs => {
             let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;
-            let answer = sqs::handle_sqs(
-                &app.service,
-                config.request_policy(),
-                config.max_concurrency,
-                event,
-            )
-            .await?;
+            let answer = sqs::handle_sqs(&app.service, ctx, config.max_concurrency, event).await?;
             Ok(Answer::Sqs(answer))
         }
         Trigger::HttpApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("HTTP API", e))?;
             Ok(Answer::HttpApi(
-                api::handle_http_api(&app.service, config.request_policy(), request).await,
+                api::handle_http_api(&app.service, ctx, request).await,
             ))
         }
         Trigger::RestApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("REST API", e))?;
             Ok(Answer::RestApi(
-                api::handle_rest_api(&app.service, config.request_policy(), request).await,
+                api::handle_rest_api(&app.service, ctx, request).await,
             ))
         }
         Trigger::Direct => Ok(Answer::Direct(
-            direct::handle_direct(&app.service, config.request_policy(), raw.as_bytes()).await?,
+            direct::handle_direct(&app.service, ctx, raw.as_bytes()).await?,
         )),
     }
 }

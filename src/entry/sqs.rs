@@ -2,13 +2,13 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, info_span};
 
-use crate::backup::{BackupService, Outcome};
+use super::{Ctx, run_request};
+use crate::backup::BackupService;
 use crate::envelope::Envelope;
-use crate::error::BackupError;
+use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
-use crate::request::{BackupRequest, RequestPolicy};
 use crate::store::BackupStore;
 
 /// An SQS batch that cannot be answered record by record.
@@ -31,16 +31,20 @@ impl From<MissingMessageId> for lambda_runtime::Diagnostic {
 }
 
 /// Processes a batch, at most `concurrency` messages at once; answers exactly the failed ids.
+///
+/// A FIFO batch (its source ARN ends in `.fifo`) is processed in order, one message at a time;
+/// after the first failure every later message is reported failed unprocessed, as SQS FIFO
+/// requires to keep each message group in order.
 pub async fn handle_sqs<P, E, S>(
     service: &BackupService<P, E, S>,
-    policy: RequestPolicy,
+    ctx: Ctx<'_>,
     concurrency: usize,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, MissingMessageId>
 where
     P: Portal,
     E: Envelope,
-    S: BackupStore,
+    S: BackupStore + Checkpoints,
 {
     // Without an id a failure could not be reported, so the record would be deleted as if it had
     // succeeded: refuse the batch instead (Lambda then retries all of it).
@@ -51,84 +55,66 @@ where
     {
         return Err(MissingMessageId { index });
     }
-    let failures: Vec<BatchItemFailure> = futures::stream::iter(event.records)
-        .map(|record| process(service, policy, record))
-        .buffer_unordered(concurrency.max(1))
-        .filter_map(|failed| async move { failed })
+    let fifo = event.records.iter().any(|r| {
+        r.event_source_arn
+            .as_deref()
+            .is_some_and(|a| a.ends_with(".fifo"))
+    });
+    let failed: Vec<String> = if fifo {
+        let mut failed = Vec::new();
+        for record in event.records {
+            if failed.is_empty() {
+                failed.extend(process(service, ctx, record).await);
+            } else {
+                failed.extend(record.message_id);
+            }
+        }
+        failed
+    } else {
+        futures::stream::iter(event.records)
+            .map(|record| process(service, ctx, record))
+            .buffer_unordered(concurrency.max(1))
+            .filter_map(|failed| async move { failed })
+            .collect()
+            .await
+    };
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
         .map(|item_identifier| {
             let mut f = BatchItemFailure::default();
             f.item_identifier = item_identifier;
             f
         })
-        .collect()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures;
+        .collect();
     Ok(response)
 }
 
 /// Runs one record; returns its id if it failed.
 async fn process<P, E, S>(
     service: &BackupService<P, E, S>,
-    policy: RequestPolicy,
+    ctx: Ctx<'_>,
     mut record: SqsMessage,
 ) -> Option<String>
 where
     P: Portal,
     E: Envelope,
-    S: BackupStore,
+    S: BackupStore + Checkpoints,
 {
     let message_id = record.message_id.take().unwrap_or_default();
     let span = info_span!("message", message_id = %message_id, client_id = tracing::field::Empty);
-    let body = record.body.take().unwrap_or_default();
-    let result = async {
-        let body = zeroize::Zeroizing::new(body);
-        let request = BackupRequest::parse(body.as_bytes(), policy)?;
-        drop(body);
-        tracing::Span::current().record("client_id", request.client_id.as_str());
-        service.back_up(&request).await
-    }
-    .instrument(span.clone())
-    .await;
-    let _enter = span.enter();
-    match result {
-        Ok(outcome) => {
-            log_success(&outcome);
-            None
-        }
-        Err(err) => {
-            log_failure(&err);
-            Some(message_id)
-        }
-    }
-}
-
-fn log_success(outcome: &Outcome) {
-    info!(
-        client_id = %outcome.client_id,
-        backup_mode = outcome.backup_mode,
-        secp256k1_backup_share_pair_id = %outcome.backup_share_pair_ids[0],
-        ed25519_backup_share_pair_id = %outcome.backup_share_pair_ids[1],
-        "backup completed"
-    );
-}
-
-/// One structured line per failure: step, kind, field at fault; the error text names no secret.
-pub fn log_failure(err: &BackupError) {
-    error!(
-        step = err.step.as_str(),
-        kind = err.kind(),
-        field = err.field(),
-        error = %err,
-        "backup failed"
-    );
+    let body = zeroize::Zeroizing::new(record.body.take().unwrap_or_default());
+    let result = run_request(service, ctx, body.as_bytes())
+        .instrument(span)
+        .await;
+    drop(body);
+    result.is_err().then_some(message_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
-    use crate::model::BackupMode;
     use aws_lambda_events::event::sqs::SqsMessage;
 
     fn record(id: &str, body: &str) -> SqsMessage {
@@ -163,7 +149,7 @@ mod tests {
                 &good("c4").replace("\"k\"", "\"k\",\"backupMode\":\"NOPE\""),
             ),
         ];
-        let out = handle_sqs(&svc, RequestPolicy::new(BackupMode::SelfManaged), 2, event)
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 2, event)
             .await
             .unwrap();
         let mut ids: Vec<_> = out
@@ -192,7 +178,7 @@ mod tests {
         r.message_id = None;
         event.records = vec![record("m1", &good("c1")), r];
         assert_eq!(
-            handle_sqs(&svc, RequestPolicy::new(BackupMode::SelfManaged), 4, event)
+            handle_sqs(&svc, crate::entry::test_ctx(), 4, event)
                 .await
                 .unwrap_err()
                 .index,

@@ -1,0 +1,370 @@
+//! Exactly-once effect: one checkpoint record per backup, in the backup table.
+//!
+//! Key: `pk` = `CLIENT#<clientId>`, `sk` = `BACKUP#<idempotency key>` (by default the two signing
+//! share pair ids; a message's `idempotencyKey` overrides). A delivery takes a lease with a
+//! conditional write (expiring with its invocation, so a timed-out attempt never blocks its
+//! retry), then advances `IN_PROGRESS → BACKED_UP → STORED → COMPLETED`, each step conditional on
+//! holding the lease and on the expected previous status. `BACKED_UP` keeps the backup pair ids
+//! and the *encrypted* shares, so a redelivery never calls `/v1/backup` again. Records are never
+//! deleted on error: that would re-create shares at Portal.
+
+use std::future::Future;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use crate::model::{BackupMode, Curve, check_id};
+use crate::store::{DynamoStore, StoreError, client_pk};
+
+/// Where a backup has got to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Leased; nothing durable yet.
+    InProgress,
+    /// Portal created the backup shares; their ciphertexts are in the record.
+    BackedUp,
+    /// Ciphertexts stored and proven to decrypt.
+    Stored,
+    /// Portal marked the shares stored.
+    Completed,
+}
+
+impl Status {
+    /// Name in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "IN_PROGRESS",
+            Status::BackedUp => "BACKED_UP",
+            Status::Stored => "STORED",
+            Status::Completed => "COMPLETED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Status::InProgress,
+            Status::BackedUp,
+            Status::Stored,
+            Status::Completed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// One curve's backup share, sealed: what the checkpoint keeps (never plaintext).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// The curve.
+    pub curve: Curve,
+    /// Backup share pair id.
+    pub id: String,
+    /// The envelope ciphertext of `{"share","id"}`.
+    pub cipher_text: String,
+}
+
+/// A backup's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Where it has got to.
+    pub status: Status,
+    /// The mode it was started in.
+    pub backup_mode: BackupMode,
+    /// Signing share pair ids (SECP256K1, ED25519).
+    pub signing_share_pair_ids: [String; 2],
+    /// From `BACKED_UP` on: the sealed shares (SECP256K1, ED25519).
+    pub shares: Option<[SealedRecord; 2]>,
+}
+
+/// The identity of one backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupKey {
+    /// Portal client id.
+    pub client_id: String,
+    /// The message's `idempotencyKey`, or `<secp256k1 signing id>.<ed25519 signing id>`.
+    pub key: String,
+}
+
+impl BackupKey {
+    /// The key of a request.
+    pub fn new(
+        client_id: &str,
+        explicit: Option<&str>,
+        signing_share_pair_ids: &[String; 2],
+    ) -> Self {
+        let key = match explicit {
+            Some(k) => k.to_owned(),
+            None => format!(
+                "{}.{}",
+                signing_share_pair_ids[0], signing_share_pair_ids[1]
+            ),
+        };
+        Self {
+            client_id: client_id.to_owned(),
+            key,
+        }
+    }
+
+    fn sk(&self) -> String {
+        format!("BACKUP#{}", self.key)
+    }
+}
+
+/// What taking the lease found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lease is ours: carry on from this checkpoint.
+    Run(Progress),
+    /// Already completed: answer with the earlier result.
+    Completed(Progress),
+    /// Another delivery holds a live lease.
+    Busy,
+}
+
+/// The checkpoint store.
+pub trait Checkpoints: Send + Sync {
+    /// Takes the lease (new record, or an unfinished one whose lease expired).
+    fn acquire(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        lease_until_ms: u64,
+        fresh: &Progress,
+    ) -> impl Future<Output = Result<Acquired, StoreError>> + Send;
+
+    /// Moves from `from` to `to.status`, saving `to`'s shares; only while holding the lease.
+    fn advance(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        from: Status,
+        to: &Progress,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Gives the lease up early (after a failure), so the retry need not wait for it to expire.
+    fn release(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Reads a checkpoint item; `None` if it is not of the shape this code writes.
+fn progress(item: &Item) -> Option<Progress> {
+    let status = Status::parse(text(item, "status")?)?;
+    let backup_mode = text(item, "backupMode")?.parse().ok()?;
+    let signing = item.get("signingSharePairIds")?.as_l().ok()?;
+    let signing_share_pair_ids = [
+        signing.first()?.as_s().ok()?.clone(),
+        signing.get(1)?.as_s().ok()?.clone(),
+    ];
+    let record = |curve: Curve, prefix: &str| {
+        Some(SealedRecord {
+            curve,
+            id: text(item, &format!("{prefix}PairId"))?.to_owned(),
+            cipher_text: text(item, &format!("{prefix}CipherText"))?.to_owned(),
+        })
+    };
+    let shares = match status {
+        Status::InProgress => None,
+        _ => Some([
+            record(Curve::Secp256k1, "secp256k1")?,
+            record(Curve::Ed25519, "ed25519")?,
+        ]),
+    };
+    Some(Progress {
+        status,
+        backup_mode,
+        signing_share_pair_ids,
+        shares,
+    })
+}
+
+fn corrupt(key: &BackupKey) -> StoreError {
+    StoreError::Corrupt(
+        key.key.clone(),
+        "checkpoint record is not of the shape this function writes",
+    )
+}
+
+fn dynamo<E>(
+    operation: &'static str,
+    err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    StoreError::Dynamo {
+        operation,
+        transient: crate::aws::is_transient(err),
+        detail: crate::aws::describe(err),
+    }
+}
+
+fn is_condition_failure(
+    err: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
+    matches!(err, SdkError::ServiceError(e) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)))
+}
+
+impl Checkpoints for DynamoStore {
+    async fn acquire(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        lease_until_ms: u64,
+        fresh: &Progress,
+    ) -> Result<Acquired, StoreError> {
+        let now = now_ms();
+        let signing =
+            AttributeValue::L(fresh.signing_share_pair_ids.iter().map(|i| s(i)).collect());
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key("pk", s(&client_pk(&key.client_id)))
+            .key("sk", s(&key.sk()))
+            .update_expression(
+                "SET leaseOwner = :owner, leaseExpiresAt = :until, updatedAt = :now, \
+                 attempts = if_not_exists(attempts, :zero) + :one, \
+                 #status = if_not_exists(#status, :in_progress), \
+                 createdAt = if_not_exists(createdAt, :now), \
+                 backupMode = if_not_exists(backupMode, :mode), \
+                 signingSharePairIds = if_not_exists(signingSharePairIds, :signing), \
+                 clientId = :client, idempotencyKey = :key",
+            )
+            // A new backup, or an unfinished one whose holder's invocation has ended.
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status <> :completed AND leaseExpiresAt < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":in_progress", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":completed", s(Status::Completed.as_str()))
+            .expression_attribute_values(":mode", s(fresh.backup_mode.as_str()))
+            .expression_attribute_values(":signing", signing)
+            .expression_attribute_values(":client", s(&key.client_id))
+            .expression_attribute_values(":key", s(&key.key))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(|| corrupt(key))?;
+                Ok(Acquired::Run(progress(&item).ok_or_else(|| corrupt(key))?))
+            }
+            Err(e) if is_condition_failure(&e) => {
+                // Someone else's: completed, or leased. Read it back to tell which.
+                let out = self
+                    .client()
+                    .get_item()
+                    .table_name(self.table())
+                    .key("pk", s(&client_pk(&key.client_id)))
+                    .key("sk", s(&key.sk()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo("GetItem", &e))?;
+                match out.item.as_ref().and_then(progress) {
+                    Some(p) if p.status == Status::Completed => Ok(Acquired::Completed(p)),
+                    _ => Ok(Acquired::Busy),
+                }
+            }
+            Err(e) => Err(dynamo("UpdateItem", &e)),
+        }
+    }
+
+    async fn advance(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        from: Status,
+        to: &Progress,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut update = "SET #status = :to, updatedAt = :now".to_owned();
+        let mut request = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key("pk", s(&client_pk(&key.client_id)))
+            .key("sk", s(&key.sk()))
+            .condition_expression("leaseOwner = :owner AND #status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(to.status.as_str()))
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":now", n(now));
+        if let (Status::InProgress, Some([a, b])) = (from, &to.shares) {
+            update.push_str(
+                ", secp256k1PairId = :a_id, secp256k1CipherText = :a_ct, ed25519PairId = :b_id, ed25519CipherText = :b_ct",
+            );
+            request = request
+                .expression_attribute_values(":a_id", s(&a.id))
+                .expression_attribute_values(":a_ct", s(&a.cipher_text))
+                .expression_attribute_values(":b_id", s(&b.id))
+                .expression_attribute_values(":b_ct", s(&b.cipher_text));
+        }
+        if to.status == Status::Completed {
+            update.push_str(", completedAt = :now, leaseExpiresAt = :zero");
+            request = request.expression_attribute_values(":zero", n(0));
+        }
+        match request.update_expression(update).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::LeaseLost(key.key.clone())),
+            Err(e) => Err(dynamo("UpdateItem", &e)),
+        }
+    }
+
+    async fn release(&self, key: &BackupKey, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .key("pk", s(&client_pk(&key.client_id)))
+            .key("sk", s(&key.sk()))
+            .update_expression("SET leaseExpiresAt = :zero")
+            .condition_expression("leaseOwner = :owner")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(dynamo("UpdateItem", &e)),
+        }
+    }
+}
+
+/// Checks a message's `idempotencyKey`.
+pub fn check_key(key: &str) -> Result<(), &'static str> {
+    check_id(key)
+}
