@@ -315,3 +315,140 @@ async fn a_ciphertext_pointed_at_another_key_does_not_open() {
         Err(EnvelopeError::Authentication)
     ));
 }
+
+mod checkpoints {
+    use super::*;
+    use portal_backup::idempotency::{
+        Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status,
+    };
+    use portal_backup::model::BackupMode;
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    fn fresh() -> Progress {
+        Progress {
+            status: Status::InProgress,
+            backup_mode: BackupMode::SelfManaged,
+            signing_share_pair_ids: ["sig-a".into(), "sig-b".into()],
+            shares: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_lease_among_concurrent_deliveries_and_checkpoints_survive_its_expiry() {
+        let moto = Moto::start().await;
+        let store = DynamoStore::new(moto.dynamodb(), &moto.table);
+        let key = BackupKey::new("client-1", None, &["sig-a".into(), "sig-b".into()]);
+        let until = now_ms() + 60_000;
+        let owners: Vec<String> = (0..5).map(|n| format!("owner-{n}")).collect();
+        let first = fresh();
+        let results =
+            futures::future::join_all(owners.iter().map(|o| store.acquire(&key, o, until, &first)))
+                .await;
+        let runs = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Acquired::Run(_))))
+            .count();
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Acquired::Busy)))
+            .count();
+        assert_eq!((runs, busy), (1, 4), "{results:?}");
+        let winner = &owners[results
+            .iter()
+            .position(|r| matches!(r, Ok(Acquired::Run(_))))
+            .unwrap()];
+        let loser = owners.iter().find(|o| *o != winner).unwrap();
+
+        // Only the holder advances, and only from the expected status.
+        let shares = [
+            SealedRecord {
+                curve: Curve::Secp256k1,
+                id: "bk-1".into(),
+                cipher_text: "pbe1.ct1".into(),
+            },
+            SealedRecord {
+                curve: Curve::Ed25519,
+                id: "bk-2".into(),
+                cipher_text: "pbe1.ct2".into(),
+            },
+        ];
+        let backed_up = Progress {
+            status: Status::BackedUp,
+            shares: Some(shares),
+            ..fresh()
+        };
+        assert!(matches!(
+            store
+                .advance(&key, loser, Status::InProgress, &backed_up)
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        assert!(
+            store
+                .advance(&key, winner, Status::Stored, &backed_up)
+                .await
+                .is_err(),
+            "wrong previous status"
+        );
+        store
+            .advance(&key, winner, Status::InProgress, &backed_up)
+            .await
+            .unwrap();
+
+        // The holder dies; once its lease lapses, the next delivery resumes from the checkpoint.
+        store.release(&key, winner).await.unwrap();
+        match store
+            .acquire(&key, "owner-next", now_ms() + 60_000, &fresh())
+            .await
+            .unwrap()
+        {
+            Acquired::Run(p) => assert_eq!(p, backed_up),
+            other => panic!("expected to resume, got {other:?}"),
+        }
+        let completed = Progress {
+            status: Status::Completed,
+            ..backed_up.clone()
+        };
+        store
+            .advance(
+                &key,
+                "owner-next",
+                Status::InProgress,
+                &Progress {
+                    status: Status::Stored,
+                    ..backed_up.clone()
+                },
+            )
+            .await
+            .unwrap_err();
+        store
+            .advance(
+                &key,
+                "owner-next",
+                Status::BackedUp,
+                &Progress {
+                    status: Status::Stored,
+                    ..backed_up.clone()
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .advance(&key, "owner-next", Status::Stored, &completed)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .acquire(&key, "late", now_ms() + 60_000, &fresh())
+                .await
+                .unwrap(),
+            Acquired::Completed(completed)
+        );
+    }
+}

@@ -548,3 +548,114 @@ async fn sealed_generate_responses_are_opened_and_clear_ones_refused_when_requir
     );
     assert_no_secret_in(&logs, &secrets);
 }
+
+/// The sim's backup pair ids of a direct-invoke answer.
+fn outcome_ids(answer: &Answer) -> Vec<String> {
+    let Answer::Response(r) = answer else {
+        panic!("function error: {answer:?}")
+    };
+    r["backupSharePairIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn redelivered_and_concurrent_duplicates_create_one_backup() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let (client, key, generate) = sim.new_client(20).await;
+    let body = message(&client, &key, &generate, None);
+
+    // The same message three times in one batch: one lease wins, the others back off.
+    let records: Vec<(String, String)> = (1..=3)
+        .map(|n| (format!("dup-{n}"), body.clone()))
+        .collect();
+    let failed = failed_ids(&f.invoke(&sqs_event(&records)).await);
+    assert!(
+        failed.len() <= 2,
+        "at least one delivery completes: {failed:?}"
+    );
+    assert_eq!(
+        sim.calls("backup").await,
+        1,
+        "one /v1/backup for three deliveries"
+    );
+    // SQS redelivers the ones that backed off: they answer with the completed backup.
+    let again: Vec<(String, String)> = failed.iter().map(|id| (id.clone(), body.clone())).collect();
+    if !again.is_empty() {
+        assert_eq!(
+            failed_ids(&f.invoke(&sqs_event(&again)).await),
+            Vec::<String>::new()
+        );
+    }
+    // And a later redelivery (direct invoke, to see the answer) gets the same backup back.
+    let direct: Value = serde_json::from_str(&body).unwrap();
+    let first = outcome_ids(&f.invoke(&direct).await);
+    let second = outcome_ids(&f.invoke(&direct).await);
+    assert_eq!(first, second);
+    assert_eq!(sim.calls("backup").await, 1, "never a second backup");
+    assert_eq!(sim.calls("mark-stored").await, 1, "marked once");
+    assert_eq!(share_items(&moto).await, 2);
+    assert_self_managed_backup(&moto, &sim, &client).await;
+    assert!(f.logs().contains(r#""resumed_from":"COMPLETED""#));
+}
+
+/// Kills the function while Portal hangs on `route`, then redelivers to a fresh process once
+/// the dead attempt's lease has expired: the backup completes without a second `/v1/backup`.
+async fn crash_while(route: &str, mode: &str) -> (Sim, Moto, String) {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let mut env = function_env(&moto, &sim, mode);
+    env.push(("PORTAL_REQUEST_TIMEOUT_MS".into(), "60000".into()));
+    let mut f = Function::start(&env).await;
+    let (client, key, generate) = sim.new_client(30).await;
+    let event = sqs_event(&[("m-crash".into(), message(&client, &key, &generate, None))]);
+    sim.admin("faults", json!({"route": route, "count": 1, "hang": true}))
+        .await;
+    let started = std::time::Instant::now();
+    let deadline = std::time::Duration::from_secs(6);
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        f.invoke_within(&event, deadline),
+    )
+    .await;
+    assert!(answer.is_err(), "the function hangs in {route}");
+    f.kill().await;
+    tokio::time::sleep(
+        deadline.saturating_sub(started.elapsed()) + std::time::Duration::from_millis(500),
+    )
+    .await;
+    let f2 = Function::start(&env).await;
+    let answer = f2.invoke(&event).await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f2.logs());
+    assert_eq!(
+        sim.calls("backup").await,
+        1,
+        "crash in {route}: no second /v1/backup"
+    );
+    for pair in backup_pairs(&sim, &client).await {
+        assert_eq!(pair["status"], "completed");
+    }
+    (sim, moto, f2.logs())
+}
+
+#[tokio::test]
+async fn a_crash_while_storing_resumes_from_the_backed_up_checkpoint() {
+    let (sim, _moto, logs) = crash_while("store-cipher-text", "PORTAL_MANAGED").await;
+    assert!(logs.contains(r#""resumed_from":"BACKED_UP""#), "{logs}");
+    assert_eq!(sim.calls("mark-stored").await, 1);
+}
+
+#[tokio::test]
+async fn a_crash_while_marking_resumes_from_the_stored_checkpoint() {
+    let (sim, moto, logs) = crash_while("mark-stored", "SELF_MANAGED").await;
+    assert!(logs.contains(r#""resumed_from":"STORED""#), "{logs}");
+    assert_eq!(
+        sim.calls("mark-stored").await,
+        2,
+        "the hung PATCH and its repeat: safe to re-send"
+    );
+    assert_eq!(share_items(&moto).await, 2, "stored once");
+}

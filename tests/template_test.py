@@ -114,7 +114,7 @@ for path in (ROOT / "src").rglob("*.rs"):
     if "/sim/" in str(path):
         continue
     code = path.read_text().split("#[cfg(test)]")[0]
-    for op in re.findall(r"\.client\s*\.\s*([a-z_]+)\(\)", code):
+    for op in re.findall(r"\.client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
         check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
         called.add(SDK_TO_IAM[op])
 statements = [s for p in fp["Policies"] for s in p["Statement"]]

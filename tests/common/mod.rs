@@ -16,11 +16,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The moto server of the project's venv (`scripts/test` installs it).
+/// The project's single-threaded moto launcher (see `scripts/moto-server.py`).
 fn moto_server() -> String {
-    std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/moto_server").to_owned()
-    })
+    concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/moto-server.py").to_owned()
 }
 
 /// The project's venv Python, for the independent decryptor.
@@ -62,8 +60,8 @@ impl Moto {
     pub async fn start() -> Moto {
         let port = free_port();
         let server = moto_server();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(venv_python())
+            .args([server.as_str(), "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -267,7 +265,7 @@ impl Sim {
 /// The built `portal-backup` bootstrap under a local Runtime API, with its logs captured.
 pub struct Function {
     api: RuntimeApi,
-    _child: Child,
+    child: Child,
     logs: Arc<Mutex<String>>,
 }
 
@@ -309,11 +307,7 @@ impl Function {
                 }
             });
         }
-        Function {
-            api,
-            _child: child,
-            logs,
-        }
+        Function { api, child, logs }
     }
 
     pub async fn invoke(&self, payload: &Value) -> Answer {
@@ -324,6 +318,16 @@ impl Function {
                 self.logs()
             ),
         }
+    }
+
+    /// Invokes with a deadline of `deadline` from now; `None` if no answer came in that time.
+    pub async fn invoke_within(&self, payload: &Value, deadline: Duration) -> Option<Answer> {
+        self.api.invoke(payload, deadline).await.ok()
+    }
+
+    /// Kills the process, as a crash or a Lambda timeout would.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     pub fn logs(&self) -> String {
