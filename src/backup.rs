@@ -41,7 +41,7 @@ pub struct Outcome {
 }
 
 /// What one run did beyond its outcome, for logs and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunStats {
     /// Retries of transient failures.
     pub retries: u32,
@@ -49,6 +49,16 @@ pub struct RunStats {
     pub resumed_from: Option<Status>,
     /// Whether `/v1/backup` was called.
     pub called_backup: bool,
+    /// Wall time of each step that ran, in milliseconds.
+    pub step_ms: Vec<(Step, u64)>,
+}
+
+impl RunStats {
+    /// Records the wall time of `step`, which started at `started`.
+    fn timed(&mut self, step: Step, started: std::time::Instant) {
+        self.step_ms
+            .push((step, started.elapsed().as_millis() as u64));
+    }
 }
 
 /// The invocation a backup runs in.
@@ -111,7 +121,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     /// Backs up one wallet with no deadline (tools and tests).
     pub async fn back_up(&self, req: &BackupRequest) -> Result<Outcome, BackupError> {
         let inv = Invocation::new(Deadline::none(), "local");
-        self.run(req, &inv).await.map(|(o, _)| o)
+        self.run(req, &inv, &mut RunStats::default()).await
     }
 
     /// Backs up one wallet: backup → seal → checkpoint → store → verify → checkpoint → mark.
@@ -122,7 +132,8 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         &self,
         req: &BackupRequest,
         inv: &Invocation,
-    ) -> Result<(Outcome, RunStats), BackupError> {
+        stats: &mut RunStats,
+    ) -> Result<Outcome, BackupError> {
         // Refuse before calling Portal: a backup that cannot be stored must not be created.
         if req.mode == BackupMode::SelfManaged && self.store.is_none() {
             return Err(InputError {
@@ -147,11 +158,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             shares: None,
         };
         let Some(store) = &self.store else {
-            let mut stats = RunStats::default();
-            return self
-                .resume(req, generate, None, fresh, inv, &mut stats)
-                .await
-                .map(|o| (o, stats));
+            return self.resume(req, generate, None, fresh, inv, stats).await;
         };
         let key = BackupKey::new(
             &req.client_id,
@@ -165,28 +172,15 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
         let progress = match acquired {
             Acquired::Completed(done) => {
-                let stats = RunStats {
-                    resumed_from: Some(Status::Completed),
-                    ..RunStats::default()
-                };
-                return Ok((outcome(req, &done)?, stats));
+                stats.resumed_from = Some(Status::Completed);
+                return outcome(req, &done);
             }
             Acquired::Busy => return Err(BackupError::new(Step::Checkpoint, Cause::InProgress)),
             Acquired::Run(progress) => progress,
         };
-        let mut stats = RunStats {
-            resumed_from: (progress.status != Status::InProgress).then_some(progress.status),
-            ..RunStats::default()
-        };
+        stats.resumed_from = (progress.status != Status::InProgress).then_some(progress.status);
         let result = self
-            .resume(
-                req,
-                generate,
-                Some((store, &key)),
-                progress,
-                inv,
-                &mut stats,
-            )
+            .resume(req, generate, Some((store, &key)), progress, inv, stats)
             .await;
         if result.is_err() {
             // Never delete: the checkpoint may hold shares Portal already created. Only let go.
@@ -194,7 +188,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 tracing::warn!(error = %e, "could not release the backup lease; it expires with the invocation");
             }
         }
-        result.map(|o| (o, stats))
+        result
     }
 
     /// Runs the steps left after `progress`, checkpointing after each durable effect.
@@ -221,6 +215,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         if progress.status == Status::InProgress {
             inv.deadline.check(Step::Backup, STEP_BUDGET)?;
             stats.called_backup = true;
+            let started = std::time::Instant::now();
             let shares = self
                 .retry
                 .run(&inv.deadline, &mut stats.retries, || async {
@@ -230,8 +225,11 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                         .map_err(|e| BackupError::new(Step::Backup, e))
                 })
                 .await?;
+            stats.timed(Step::Backup, started);
+            let started = std::time::Instant::now();
             let [a, b] = &shares;
             let (a, b) = try_join(self.seal(req, a), self.seal(req, b)).await?;
+            stats.timed(Step::Seal, started);
             let records = [a.record.clone(), b.record.clone()];
             sealed = Some([a, b]);
             progress = advance(
@@ -259,6 +257,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         });
         if progress.status == Status::BackedUp {
             inv.deadline.check(Step::Store, STEP_BUDGET)?;
+            let started = std::time::Instant::now();
             self.store(
                 req,
                 mode,
@@ -268,7 +267,10 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 stats,
             )
             .await?;
+            stats.timed(Step::Store, started);
+            let started = std::time::Instant::now();
             self.verify(req, mode, &sealed, inv, stats).await?;
+            stats.timed(Step::Verify, started);
             progress = advance(
                 Status::BackedUp,
                 Progress {
@@ -281,6 +283,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         let ids = records.map(|r| r.id);
         if progress.status == Status::Stored {
             inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
+            let started = std::time::Instant::now();
             self.retry
                 .run(&inv.deadline, &mut stats.retries, || async {
                     self.portal
@@ -289,6 +292,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                         .map_err(|e| BackupError::new(Step::MarkStored, e))
                 })
                 .await?;
+            stats.timed(Step::MarkStored, started);
             advance(
                 Status::Stored,
                 Progress {
@@ -385,26 +389,15 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                     .map_err(|e| step(Cause::Store(e)))?;
             }
             _ => {
-                let [a, b] = sealed;
-                let api_key = &req.api_key;
-                self.retry
-                    .run(&inv.deadline, &mut stats.retries, || async {
-                        try_join(
-                            self.portal.store_cipher_text(
-                                api_key,
-                                &a.record.id,
-                                &a.record.cipher_text,
-                            ),
-                            self.portal.store_cipher_text(
-                                api_key,
-                                &b.record.id,
-                                &b.record.cipher_text,
-                            ),
-                        )
-                        .await
-                        .map_err(|e| step(Cause::Portal(e)))
-                    })
-                    .await?;
+                // Each curve retries on its own: one share's failure does not resend the other.
+                let ((ra, na), (rb, nb)) = futures::future::join(
+                    self.retried(&inv.deadline, || self.store_with_portal(req, &sealed[0])),
+                    self.retried(&inv.deadline, || self.store_with_portal(req, &sealed[1])),
+                )
+                .await;
+                stats.retries += na + nb;
+                ra?;
+                rb?;
             }
         }
         Ok(())
@@ -419,19 +412,40 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         inv: &Invocation,
         stats: &mut RunStats,
     ) -> Result<(), BackupError> {
+        let ((ra, na), (rb, nb)) = futures::future::join(
+            self.retried(&inv.deadline, || self.verify_one(req, mode, &sealed[0])),
+            self.retried(&inv.deadline, || self.verify_one(req, mode, &sealed[1])),
+        )
+        .await;
+        stats.retries += na + nb;
+        ra.and(rb)
+    }
+
+    /// Sends one ciphertext to Portal (Portal-managed backups).
+    async fn store_with_portal(
+        &self,
+        req: &BackupRequest,
+        s: &SealedShare,
+    ) -> Result<(), BackupError> {
+        self.portal
+            .store_cipher_text(&req.api_key, &s.record.id, &s.record.cipher_text)
+            .await
+            .map_err(|e| BackupError::new(Step::Store, e))
+    }
+
+    /// Runs `call` under the retry policy; answers its result and the retries it took.
+    async fn retried<T, F, Fut>(
+        &self,
+        deadline: &Deadline,
+        call: F,
+    ) -> (Result<T, BackupError>, u32)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, BackupError>>,
+    {
         let mut retries = 0;
-        let result = self
-            .retry
-            .run(&inv.deadline, &mut retries, || async {
-                try_join(
-                    self.verify_one(req, mode, &sealed[0]),
-                    self.verify_one(req, mode, &sealed[1]),
-                )
-                .await
-            })
-            .await;
-        stats.retries += retries;
-        result.map(|_| ())
+        let result = self.retry.run(deadline, &mut retries, call).await;
+        (result, retries)
     }
 
     async fn verify_one(
@@ -1176,7 +1190,11 @@ pub(crate) mod tests {
         let svc = BackupService::new(p, e, Some(s));
         let inv = Invocation::new(Deadline::after(Duration::from_secs(2)), "r");
         let err = svc
-            .run(&request(BackupMode::SelfManaged), &inv)
+            .run(
+                &request(BackupMode::SelfManaged),
+                &inv,
+                &mut RunStats::default(),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err.cause, Cause::Deadline(_)) && err.is_transient());

@@ -12,6 +12,7 @@ pub mod entry;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod model;
 pub mod portal;
 pub mod request;

@@ -600,7 +600,25 @@ async fn redelivered_and_concurrent_duplicates_create_one_backup() {
     assert_eq!(sim.calls("mark-stored").await, 1, "marked once");
     assert_eq!(share_items(&moto).await, 2);
     assert_self_managed_backup(&moto, &sim, &client).await;
-    assert!(f.logs().contains(r#""resumed_from":"COMPLETED""#));
+    let logs = f.logs();
+    assert!(logs.contains(r#""resumed_from":"COMPLETED""#));
+    // Metrics: one EMF line per delivery, resumed ones counted.
+    let emf: Vec<Value> = logs
+        .lines()
+        .filter(|l| l.contains("CloudWatchMetrics"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total = |name: &str| {
+        emf.iter()
+            .map(|d| d[name].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(total("BackupCalls"), 1);
+    assert!(total("ResumedCheckpoints") >= 2, "{emf:?}");
+    assert_eq!(
+        total("BackupsCompleted") + total("BackupFailures"),
+        emf.len() as u64
+    );
 }
 
 /// Kills the function while Portal hangs on `route`, then redelivers to a fresh process once

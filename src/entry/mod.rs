@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
 use crate::app::App;
-use crate::backup::{BackupService, Invocation, Outcome};
+use crate::backup::{BackupService, Invocation, Outcome, RunStats};
 use crate::envelope::Envelope;
 use crate::error::{BackupError, Cause, Step};
 use crate::idempotency::Checkpoints;
@@ -45,17 +45,17 @@ where
     E: Envelope,
     S: BackupStore + Checkpoints,
 {
+    let mut stats = RunStats::default();
     let result = match BackupRequest::parse(body, ctx.policy) {
         Ok(request) => {
             tracing::Span::current().record("client_id", request.client_id.as_str());
-            service
-                .run(&request, &Invocation::new(ctx.deadline, ctx.request_id))
-                .await
+            let invocation = Invocation::new(ctx.deadline, ctx.request_id);
+            service.run(&request, &invocation, &mut stats).await
         }
         Err(e) => Err(e.into()),
     };
     match &result {
-        Ok((outcome, stats)) => tracing::info!(
+        Ok(outcome) => tracing::info!(
             client_id = %outcome.client_id,
             backup_mode = outcome.backup_mode,
             secp256k1_backup_share_pair_id = %outcome.backup_share_pair_ids[0],
@@ -67,7 +67,8 @@ where
         ),
         Err(err) => log_failure(err),
     }
-    result.map(|(outcome, _)| outcome)
+    crate::metrics::emit(result.as_ref().map(|_| ()), &stats);
+    result
 }
 
 /// One structured line per failure: step, kind, field at fault; the error text names no secret.
