@@ -6,6 +6,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod poller;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -323,6 +325,15 @@ impl Function {
     /// Invokes with a deadline of `deadline` from now; `None` if no answer came in that time.
     pub async fn invoke_within(&self, payload: &Value, deadline: Duration) -> Option<Answer> {
         self.api.invoke(payload, deadline).await.ok()
+    }
+
+    /// Kills the process now (SIGKILL), from anywhere, as a crash or a Lambda timeout would.
+    pub fn kill_now(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
     }
 
     /// Kills the process, as a crash or a Lambda timeout would.

@@ -1,0 +1,382 @@
+//! The fault matrix: every message ends completed (stored, proven, marked) or in the DLQ, never
+//! lost and never backed up twice, whatever fails. Runs through a real queue (moto SQS with a
+//! redrive policy) and a poller that does what Lambda's event source mapping does.
+//!
+//! `scripts/fault-matrix` prints the table (`-- --nocapture`); the test asserts every row.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use common::poller::{Queues, poll_once};
+use common::{Function, Moto, Sim, function_env, message, python_decrypt};
+use serde_json::{Value, json};
+
+/// The function's timeout (the invocation deadline), and the queue's visibility timeout.
+const TIMEOUT: Duration = Duration::from_secs(8);
+const VISIBILITY: Duration = Duration::from_secs(9);
+const MAX_RECEIVE: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Completed,
+    Dlq,
+}
+
+#[derive(Clone, Copy)]
+enum Msg {
+    /// A valid message.
+    Good,
+    /// The same body as the previous Good message, sent again.
+    Duplicate,
+    /// Not JSON.
+    Poison,
+    /// A key Portal refuses (401).
+    Revoked,
+}
+
+struct Case {
+    name: String,
+    mode: &'static str,
+    messages: Vec<Msg>,
+    /// Sim faults applied before the first poll.
+    faults: Vec<Value>,
+    /// Environment overrides.
+    env: Vec<(&'static str, String)>,
+    /// Kill the function while Portal hangs on this route (first invocation only).
+    kill_in: Option<&'static str>,
+    expect: Expect,
+}
+
+impl Case {
+    fn new(name: impl Into<String>, mode: &'static str, expect: Expect) -> Self {
+        Case {
+            name: name.into(),
+            mode,
+            messages: vec![Msg::Good],
+            faults: vec![],
+            env: vec![],
+            kill_in: None,
+            expect,
+        }
+    }
+}
+
+struct Row {
+    case: String,
+    outcome: String,
+    backup_calls: u64,
+    lost: usize,
+    duplicated: usize,
+    secs: f64,
+}
+
+/// Routes of the four Portal steps, and the mode in which each is used.
+const STEPS: [(&str, &str); 4] = [
+    ("backup", "SELF_MANAGED"),
+    ("store-cipher-text", "PORTAL_MANAGED"),
+    ("get-cipher-text", "PORTAL_MANAGED"),
+    ("mark-stored", "SELF_MANAGED"),
+];
+
+fn cases() -> Vec<Case> {
+    let mut cases = vec![Case::new(
+        "clean, self-managed",
+        "SELF_MANAGED",
+        Expect::Completed,
+    )];
+    for (route, mode) in STEPS {
+        let mut c = Case::new(format!("Portal 503 at {route}"), mode, Expect::Completed);
+        c.faults
+            .push(json!({"route": route, "count": 2, "status": 503}));
+        cases.push(c);
+        let mut c = Case::new(
+            format!("Portal 429 Retry-After 1 at {route}"),
+            mode,
+            Expect::Completed,
+        );
+        c.faults
+            .push(json!({"route": route, "count": 1, "status": 429, "retryAfter": 1}));
+        cases.push(c);
+        let mut c = Case::new(format!("Portal hangs at {route}"), mode, Expect::Completed);
+        c.faults
+            .push(json!({"route": route, "count": 1, "hang": true}));
+        cases.push(c);
+        let mut c = Case::new(format!("killed while in {route}"), mode, Expect::Completed);
+        c.faults
+            .push(json!({"route": route, "count": 1, "hang": true}));
+        c.kill_in = Some(route);
+        cases.push(c);
+    }
+    let mut c = Case::new("KMS: unknown key id", "SELF_MANAGED", Expect::Dlq);
+    c.env.push((
+        "KMS_KEY_ID",
+        "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000".into(),
+    ));
+    cases.push(c);
+    let mut c = Case::new("DynamoDB: missing table", "SELF_MANAGED", Expect::Dlq);
+    c.env.push(("BACKUP_TABLE_NAME", "no-such-table".into()));
+    cases.push(c);
+    let mut c = Case::new(
+        "same message three times at once",
+        "SELF_MANAGED",
+        Expect::Completed,
+    );
+    c.messages = vec![Msg::Good, Msg::Duplicate, Msg::Duplicate];
+    cases.push(c);
+    let mut c = Case::new(
+        "mixed batch: good, duplicate, poison, revoked key, 503",
+        "PORTAL_MANAGED",
+        Expect::Completed,
+    );
+    c.messages = vec![
+        Msg::Good,
+        Msg::Good,
+        Msg::Duplicate,
+        Msg::Poison,
+        Msg::Revoked,
+        Msg::Good,
+    ];
+    c.faults
+        .push(json!({"route": "backup", "count": 1, "status": 503}));
+    cases.push(c);
+    cases
+}
+
+async fn run(case: Case) -> Row {
+    let started = Instant::now();
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let q = Queues::create(&moto.sdk, "backups", VISIBILITY, MAX_RECEIVE).await;
+    let mut env = function_env(&moto, &sim, case.mode);
+    env.push(("PORTAL_REQUEST_TIMEOUT_MS".into(), "1500".into()));
+    for (k, v) in &case.env {
+        env.retain(|(key, _)| key != k);
+        env.push(((*k).to_owned(), v.clone()));
+    }
+    // Each message's client (None: poison) and what it must end as.
+    let mut sent: Vec<(Option<String>, Expect)> = Vec::new();
+    let mut last_good = String::new();
+    for (n, m) in case.messages.iter().enumerate() {
+        match m {
+            Msg::Good => {
+                let (client, key, generate) = sim.new_client(n).await;
+                last_good = message(&client, &key, &generate, None);
+                q.send(&last_good).await;
+                sent.push((Some(client), case.expect));
+            }
+            Msg::Duplicate => {
+                q.send(&last_good).await;
+                let client: Value = serde_json::from_str(&last_good).unwrap();
+                sent.push((
+                    Some(client["clientId"].as_str().unwrap().to_owned()),
+                    case.expect,
+                ));
+            }
+            Msg::Poison => {
+                q.send("{not json").await;
+                sent.push((None, Expect::Dlq));
+            }
+            Msg::Revoked => {
+                let (client, _, generate) = sim.new_client(n).await;
+                q.send(&message(&client, "revoked-key", &generate, None))
+                    .await;
+                sent.push((Some(client), Expect::Dlq));
+            }
+        }
+    }
+    for f in &case.faults {
+        sim.admin("faults", f.clone()).await;
+    }
+    let mut function = Function::start(&env).await;
+    let mut killed = false;
+    while started.elapsed() < Duration::from_secs(120) {
+        if q.depth(&q.url).await == 0 {
+            break;
+        }
+        let poll = match (case.kill_in, killed) {
+            (Some(route), false) => {
+                let before = sim.calls(route).await;
+                let f = &function;
+                let (poll, ()) = tokio::join!(
+                    poll_once(
+                        &q,
+                        10,
+                        |ev| async move { f.invoke_within(&ev, TIMEOUT).await }
+                    ),
+                    async {
+                        while sim.calls(route).await == before {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        f.kill_now();
+                    }
+                );
+                killed = true;
+                poll
+            }
+            _ => {
+                let f = &function;
+                poll_once(
+                    &q,
+                    10,
+                    |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
+                )
+                .await
+            }
+        };
+        if killed && poll.invocation_failed {
+            function = Function::start(&env).await;
+        }
+        if poll.received == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // Let the queue settle: a receive is what moves an exhausted message to the DLQ.
+    let mut dlq: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        let f = &function;
+        poll_once(
+            &q,
+            10,
+            |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
+        )
+        .await;
+        for body in q.dlq_bodies().await {
+            if !dlq.contains(&body) {
+                dlq.push(body);
+            }
+        }
+        if q.depth(&q.url).await == 0
+            && dlq.len() >= sent.iter().filter(|(_, e)| *e == Expect::Dlq).count()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let backup_calls = sim.calls("backup").await;
+    if std::env::var("FAULT_DEBUG").is_ok() {
+        eprintln!(
+            "{}: dlq {} depth {} dlq depth {}",
+            case.name,
+            dlq.len(),
+            q.depth(&q.url).await,
+            q.depth(&q.dlq_url).await
+        );
+    }
+    let state = sim.state().await;
+    let (mut lost, mut duplicated, mut completed, mut in_dlq) = (0, 0, 0, 0);
+    let mut seen = std::collections::HashSet::new();
+    for (client, expect) in &sent {
+        let Some(client) = client else {
+            in_dlq += usize::from(!dlq.is_empty());
+            continue;
+        };
+        if !seen.insert(client.clone()) {
+            continue; // duplicates of one client are one backup
+        }
+        let pairs: Vec<&Value> = state["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["kind"] == "backup"
+                    && p["clientId"] == client.as_str()
+                    && p["status"] == "completed"
+            })
+            .collect();
+        let dlqd = dlq.iter().any(|b| b.contains(&format!("\"{client}\"")));
+        match (pairs.len(), dlqd) {
+            (0, true) => in_dlq += 1,
+            (0, false) => lost += 1,
+            (2, _) => {
+                completed += 1;
+                for p in &pairs {
+                    if !decrypts(&moto, client, p, case.mode).await {
+                        lost += 1;
+                        break;
+                    }
+                }
+            }
+            _ => duplicated += 1,
+        }
+        let ended = if pairs.is_empty() {
+            Expect::Dlq
+        } else {
+            Expect::Completed
+        };
+        assert_eq!(ended, *expect, "{}: client {client}", case.name);
+    }
+    Row {
+        case: case.name,
+        outcome: format!("{completed} completed, {in_dlq} in DLQ"),
+        backup_calls,
+        lost,
+        duplicated,
+        secs: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Whether a completed pair's ciphertext is where its mode keeps it, and decrypts.
+async fn decrypts(moto: &Moto, client: &str, pair: &Value, mode: &str) -> bool {
+    let ct = if mode == "PORTAL_MANAGED" {
+        pair["clientCipherText"].as_str().map(str::to_owned)
+    } else {
+        let id = pair["id"].as_str().unwrap();
+        let ddb = moto.dynamodb();
+        let item = ddb
+            .get_item()
+            .table_name(&moto.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("CLIENT#{client}")),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("SHARE#{id}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await;
+        item.ok()
+            .and_then(|o| o.item)
+            .and_then(|i| i.get("cipherText").and_then(|v| v.as_s().ok()).cloned())
+    };
+    let Some(ct) = ct else { return false };
+    let context =
+        json!({"clientId": client, "backupSharePairId": pair["id"], "curve": pair["curve"]});
+    python_decrypt(&moto.endpoint, &ct, &context).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_message_ends_completed_or_in_the_dlq_never_lost_never_duplicated() {
+    // FAULT_CASE=<text> runs only the cases whose name contains it.
+    let only = std::env::var("FAULT_CASE").unwrap_or_default();
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.name.contains(&only))
+        .collect();
+    let n = cases.len();
+    let rows: Vec<Row> = futures::stream::iter(cases.into_iter().map(run))
+        .buffered(4)
+        .collect()
+        .await;
+    let mut table = String::from(
+        "| case | outcome | /v1/backup calls | lost | duplicated | seconds |\n|---|---|---|---|---|---|\n",
+    );
+    for r in &rows {
+        table.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.1} |\n",
+            r.case, r.outcome, r.backup_calls, r.lost, r.duplicated, r.secs
+        ));
+    }
+    println!("\n{table}");
+    let _ = std::fs::write(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/fault-matrix.md"),
+        &table,
+    );
+    assert_eq!(rows.len(), n);
+    for r in &rows {
+        assert_eq!((r.lost, r.duplicated), (0, 0), "{}: {}", r.case, r.outcome);
+    }
+}
