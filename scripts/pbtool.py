@@ -4,6 +4,7 @@
   provision --endpoint URL --table T --alias alias/x   create the KMS key, its alias and the table
   decrypt --endpoint URL --context JSON CIPHERTEXT      decrypt one pbe1 ciphertext (prints plaintext)
   show --endpoint URL --table T                         list stored backups and decrypt each one
+  enqueue --endpoint URL --queue-url Q EVENT.json…       send the bodies of SQS sample events to a queue
   seal --endpoint URL --key-id K --client-id C < generate.json
                                                         seal a /v1/generate response for the queue
                                                         (prints a pbe1 string for sealedGenerateResponse)
@@ -24,7 +25,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 def clients(endpoint, region):
     kw = dict(endpoint_url=endpoint, region_name=region,
               aws_access_key_id="test", aws_secret_access_key="test")
-    return boto3.client("kms", **kw), boto3.client("dynamodb", **kw)
+    return boto3.client("kms", **kw), boto3.client("dynamodb", **kw), boto3.client("sqs", **kw)
+
+
+def provision_queue(sqs, name, visibility=5, max_receive=2):
+    """The request queue and its DLQ (short timings, so a local run drains in seconds)."""
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
+    return sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(visibility), "RedrivePolicy": redrive})["QueueUrl"]
 
 
 def b64url(part):
@@ -58,7 +68,7 @@ def seal(kms, key_id, plaintext, context):
     return "pbe1." + ".".join(b64url_encode(f) for f in fields)
 
 
-def provision(kms, ddb, table, alias):
+def provision(kms, ddb, sqs, table, alias):
     aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
     if alias in aliases:
         key_id = aliases[alias]
@@ -72,7 +82,8 @@ def provision(kms, ddb, table, alias):
                                   {"AttributeName": "sk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                        {"AttributeName": "sk", "KeyType": "RANGE"}])
-    print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table}))
+    queue = provision_queue(sqs, "portal-backup-requests")
+    print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table, "queueUrl": queue}))
 
 
 def show(kms, ddb, table):
@@ -92,8 +103,10 @@ def show(kms, ddb, table):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["provision", "decrypt", "show", "seal"])
+    p.add_argument("command", choices=["provision", "decrypt", "show", "seal", "enqueue"])
     p.add_argument("ciphertext", nargs="?")
+    p.add_argument("events", nargs="*", help="SQS sample events (enqueue)")
+    p.add_argument("--queue-url")
     p.add_argument("--endpoint", required=True)
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--table", default="portal-backup")
@@ -102,9 +115,17 @@ def main():
     p.add_argument("--key-id", help="KMS key id, ARN or alias (seal)")
     p.add_argument("--client-id", help="Portal client id the sealed generate response belongs to (seal)")
     a = p.parse_intermixed_args()
-    kms, ddb = clients(a.endpoint, a.region)
+    kms, ddb, sqs = clients(a.endpoint, a.region)
     if a.command == "provision":
-        provision(kms, ddb, a.table, a.alias)
+        provision(kms, ddb, sqs, a.table, a.alias)
+    elif a.command == "enqueue":
+        files = ([a.ciphertext] if a.ciphertext else []) + a.events
+        n = 0
+        for path in files:
+            for record in json.load(open(path))["Records"]:
+                sqs.send_message(QueueUrl=a.queue_url, MessageBody=record["body"])
+                n += 1
+        print(f"sent {n} message(s) to {a.queue_url}", file=sys.stderr)
     elif a.command == "show":
         show(kms, ddb, a.table)
     elif a.command == "seal":

@@ -157,11 +157,17 @@ async fn run(case: Case) -> Row {
     }
     // Each message's client (None: poison) and what it must end as.
     let mut sent: Vec<(Option<String>, Expect)> = Vec::new();
+    let mut secrets: Vec<String> = Vec::new();
     let mut last_good = String::new();
     for (n, m) in case.messages.iter().enumerate() {
         match m {
             Msg::Good => {
                 let (client, key, generate) = sim.new_client(n).await;
+                secrets.push(key.clone());
+                secrets.extend(
+                    ["SECP256K1", "ED25519"]
+                        .map(|c| generate[c]["share"].as_str().unwrap().to_owned()),
+                );
                 last_good = message(&client, &key, &generate, None);
                 q.send(&last_good).await;
                 sent.push((Some(client), case.expect));
@@ -191,6 +197,8 @@ async fn run(case: Case) -> Row {
     }
     let mut function = Function::start(&env).await;
     let mut killed = false;
+    // Every process's output, killed ones included, at RUST_LOG=trace.
+    let mut output = String::new();
     while started.elapsed() < Duration::from_secs(120) {
         if q.depth(&q.url).await == 0 {
             break;
@@ -226,6 +234,7 @@ async fn run(case: Case) -> Row {
             }
         };
         if killed && poll.invocation_failed {
+            output.push_str(&function.logs());
             function = Function::start(&env).await;
         }
         if poll.received == 0 {
@@ -255,6 +264,14 @@ async fn run(case: Case) -> Row {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let backup_calls = sim.calls("backup").await;
+    output.push_str(&function.logs());
+    for secret in &secrets {
+        assert!(
+            !output.contains(secret.as_str()),
+            "{}: a secret appears in the function's output",
+            case.name
+        );
+    }
     if std::env::var("FAULT_DEBUG").is_ok() {
         eprintln!(
             "{}: dlq {} depth {} dlq depth {}",
