@@ -90,6 +90,10 @@ def show(kms, ddb, table):
     items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
     for item in sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])):
         row = {k: list(v.values())[0] for k, v in item.items()}
+        if row["sk"].startswith("BACKUP#"):
+            keep = ["sk", "status", "backupMode", "attempts", "secp256k1PairId", "ed25519PairId"]
+            print(json.dumps({"checkpoint": {k: row.get(k) for k in keep}}))
+            continue
         ct = row.pop("cipherText")
         context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
                    "curve": row["curve"]}
@@ -98,7 +102,7 @@ def show(kms, ddb, table):
                  "decrypted": {"id": plain["id"], "share": "<%d base64 chars, redacted>" % len(plain["share"])},
                  "decryptedIdMatches": plain["id"] == row["backupSharePairId"]}
         print(json.dumps(shown))
-    print(f"{len(items)} item(s) in {table}", file=sys.stderr)
+    print(f"{len(items)} item(s) in {table}: shares and their backups' checkpoints", file=sys.stderr)
 
 
 def main():

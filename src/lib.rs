@@ -22,6 +22,8 @@ pub mod store;
 pub mod telemetry;
 
 #[cfg(feature = "sim")]
+pub mod poller;
+#[cfg(feature = "sim")]
 pub mod runtime_api;
 #[cfg(feature = "sim")]
 pub mod sim;

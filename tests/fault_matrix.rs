@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use common::poller::{Queues, poll_once};
 use common::{Function, Moto, Sim, function_env, message, python_decrypt};
+use portal_backup::poller::{Queues, poll_once};
 use serde_json::{Value, json};
 
 /// The function's timeout (the invocation deadline), and the queue's visibility timeout.
@@ -148,7 +148,9 @@ fn cases() -> Vec<Case> {
 async fn run(case: Case) -> Row {
     let started = Instant::now();
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-    let q = Queues::create(&moto.sdk, "backups", VISIBILITY, MAX_RECEIVE).await;
+    let q = Queues::create(&moto.sdk, "backups", VISIBILITY, MAX_RECEIVE)
+        .await
+        .expect("queues");
     let mut env = function_env(&moto, &sim, case.mode);
     env.push(("PORTAL_REQUEST_TIMEOUT_MS".into(), "1500".into()));
     for (k, v) in &case.env {
@@ -169,11 +171,11 @@ async fn run(case: Case) -> Row {
                         .map(|c| generate[c]["share"].as_str().unwrap().to_owned()),
                 );
                 last_good = message(&client, &key, &generate, None);
-                q.send(&last_good).await;
+                q.send(&last_good).await.expect("send");
                 sent.push((Some(client), case.expect));
             }
             Msg::Duplicate => {
-                q.send(&last_good).await;
+                q.send(&last_good).await.expect("send");
                 let client: Value = serde_json::from_str(&last_good).unwrap();
                 sent.push((
                     Some(client["clientId"].as_str().unwrap().to_owned()),
@@ -181,13 +183,14 @@ async fn run(case: Case) -> Row {
                 ));
             }
             Msg::Poison => {
-                q.send("{not json").await;
+                q.send("{not json").await.expect("send");
                 sent.push((None, Expect::Dlq));
             }
             Msg::Revoked => {
                 let (client, _, generate) = sim.new_client(n).await;
                 q.send(&message(&client, "revoked-key", &generate, None))
-                    .await;
+                    .await
+                    .expect("send");
                 sent.push((Some(client), Expect::Dlq));
             }
         }
@@ -200,7 +203,7 @@ async fn run(case: Case) -> Row {
     // Every process's output, killed ones included, at RUST_LOG=trace.
     let mut output = String::new();
     while started.elapsed() < Duration::from_secs(120) {
-        if q.depth(&q.url).await == 0 {
+        if q.depth(&q.url).await.expect("depth") == 0 {
             break;
         }
         let poll = match (case.kill_in, killed) {
@@ -221,7 +224,7 @@ async fn run(case: Case) -> Row {
                     }
                 );
                 killed = true;
-                poll
+                poll.expect("poll")
             }
             _ => {
                 let f = &function;
@@ -231,6 +234,7 @@ async fn run(case: Case) -> Row {
                     |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
                 )
                 .await
+                .expect("poll")
             }
         };
         if killed && poll.invocation_failed {
@@ -250,13 +254,14 @@ async fn run(case: Case) -> Row {
             10,
             |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
         )
-        .await;
-        for body in q.dlq_bodies().await {
+        .await
+        .expect("poll");
+        for body in q.dlq_bodies().await.expect("dlq") {
             if !dlq.contains(&body) {
                 dlq.push(body);
             }
         }
-        if q.depth(&q.url).await == 0
+        if q.depth(&q.url).await.expect("depth") == 0
             && dlq.len() >= sent.iter().filter(|(_, e)| *e == Expect::Dlq).count()
         {
             break;
@@ -277,8 +282,8 @@ async fn run(case: Case) -> Row {
             "{}: dlq {} depth {} dlq depth {}",
             case.name,
             dlq.len(),
-            q.depth(&q.url).await,
-            q.depth(&q.dlq_url).await
+            q.depth(&q.url).await.expect("depth"),
+            q.depth(&q.dlq_url).await.expect("depth")
         );
     }
     let state = sim.state().await;

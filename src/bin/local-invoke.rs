@@ -1,14 +1,17 @@
 //! Runs the built `portal-backup` bootstrap under a local Lambda Runtime API and invokes it with
 //! event files, as Lambda would (dev only).
 //!
-//! `local-invoke [--bootstrap PATH] [--timeout-secs N] EVENT.json…` — the function inherits this
-//! process's environment (source `.stack/env` first). Each answer is printed as JSON on stdout;
-//! the function's own logs go to stderr.
+//! `local-invoke [--bootstrap PATH] [--timeout-secs N] EVENT.json…` invokes with each event;
+//! `local-invoke --queue URL` drains an SQS queue through the function as Lambda's SQS trigger
+//! does (receive, invoke, delete the successes; failures reappear and, past `maxReceiveCount`,
+//! move to the DLQ). The function inherits this process's environment (source `.stack/env`
+//! first). Answers are printed as JSON on stdout; the function's own logs go to stderr.
 
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
+use portal_backup::poller::{Queues, poll_once};
 use portal_backup::runtime_api::{Answer, RuntimeApi, lambda_command};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -30,6 +33,7 @@ async fn run() -> Result<ExitCode, String> {
         .with_file_name("portal-backup");
     let mut timeout = Duration::from_secs(60);
     let mut events = Vec::new();
+    let mut queue = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bootstrap" => {
@@ -42,15 +46,18 @@ async fn run() -> Result<ExitCode, String> {
                     .ok_or("--timeout-secs needs a number")?;
                 timeout = Duration::from_secs(n);
             }
+            "--queue" => queue = Some(args.next().ok_or("--queue needs a queue URL")?),
             "-h" | "--help" => {
-                println!("usage: local-invoke [--bootstrap PATH] [--timeout-secs N] EVENT.json...");
+                println!(
+                    "usage: local-invoke [--bootstrap PATH] [--timeout-secs N] (EVENT.json... | --queue URL)"
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             _ => events.push(PathBuf::from(arg)),
         }
     }
-    if events.is_empty() {
-        return Err("name at least one event file".into());
+    if events.is_empty() && queue.is_none() {
+        return Err("name at least one event file, or --queue URL".into());
     }
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let mut child = lambda_command(&bootstrap, &api.endpoint())
@@ -67,6 +74,9 @@ async fn run() -> Result<ExitCode, String> {
         });
     }
     let mut failed = false;
+    if let Some(url) = queue {
+        drain(&api, &url, timeout).await?;
+    }
     for path in events {
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -95,4 +105,41 @@ async fn run() -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Polls the queue until it is empty, printing one line per batch and the DLQ's depth at the end.
+async fn drain(api: &RuntimeApi, url: &str, timeout: Duration) -> Result<(), String> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let q = Queues::open(&sdk, url)
+        .await
+        .map_err(|e| format!("queue {url}: {e}"))?;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(300) {
+        if q.depth(&q.url).await.map_err(|e| e.to_string())? == 0 {
+            break;
+        }
+        let poll = poll_once(&q, 10, |event| async move {
+            api.invoke(&event, timeout).await.ok()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if poll.received > 0 {
+            let line = serde_json::json!({"batch": {"received": poll.received, "deleted": poll.deleted,
+                "failedBackToQueue": poll.failed, "invocationFailed": poll.invocation_failed}});
+            println!("{line}");
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // A receive is what moves an exhausted message to the DLQ; one more makes the count settle.
+    let _ = poll_once(&q, 10, |event| async move {
+        api.invoke(&event, timeout).await.ok()
+    })
+    .await;
+    let dead = q.depth(&q.dlq_url).await.map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::json!({"queueDrained": true, "messagesInDlq": dead})
+    );
+    Ok(())
 }
