@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use crate::model::{BackupMode, Curve, check_id};
-use crate::store::{DynamoStore, StoreError, client_pk};
+use crate::store::{DynamoStore, StoreError, client_pk, dynamo_error, item_key};
 
 /// Where a backup has got to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,8 +106,9 @@ impl BackupKey {
         }
     }
 
-    fn sk(&self) -> String {
-        format!("BACKUP#{}", self.key)
+    /// The record's key in the table.
+    fn item_key(&self) -> std::collections::HashMap<String, AttributeValue> {
+        item_key(client_pk(&self.client_id), format!("BACKUP#{}", self.key))
     }
 }
 
@@ -210,20 +211,6 @@ fn corrupt(key: &BackupKey) -> StoreError {
     )
 }
 
-fn dynamo<E>(
-    operation: &'static str,
-    err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> StoreError
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    StoreError::Dynamo {
-        operation,
-        transient: crate::aws::is_transient(err),
-        detail: crate::aws::describe(err),
-    }
-}
-
 fn is_condition_failure(
     err: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> bool {
@@ -245,8 +232,7 @@ impl Checkpoints for DynamoStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("pk", s(&client_pk(&key.client_id)))
-            .key("sk", s(&key.sk()))
+            .set_key(Some(key.item_key()))
             .update_expression(
                 "SET leaseOwner = :owner, leaseExpiresAt = :until, updatedAt = :now, \
                  attempts = if_not_exists(attempts, :zero) + :one, \
@@ -286,18 +272,17 @@ impl Checkpoints for DynamoStore {
                     .client()
                     .get_item()
                     .table_name(self.table())
-                    .key("pk", s(&client_pk(&key.client_id)))
-                    .key("sk", s(&key.sk()))
+                    .set_key(Some(key.item_key()))
                     .consistent_read(true)
                     .send()
                     .await
-                    .map_err(|e| dynamo("GetItem", &e))?;
+                    .map_err(|e| dynamo_error("GetItem", &e))?;
                 match out.item.as_ref().and_then(progress) {
                     Some(p) if p.status == Status::Completed => Ok(Acquired::Completed(p)),
                     _ => Ok(Acquired::Busy),
                 }
             }
-            Err(e) => Err(dynamo("UpdateItem", &e)),
+            Err(e) => Err(dynamo_error("UpdateItem", &e)),
         }
     }
 
@@ -314,8 +299,7 @@ impl Checkpoints for DynamoStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("pk", s(&client_pk(&key.client_id)))
-            .key("sk", s(&key.sk()))
+            .set_key(Some(key.item_key()))
             .condition_expression("leaseOwner = :owner AND #status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":to", s(to.status.as_str()))
@@ -339,7 +323,7 @@ impl Checkpoints for DynamoStore {
         match request.update_expression(update).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Err(StoreError::LeaseLost(key.key.clone())),
-            Err(e) => Err(dynamo("UpdateItem", &e)),
+            Err(e) => Err(dynamo_error("UpdateItem", &e)),
         }
     }
 
@@ -348,8 +332,7 @@ impl Checkpoints for DynamoStore {
             .client()
             .update_item()
             .table_name(self.table())
-            .key("pk", s(&client_pk(&key.client_id)))
-            .key("sk", s(&key.sk()))
+            .set_key(Some(key.item_key()))
             .update_expression("SET leaseExpiresAt = :zero")
             .condition_expression("leaseOwner = :owner")
             .expression_attribute_values(":zero", n(0))
@@ -359,7 +342,7 @@ impl Checkpoints for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(dynamo("UpdateItem", &e)),
+            Err(e) => Err(dynamo_error("UpdateItem", &e)),
         }
     }
 }

@@ -110,6 +110,17 @@ impl DynamoStore {
     }
 }
 
+/// The key of an item: `pk` and `sk`.
+pub(crate) fn item_key(
+    pk: String,
+    sk: String,
+) -> std::collections::HashMap<String, AttributeValue> {
+    std::collections::HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk)),
+    ])
+}
+
 /// Partition key of a client's items.
 pub fn client_pk(client_id: &str) -> String {
     format!("CLIENT#{client_id}")
@@ -124,7 +135,8 @@ fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
 
-fn dynamo_error<E>(
+/// A DynamoDB SDK error as a `StoreError` (shared with the checkpoint store).
+pub(crate) fn dynamo_error<E>(
     operation: &'static str,
     err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> StoreError
@@ -178,8 +190,10 @@ impl BackupStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(&client_pk(client_id)))
-            .key("sk", s(&share_sk(backup_share_pair_id)))
+            .set_key(Some(item_key(
+                client_pk(client_id),
+                share_sk(backup_share_pair_id),
+            )))
             .projection_expression("cipherText")
             .consistent_read(true)
             .send()

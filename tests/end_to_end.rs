@@ -43,26 +43,12 @@ async fn assert_self_managed_backup(moto: &Moto, sim: &Sim, client: &str) -> Vec
     let mut secrets = Vec::new();
     let pairs = backup_pairs(sim, client).await;
     assert_eq!(pairs.len(), 2, "{client}: one backup pair per curve");
-    let ddb = moto.dynamodb();
     for pair in &pairs {
         assert_eq!(pair["status"], "completed", "{client}");
         let id = pair["id"].as_str().unwrap();
-        let item = ddb
-            .get_item()
-            .table_name(&moto.table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("CLIENT#{client}")),
-            )
-            .key(
-                "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("SHARE#{id}")),
-            )
-            .consistent_read(true)
-            .send()
+        let item = moto
+            .share_item(client, id)
             .await
-            .unwrap()
-            .item
             .unwrap_or_else(|| panic!("{client}: item for {id}"));
         assert_eq!(
             item["curve"].as_s().unwrap(),

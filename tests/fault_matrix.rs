@@ -145,6 +145,17 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// One poll of the queue through `f`, with the function's timeout as the deadline.
+async fn poll(q: &Queues, f: &Function) -> portal_backup::poller::Poll {
+    poll_once(
+        q,
+        10,
+        |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
+    )
+    .await
+    .expect("poll")
+}
+
 async fn run(case: Case) -> Row {
     let started = Instant::now();
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
@@ -206,42 +217,26 @@ async fn run(case: Case) -> Row {
         if q.depth(&q.url).await.expect("depth") == 0 {
             break;
         }
-        let poll = match (case.kill_in, killed) {
+        let outcome = match (case.kill_in, killed) {
             (Some(route), false) => {
                 let before = sim.calls(route).await;
                 let f = &function;
-                let (poll, ()) = tokio::join!(
-                    poll_once(
-                        &q,
-                        10,
-                        |ev| async move { f.invoke_within(&ev, TIMEOUT).await }
-                    ),
-                    async {
-                        while sim.calls(route).await == before {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        f.kill_now();
+                let (outcome, ()) = tokio::join!(poll(&q, f), async {
+                    while sim.calls(route).await == before {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                );
+                    f.kill_now();
+                });
                 killed = true;
-                poll.expect("poll")
+                outcome
             }
-            _ => {
-                let f = &function;
-                poll_once(
-                    &q,
-                    10,
-                    |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
-                )
-                .await
-                .expect("poll")
-            }
+            _ => poll(&q, &function).await,
         };
-        if killed && poll.invocation_failed {
+        if killed && outcome.invocation_failed {
             output.push_str(&function.logs());
             function = Function::start(&env).await;
         }
-        if poll.received == 0 {
+        if outcome.received == 0 {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
@@ -249,13 +244,7 @@ async fn run(case: Case) -> Row {
     let mut dlq: Vec<String> = Vec::new();
     for _ in 0..4 {
         let f = &function;
-        poll_once(
-            &q,
-            10,
-            |ev| async move { f.invoke_within(&ev, TIMEOUT).await },
-        )
-        .await
-        .expect("poll");
+        poll(&q, f).await;
         for body in q.dlq_bodies().await.expect("dlq") {
             if !dlq.contains(&body) {
                 dlq.push(body);
@@ -344,24 +333,8 @@ async fn decrypts(moto: &Moto, client: &str, pair: &Value, mode: &str) -> bool {
     let ct = if mode == "PORTAL_MANAGED" {
         pair["clientCipherText"].as_str().map(str::to_owned)
     } else {
-        let id = pair["id"].as_str().unwrap();
-        let ddb = moto.dynamodb();
-        let item = ddb
-            .get_item()
-            .table_name(&moto.table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("CLIENT#{client}")),
-            )
-            .key(
-                "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("SHARE#{id}")),
-            )
-            .consistent_read(true)
-            .send()
-            .await;
-        item.ok()
-            .and_then(|o| o.item)
+        moto.share_item(client, pair["id"].as_str().unwrap())
+            .await
             .and_then(|i| i.get("cipherText").and_then(|v| v.as_s().ok()).cloned())
     };
     let Some(ct) = ct else { return false };

@@ -103,6 +103,25 @@ impl Moto {
         aws_sdk_dynamodb::Client::new(&self.sdk)
     }
 
+    /// A stored share item (consistent read), if any.
+    pub async fn share_item(
+        &self,
+        client: &str,
+        pair_id: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        self.dynamodb()
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", S(format!("CLIENT#{client}")))
+            .key("sk", S(format!("SHARE#{pair_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+    }
+
     /// Environment for a process that talks to this moto.
     pub fn env(&self) -> Vec<(String, String)> {
         [
