@@ -167,6 +167,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fifo_batch_stops_at_the_first_failure_and_reports_the_rest() {
+        let store = FakeStore::default();
+        let svc = BackupService::new(
+            FakePortal::default(),
+            FakeEnvelope::default(),
+            Some(store.clone()),
+        );
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            record("f1", &good("c1")),
+            record("f2", "{poison"),
+            record("f3", &good("c3")),
+        ];
+        for r in &mut event.records {
+            r.event_source_arn = Some("arn:aws:sqs:us-east-1:1:backups.fifo".into());
+        }
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 10, event)
+            .await
+            .unwrap();
+        let ids: Vec<_> = out
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(ids, ["f2", "f3"], "the failure and every later message");
+        assert_eq!(
+            store.items.lock().unwrap().len(),
+            2,
+            "only the first message ran; the third waits its turn"
+        );
+    }
+
+    #[tokio::test]
     async fn a_record_without_id_fails_the_batch() {
         let svc = BackupService::new(
             FakePortal::default(),
