@@ -18,7 +18,7 @@ use crate::envelope::Envelope;
 use crate::error::BackupError;
 use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
-use crate::request::BackupRequest;
+use crate::request::InputError;
 use crate::store::BackupStore;
 
 /// The route this function serves.
@@ -134,22 +134,17 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
         answer.headers.push((header::ALLOW, "POST".into()));
         return answer;
     }
-    let Some(body) = body else {
-        return input_error(
-            &BackupRequest::parse(b"", ctx.policy)
-                .err()
-                .map(BackupError::from),
-        );
-    };
+    // No body is an empty one: the parser names `body` as the field at fault.
+    let body = body.unwrap_or_default();
     let bytes = if base64_encoded {
         match STANDARD.decode(body.as_bytes()) {
             Ok(b) => Zeroizing::new(b),
             Err(_) => {
-                return HttpAnswer::error(
-                    400,
-                    "INVALID_INPUT",
-                    "field `body` is not valid base64".into(),
-                );
+                let problem = InputError {
+                    field: "body".into(),
+                    problem: "is not valid base64".into(),
+                };
+                return error_answer(&problem.into());
             }
         }
     } else {
@@ -163,13 +158,6 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
             headers: Vec::new(),
         },
         Err(err) => error_answer(&err),
-    }
-}
-
-fn input_error(err: &Option<BackupError>) -> HttpAnswer {
-    match err {
-        Some(err) => error_answer(err),
-        None => HttpAnswer::error(400, "INVALID_INPUT", "field `body` is required".into()),
     }
 }
 
