@@ -218,7 +218,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             let started = std::time::Instant::now();
             let shares = self
                 .retry
-                .run(&inv.deadline, &mut stats.retries, || async {
+                .run(Step::Backup, &inv.deadline, &mut stats.retries, || async {
                     self.portal
                         .backup(&req.api_key, &generate.json)
                         .await
@@ -285,12 +285,17 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
             let started = std::time::Instant::now();
             self.retry
-                .run(&inv.deadline, &mut stats.retries, || async {
-                    self.portal
-                        .mark_stored(&req.api_key, &ids)
-                        .await
-                        .map_err(|e| BackupError::new(Step::MarkStored, e))
-                })
+                .run(
+                    Step::MarkStored,
+                    &inv.deadline,
+                    &mut stats.retries,
+                    || async {
+                        self.portal
+                            .mark_stored(&req.api_key, &ids)
+                            .await
+                            .map_err(|e| BackupError::new(Step::MarkStored, e))
+                    },
+                )
                 .await?;
             stats.timed(Step::MarkStored, started);
             advance(
@@ -391,8 +396,12 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             _ => {
                 // Each curve retries on its own: one share's failure does not resend the other.
                 let ((ra, na), (rb, nb)) = futures::future::join(
-                    self.retried(&inv.deadline, || self.store_with_portal(req, &sealed[0])),
-                    self.retried(&inv.deadline, || self.store_with_portal(req, &sealed[1])),
+                    self.retried(Step::Store, &inv.deadline, || {
+                        self.store_with_portal(req, &sealed[0])
+                    }),
+                    self.retried(Step::Store, &inv.deadline, || {
+                        self.store_with_portal(req, &sealed[1])
+                    }),
                 )
                 .await;
                 stats.retries += na + nb;
@@ -413,8 +422,12 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         stats: &mut RunStats,
     ) -> Result<(), BackupError> {
         let ((ra, na), (rb, nb)) = futures::future::join(
-            self.retried(&inv.deadline, || self.verify_one(req, mode, &sealed[0])),
-            self.retried(&inv.deadline, || self.verify_one(req, mode, &sealed[1])),
+            self.retried(Step::Verify, &inv.deadline, || {
+                self.verify_one(req, mode, &sealed[0])
+            }),
+            self.retried(Step::Verify, &inv.deadline, || {
+                self.verify_one(req, mode, &sealed[1])
+            }),
         )
         .await;
         stats.retries += na + nb;
@@ -436,6 +449,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     /// Runs `call` under the retry policy; answers its result and the retries it took.
     async fn retried<T, F, Fut>(
         &self,
+        step: Step,
         deadline: &Deadline,
         call: F,
     ) -> (Result<T, BackupError>, u32)
@@ -444,7 +458,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         Fut: std::future::Future<Output = Result<T, BackupError>>,
     {
         let mut retries = 0;
-        let result = self.retry.run(deadline, &mut retries, call).await;
+        let result = self.retry.run(step, deadline, &mut retries, call).await;
         (result, retries)
     }
 

@@ -5,7 +5,10 @@
 //! point where the invocation could not finish. Permanent failures are not retried.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// tokio's clock: the same as std's at run time, and one that tests can pause and advance.
+use tokio::time::Instant;
 
 use crate::error::{BackupError, Cause, Step};
 use crate::portal::PortalError;
@@ -113,8 +116,12 @@ impl RetryPolicy {
 
     /// Runs `call` until it succeeds, fails permanently, runs out of attempts, or the next wait
     /// would not fit before the deadline. `retries` counts the retries made.
+    ///
+    /// Each attempt is also cut off where the invocation's reserve begins, so a stalled call
+    /// fails (transiently, at `step`) in time for the function to answer and release its lease.
     pub async fn run<T, F, Fut>(
         &self,
+        step: Step,
         deadline: &Deadline,
         retries: &mut u32,
         mut call: F,
@@ -125,7 +132,16 @@ impl RetryPolicy {
     {
         let mut attempt = 1;
         loop {
-            let err = match call().await {
+            let outcome = match deadline.remaining() {
+                None => call().await,
+                Some(left) => {
+                    let budget = left.saturating_sub(RESERVE);
+                    tokio::time::timeout(budget, call())
+                        .await
+                        .unwrap_or_else(|_| Err(BackupError::new(step, Cause::Deadline(RESERVE))))
+                }
+            };
+            let err = match outcome {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -196,7 +212,7 @@ mod tests {
         let mut calls = 0;
         let mut retries = 0;
         let r: Result<(), _> = p
-            .run(&Deadline::none(), &mut retries, || {
+            .run(Step::Backup, &Deadline::none(), &mut retries, || {
                 calls += 1;
                 async { Err(transient(None)) }
             })
@@ -206,7 +222,7 @@ mod tests {
 
         let mut calls = 0;
         let r: Result<(), _> = p
-            .run(&Deadline::none(), &mut retries, || {
+            .run(Step::Backup, &Deadline::none(), &mut retries, || {
                 calls += 1;
                 async { Err(BackupError::new(Step::Backup, Cause::Mismatch("x".into()))) }
             })
@@ -222,7 +238,7 @@ mod tests {
         let mut n = 0;
         let mut retries = 0;
         let r = p
-            .run(&Deadline::none(), &mut retries, || {
+            .run(Step::Backup, &Deadline::none(), &mut retries, || {
                 n += 1;
                 let fail = n == 1;
                 async move {
@@ -244,6 +260,7 @@ mod tests {
         let mut calls = 0;
         let r: Result<(), _> = p
             .run(
+                Step::Backup,
                 &Deadline::after(Duration::from_secs(3)),
                 &mut retries,
                 || {
@@ -265,5 +282,27 @@ mod tests {
         let e = d.check(Step::Backup, Duration::from_secs(5)).unwrap_err();
         assert!(e.is_transient());
         assert!(Deadline::from_epoch_ms(0).remaining().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_outlives_the_invocation_is_cut_off_before_the_reserve() {
+        let p = RetryPolicy::default();
+        let started = tokio::time::Instant::now();
+        let mut retries = 0;
+        let r: Result<(), _> = p
+            .run(
+                Step::MarkStored,
+                &Deadline::after(Duration::from_secs(10)),
+                &mut retries,
+                || async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(())
+                },
+            )
+            .await;
+        let err = r.unwrap_err();
+        assert_eq!(err.step, Step::MarkStored);
+        assert!(matches!(err.cause, Cause::Deadline(_)) && err.is_transient());
+        assert!(started.elapsed() <= Duration::from_secs(10) - RESERVE + Duration::from_millis(10));
     }
 }
