@@ -142,6 +142,27 @@ fn cases() -> Vec<Case> {
     c.faults
         .push(json!({"route": "backup", "count": 1, "status": 503}));
     cases.push(c);
+    // The same mix, and the process killed mid-batch: each message dies at its own step and
+    // resumes from its own checkpoint.
+    let mut c = Case::new(
+        "mixed batch, killed while in mark-stored",
+        "SELF_MANAGED",
+        Expect::Completed,
+    );
+    c.messages = vec![
+        Msg::Good,
+        Msg::Good,
+        Msg::Duplicate,
+        Msg::Poison,
+        Msg::Revoked,
+        Msg::Good,
+    ];
+    c.faults
+        .push(json!({"route": "backup", "count": 1, "status": 503}));
+    c.faults
+        .push(json!({"route": "mark-stored", "count": 1, "hang": true}));
+    c.kill_in = Some("mark-stored");
+    cases.push(c);
     cases
 }
 
