@@ -344,6 +344,16 @@ impl Function {
         self.api.invoke(payload, deadline).await.ok()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// When the function first asked for an invocation (its init was then complete).
+    pub fn first_poll(&self) -> Option<std::time::Instant> {
+        self.api.first_poll()
+    }
+
     /// Kills the process now (SIGKILL), from anywhere, as a crash or a Lambda timeout would.
     pub fn kill_now(&self) {
         if let Some(pid) = self.child.id() {
