@@ -1,7 +1,9 @@
-//! `cargo bench --features sim --bench flow` (or `scripts/bench`): the release bootstrap under a
-//! local Lambda Runtime API, against moto and the Portal simulator. Prints one table of medians:
-//! init time and peak RSS, one message and a batch of ten with 50 ms injected per Portal call,
-//! and CPU time per message with no injected latency.
+//! `cargo bench --features sim --bench flow` (or `scripts/bench`): the release bootstrap and its
+//! peer, the seed's flow as a Node.js 20 function (`benches/node-baseline/`), each under a local
+//! Lambda Runtime API against the same moto and Portal simulator. Prints one table of medians,
+//! each figure beside the peer's and as a ratio: init time and peak RSS, one message and a batch
+//! of ten with 50 ms injected per Portal call, and CPU time per message with no injected latency.
+//! Figures only: nothing here passes or fails on a number.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -11,11 +13,16 @@ use std::time::{Duration, Instant};
 use common::{Function, Moto, Sim, function_env, message, sqs_event};
 use serde_json::{Value, json};
 
+/// Repetitions behind each median.
 const RUNS: usize = 7;
+/// Messages behind the CPU and throughput figures.
+const CPU_MESSAGES: usize = 1000;
+/// Latency injected per Portal call for the latency figures.
+const PORTAL_MS: u64 = 50;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// (utime + stime) of a process, in seconds, and its peak RSS in MiB.
@@ -41,110 +48,278 @@ fn usage(pid: u32) -> (f64, f64) {
     (cpu, hwm_kb / 1024.0)
 }
 
-fn env(moto: &Moto, sim: &Sim) -> Vec<(String, String)> {
-    let mut env = function_env(moto, sim, "SELF_MANAGED");
-    env.push(("RUST_LOG".into(), "warn".into()));
-    env
+/// A function under test: how to start its process.
+struct Subject {
+    name: &'static str,
+    program: String,
+    args: Vec<String>,
 }
 
-async fn batch(sim: &Sim, n: usize, base: usize) -> Value {
-    let mut records = Vec::new();
-    for i in 0..n {
-        let (client, key, generate) = sim.new_client(base + i).await;
-        records.push((
-            format!("m-{}", base + i),
-            message(&client, &key, &generate, None),
-        ));
+impl Subject {
+    async fn start(&self, moto: &Moto, sim: &Sim) -> Function {
+        let mut env = function_env(moto, sim, "SELF_MANAGED");
+        env.push(("RUST_LOG".into(), "warn".into()));
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Function::start_program(&self.program, &args, &env).await
     }
-    sqs_event(&records)
+}
+
+/// What one subject measured.
+struct Figures {
+    init_ms: f64,
+    peak_rss_mib: f64,
+    single_ms: f64,
+    batch_ms: f64,
+    cpu_ms_per_message: f64,
+    messages_per_s: f64,
+}
+
+/// Events of `n` messages each, for fresh clients numbered from `base`.
+async fn batches(sim: &Sim, count: usize, n: usize, base: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    for b in 0..count {
+        let mut records = Vec::new();
+        for i in 0..n {
+            let k = base + b * n + i;
+            let (client, key, generate) = sim.new_client(k).await;
+            records.push((format!("m-{k}"), message(&client, &key, &generate, None)));
+        }
+        events.push(sqs_event(&records));
+    }
+    events
 }
 
 async fn timed(f: &Function, event: &Value) -> f64 {
     let started = Instant::now();
     let answer = f.invoke(event).await;
-    assert_eq!(common::failed_ids(&answer), Vec::<String>::new());
+    assert_eq!(
+        common::failed_ids(&answer),
+        Vec::<String>::new(),
+        "every message of a benchmark batch succeeds; the function's output:\n{}",
+        f.logs()
+    );
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() {
-    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-
+async fn measure(s: &Subject, moto: &Moto, sim: &Sim, base: usize) -> Figures {
     // 1. Init: process start → first GET /runtime/invocation/next.
     let mut inits = Vec::new();
     for _ in 0..RUNS {
         let started = Instant::now();
-        let f = Function::start(&env(&moto, &sim)).await;
-        while f.first_poll().is_none() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let f = s.start(moto, sim).await;
+        let deadline = started + Duration::from_secs(30);
+        while f.first_poll().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(200)).await;
         }
-        inits.push(
-            f.first_poll()
-                .map_or(0.0, |t| t.duration_since(started).as_secs_f64() * 1000.0),
-        );
+        let first = f
+            .first_poll()
+            .expect("the function polled for work within 30 s");
+        inits.push(first.duration_since(started).as_secs_f64() * 1000.0);
     }
 
-    // 2. One message, and a batch of ten, with 50 ms per Portal call.
-    let f = Function::start(&env(&moto, &sim)).await;
-    timed(&f, &batch(&sim, 1, 0).await).await; // warm the connection pools, as a warm Lambda is
-    sim.admin("config", json!({"latencyMs": 50})).await;
-    let mut base = 1000;
-    let (mut singles, mut batches) = (Vec::new(), Vec::new());
-    for _ in 0..RUNS {
-        singles.push(timed(&f, &batch(&sim, 1, base).await).await);
-        batches.push(timed(&f, &batch(&sim, 10, base + 1).await).await);
-        base += 100;
+    // 2. One message, and a batch of ten, with PORTAL_MS per Portal call.
+    let f = s.start(moto, sim).await;
+    let singles_ev = batches(sim, RUNS + 1, 1, base).await;
+    let tens_ev = batches(sim, RUNS, 10, base + 100).await;
+    let cpu_ev = batches(sim, CPU_MESSAGES / 10, 10, base + 1000).await;
+    timed(&f, &singles_ev[RUNS]).await; // warm the pools, as in a warm Lambda
+    sim.admin("config", json!({"latencyMs": PORTAL_MS})).await;
+    let (mut singles, mut tens) = (Vec::new(), Vec::new());
+    for (one, ten) in singles_ev.iter().zip(&tens_ev) {
+        singles.push(timed(&f, one).await);
+        tens.push(timed(&f, ten).await);
     }
     sim.admin("config", json!({"latencyMs": 0})).await;
 
     // 3. CPU per message and throughput, no injected latency.
     let pid = f.pid().expect("pid");
-    let messages = 200;
-    let mut events = Vec::new();
-    for b in 0..messages / 10 {
-        events.push(batch(&sim, 10, 10_000 + b * 10).await);
-    }
     let (cpu_before, _) = usage(pid);
     let started = Instant::now();
-    for e in &events {
+    for e in &cpu_ev {
         timed(&f, e).await;
     }
     let wall = started.elapsed().as_secs_f64();
-    let (cpu_after, peak_rss) = usage(pid);
-    let cpu_ms = (cpu_after - cpu_before) * 1000.0 / messages as f64;
+    let (cpu_after, peak_rss_mib) = usage(pid);
+    Figures {
+        init_ms: median(inits),
+        peak_rss_mib,
+        single_ms: median(singles),
+        batch_ms: median(tens),
+        cpu_ms_per_message: (cpu_after - cpu_before) * 1000.0 / CPU_MESSAGES as f64,
+        messages_per_s: CPU_MESSAGES as f64 / wall,
+    }
+}
 
-    let single = median(singles);
-    let ten = median(batches);
-    // Self-managed: two Portal calls on the critical path (backup, mark), 50 ms each.
-    let portal_floor = 2.0 * 50.0;
-    let size = std::fs::metadata(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/release/portal-backup"
-    ))
-    .map(|m| m.len() as f64 / 1_048_576.0)
-    .unwrap_or(0.0);
-    println!("\n| measure (median of {RUNS}) | portal-backup |");
-    println!("|---|---|");
+/// Median round trip of `call`, in milliseconds.
+async fn round_trip<F, Fut>(mut call: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut v = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        call().await;
+        v.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    median(v)
+}
+
+/// The sum of the latencies of the calls one portal-backup message makes one after another
+/// (parallel calls count once), each measured alone from this process with warm connections:
+/// lease, backup, seal (both data keys at once), checkpoint, put (both), read back (both), decrypt
+/// (both), checkpoint, mark stored, checkpoint.
+async fn sequential_floor(moto: &Moto, sim: &Sim) -> (f64, f64, f64) {
+    let (kms, ddb) = (moto.kms(), moto.dynamodb());
+    let key_id = moto.key_id.clone();
+    let kms_ms = round_trip(|| async {
+        kms.generate_data_key()
+            .key_id(&key_id)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .send()
+            .await
+            .expect("GenerateDataKey");
+    })
+    .await;
+    let ddb_ms = round_trip(|| async {
+        ddb.get_item()
+            .table_name(&moto.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S("CLIENT#x".into()),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("SHARE#x".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem");
+    })
+    .await;
+    sim.admin("config", json!({"latencyMs": PORTAL_MS})).await;
+    let url = format!("{}/api/v3/clients/me", sim.url);
+    let portal_ms = round_trip(|| async {
+        let _ = sim.http.get(&url).send().await;
+    })
+    .await;
+    sim.admin("config", json!({"latencyMs": 0})).await;
+    // 2 Portal calls, 2 KMS calls (generate, decrypt), 6 DynamoDB calls on the critical path.
+    (
+        2.0 * portal_ms + 2.0 * kms_ms + 6.0 * ddb_ms,
+        kms_ms,
+        ddb_ms,
+    )
+}
+
+fn which(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rust = Subject {
+        name: "portal-backup",
+        // PORTAL_BACKUP_BIN: another build of the bootstrap (one with symbols, for a profiler).
+        program: std::env::var("PORTAL_BACKUP_BIN")
+            .unwrap_or_else(|_| format!("{root}/target/release/portal-backup")),
+        args: vec![],
+    };
+    let ours = measure(&rust, &moto, &sim, 0).await;
+    let (floor, kms_ms, ddb_ms) = sequential_floor(&moto, &sim).await;
+    let node_dir = format!("{root}/benches/node-baseline");
+    // BENCH_PEER=none skips the Node.js peer (quicker A/B runs of this function alone).
+    let skip_peer = std::env::var("BENCH_PEER").is_ok_and(|v| v == "none");
+    let peer = match which("node") {
+        Some(node)
+            if !skip_peer && std::path::Path::new(&format!("{node_dir}/node_modules")).is_dir() =>
+        {
+            let node = Subject {
+                name: "Node.js 20 (seed flow)",
+                program: node,
+                args: vec![format!("{node_dir}/index.mjs")],
+            };
+            Some(measure(&node, &moto, &sim, 100_000).await)
+        }
+        _ => None,
+    };
+
+    let size = std::fs::metadata(&rust.program)
+        .map(|m| m.len() as f64 / 1_048_576.0)
+        .unwrap_or(0.0);
+    let peer_name = peer
+        .as_ref()
+        .map_or("(node not found)", |_| "Node.js 20, seed flow");
     println!(
-        "| init: process start → first /next | {:.1} ms |",
-        median(inits)
+        "\n| measure (median of {RUNS}) | {} | {peer_name} | ratio |",
+        rust.name
+    );
+    println!("|---|---|---|---|");
+    let row = |what: &str, unit: &str, ours: f64, theirs: Option<f64>, digits: usize| {
+        let (t, r) = theirs.map_or(("–".to_owned(), "–".to_owned()), |t| {
+            (format!("{t:.digits$} {unit}"), format!("{:.3}×", ours / t))
+        });
+        println!("| {what} | {ours:.digits$} {unit} | {t} | {r} |");
+    };
+    row(
+        "init: process start → first /next",
+        "ms",
+        ours.init_ms,
+        peer.as_ref().map(|p| p.init_ms),
+        1,
+    );
+    row(
+        &format!("peak RSS after {} messages", CPU_MESSAGES + 8 + RUNS * 11),
+        "MiB",
+        ours.peak_rss_mib,
+        peer.as_ref().map(|p| p.peak_rss_mib),
+        1,
+    );
+    row(
+        &format!("one message, {PORTAL_MS} ms per Portal call"),
+        "ms",
+        ours.single_ms,
+        peer.as_ref().map(|p| p.single_ms),
+        0,
+    );
+    row(
+        &format!("batch of 10, {PORTAL_MS} ms per Portal call"),
+        "ms",
+        ours.batch_ms,
+        peer.as_ref().map(|p| p.batch_ms),
+        0,
+    );
+    row(
+        "batch of 10 ÷ one message",
+        "×",
+        ours.batch_ms / ours.single_ms,
+        peer.as_ref().map(|p| p.batch_ms / p.single_ms),
+        2,
+    );
+    row(
+        &format!("CPU per message (user+sys), {CPU_MESSAGES} messages, no latency"),
+        "ms",
+        ours.cpu_ms_per_message,
+        peer.as_ref().map(|p| p.cpu_ms_per_message),
+        3,
+    );
+    row(
+        "throughput, batches of 10, one process",
+        "msg/s",
+        ours.messages_per_s,
+        peer.as_ref().map(|p| p.messages_per_s),
+        0,
     );
     println!(
-        "| peak RSS after {} messages | {peak_rss:.1} MiB |",
-        messages + 1 + RUNS * 11
+        "| one message ÷ its sequential calls' own latencies ({floor:.0} ms: 2 Portal, 2 KMS at {kms_ms:.1} ms, 6 DynamoDB at {ddb_ms:.1} ms) | {:.2}× | – | – |",
+        ours.single_ms / floor
     );
-    println!(
-        "| one message, 50 ms per Portal call | {single:.0} ms ({:.2}× the {portal_floor:.0} ms of sequential Portal calls) |",
-        single / portal_floor
-    );
-    println!(
-        "| batch of 10, 50 ms per Portal call | {ten:.0} ms ({:.2}× one message) |",
-        ten / single
-    );
-    println!("| CPU per message (user+sys), no latency | {cpu_ms:.2} ms |");
-    println!(
-        "| throughput, batches of 10, one process | {:.0} messages/s |",
-        messages as f64 / wall
-    );
-    println!("| release binary (x86_64, stripped) | {size:.1} MiB |");
+    println!("| release binary (x86_64, stripped) | {size:.1} MiB | – | – |");
 }

@@ -290,10 +290,17 @@ pub struct Function {
 
 impl Function {
     pub async fn start(env: &[(String, String)]) -> Function {
+        Self::start_program(env!("CARGO_BIN_EXE_portal-backup"), &[], env).await
+    }
+
+    /// Starts any Lambda bootstrap (`program args…`) under its own Runtime API: the benchmark's
+    /// peer functions run exactly as this one does.
+    pub async fn start_program(program: &str, args: &[&str], env: &[(String, String)]) -> Function {
         let api = RuntimeApi::start().await.expect("runtime api");
         // Only what Lambda would set, plus the test's own settings: nothing leaks in from the shell.
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portal-backup"));
-        cmd.env_clear()
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
             .envs(lambda_environment(&api.endpoint()))
             .env("RUST_LOG", "trace")
             .kill_on_drop(true);
