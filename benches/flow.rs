@@ -25,8 +25,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// (utime + stime) of a process, in seconds, and its peak RSS in MiB.
-fn usage(pid: u32) -> (f64, f64) {
+/// CPU time of a process in user and kernel mode, in seconds, and its peak RSS in MiB.
+fn usage(pid: u32) -> (f64, f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -37,7 +37,7 @@ fn usage(pid: u32) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     // Fields after the command: state is 0, utime is 11, stime is 12 (man 5 proc); 100 ticks/s.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let (user, sys) = (ticks(11) / 100.0, ticks(12) / 100.0);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let hwm_kb = status
         .lines()
@@ -45,7 +45,7 @@ fn usage(pid: u32) -> (f64, f64) {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
-    (cpu, hwm_kb / 1024.0)
+    (user, sys, hwm_kb / 1024.0)
 }
 
 /// A function under test: how to start its process.
@@ -71,6 +71,7 @@ struct Figures {
     single_ms: f64,
     batch_ms: f64,
     cpu_ms_per_message: f64,
+    user_ms_per_message: f64,
     messages_per_s: f64,
 }
 
@@ -133,19 +134,21 @@ async fn measure(s: &Subject, moto: &Moto, sim: &Sim, base: usize) -> Figures {
 
     // 3. CPU per message and throughput, no injected latency.
     let pid = f.pid().expect("pid");
-    let (cpu_before, _) = usage(pid);
+    let (user_before, sys_before, _) = usage(pid);
     let started = Instant::now();
     for e in &cpu_ev {
         timed(&f, e).await;
     }
     let wall = started.elapsed().as_secs_f64();
-    let (cpu_after, peak_rss_mib) = usage(pid);
+    let (user_after, sys_after, peak_rss_mib) = usage(pid);
+    let per_message = |seconds: f64| seconds * 1000.0 / CPU_MESSAGES as f64;
     Figures {
         init_ms: median(inits),
         peak_rss_mib,
         single_ms: median(singles),
         batch_ms: median(tens),
-        cpu_ms_per_message: (cpu_after - cpu_before) * 1000.0 / CPU_MESSAGES as f64,
+        cpu_ms_per_message: per_message(user_after + sys_after - user_before - sys_before),
+        user_ms_per_message: per_message(user_after - user_before),
         messages_per_s: CPU_MESSAGES as f64 / wall,
     }
 }
@@ -308,6 +311,13 @@ async fn main() {
         "ms",
         ours.cpu_ms_per_message,
         peer.as_ref().map(|p| p.cpu_ms_per_message),
+        3,
+    );
+    row(
+        "  of which user mode (the kernel's share is mostly loopback TCP)",
+        "ms",
+        ours.user_ms_per_message,
+        peer.as_ref().map(|p| p.user_ms_per_message),
         3,
     );
     row(

@@ -6,7 +6,9 @@
 use lambda_runtime::{Error, service_fn};
 use portal_backup::app::App;
 
-#[tokio::main]
+// One thread: Lambda gives a function at most one vCPU below 1,769 MB, so worker threads would
+// only add wake-ups between them (about a fifth of the CPU per message in `scripts/bench`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     portal_backup::telemetry::init();
     let app = App::from_env().await.inspect_err(|e| {
