@@ -112,6 +112,21 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         }
     }
 
+    /// The Portal adapter.
+    pub(crate) fn portal(&self) -> &P {
+        &self.portal
+    }
+
+    /// The envelope adapter.
+    pub(crate) fn envelope(&self) -> &E {
+        &self.envelope
+    }
+
+    /// The store, when a table is configured.
+    pub(crate) fn table(&self) -> Option<&S> {
+        self.store.as_ref()
+    }
+
     /// Replaces the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -528,7 +543,7 @@ fn outcome(req: &BackupRequest, done: &Progress) -> Result<Outcome, BackupError>
 }
 
 /// Whether opened `{"share","id"}` JSON names `id`, both as its `id` and inside its share.
-fn names_pair(plaintext: &[u8], id: &str) -> bool {
+pub(crate) fn names_pair(plaintext: &[u8], id: &str) -> bool {
     let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(plaintext) else {
         return false;
     };

@@ -174,7 +174,7 @@ fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 /// Reads a checkpoint item; `None` if it is not of the shape this code writes.
-fn progress(item: &Item) -> Option<Progress> {
+pub(crate) fn progress(item: &Item) -> Option<Progress> {
     let status = Status::parse(text(item, "status")?)?;
     let backup_mode = text(item, "backupMode")?.parse().ok()?;
     let signing = item.get("signingSharePairIds")?.as_l().ok()?;

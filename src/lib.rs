@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod portal;
 pub mod request;
+pub mod restore;
 pub mod retry;
 pub mod secret;
 pub mod store;

@@ -663,3 +663,137 @@ async fn a_crash_while_marking_resumes_from_the_stored_checkpoint() {
     );
     assert_eq!(share_items(&moto).await, 2, "stored once");
 }
+
+/// Invokes an operator action; the answer's JSON, or the function error's.
+async fn act(f: &Function, action: &str, client: &str, key: Option<&str>) -> Answer {
+    let mut payload = json!({"action": action, "clientId": client});
+    if let Some(key) = key {
+        payload["clientApiKey"] = json!(key);
+    }
+    f.invoke(&payload).await
+}
+
+/// `POST /v1/recover` at the simulator with a restored `backupResponse`.
+async fn recover(sim: &Sim, key: &str, backup_response: &str) -> reqwest::Response {
+    sim.http
+        .post(format!("{}/v1/recover", sim.url))
+        .bearer_auth(key)
+        .json(&json!({"backupResponse": backup_response}))
+        .send()
+        .await
+        .expect("recover")
+}
+
+#[tokio::test]
+async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let (client, key, generate) = sim.new_client(1).await;
+    let (pm_client, pm_key, pm_generate) = sim.new_client(2).await;
+    let answer = f
+        .invoke(&sqs_event(&[
+            ("m-1".into(), message(&client, &key, &generate, None)),
+            (
+                "m-2".into(),
+                message(&pm_client, &pm_key, &pm_generate, Some("PORTAL_MANAGED")),
+            ),
+        ]))
+        .await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
+    let pairs: Vec<String> = backup_pairs(&sim, &client)
+        .await
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    // list: state and timestamps, no ciphertexts.
+    let Answer::Response(list) = act(&f, "list", &client, None).await else {
+        panic!("list failed: {}", f.logs())
+    };
+    let backups = list["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "{list}");
+    assert_eq!(backups[0]["status"], "COMPLETED");
+    assert_eq!(backups[0]["backupMode"], "SELF_MANAGED");
+    assert!(
+        backups[0]["completedAt"].as_u64().unwrap() >= backups[0]["createdAt"].as_u64().unwrap()
+    );
+    assert!(
+        !list.to_string().contains("pbe1."),
+        "a listing carries no ciphertext"
+    );
+
+    // verify: ok per curve, and no share in the answer.
+    let Answer::Response(verify) = act(&f, "verify", &client, None).await else {
+        panic!("verify failed: {}", f.logs())
+    };
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert_eq!(verify["curves"]["SECP256K1"], "ok");
+    assert_eq!(verify["curves"]["ED25519"], "ok");
+    let mut secrets = secrets_of(&key, &generate);
+    secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
+    assert_no_secret_in(&verify.to_string(), &secrets);
+
+    // restore → /v1/recover: Portal accepts the restored backup and issues new signing shares.
+    let Answer::Response(restored) = act(&f, "restore", &client, None).await else {
+        panic!("restore failed: {}", f.logs())
+    };
+    let ids: Vec<String> = serde_json::from_value(restored["backupSharePairIds"].clone()).unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids.iter().all(|id| pairs.contains(id)),
+        "{ids:?} vs {pairs:?}"
+    );
+    let backup_response = restored["backupResponse"].as_str().unwrap();
+    let doc: Value = serde_json::from_str(backup_response).unwrap();
+    assert_eq!(doc["SECP256K1"]["id"], ids[0].as_str());
+    assert_eq!(doc["ED25519"]["id"], ids[1].as_str());
+    let r = recover(&sim, &key, backup_response).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let recovered: Value = r.json().await.unwrap();
+    assert!(recovered["SECP256K1"]["share"].is_string() && recovered["ED25519"]["id"].is_string());
+
+    // Portal-managed: read back from Portal, which needs the client's key.
+    let Answer::Error(e) = act(&f, "restore", &pm_client, None).await else {
+        panic!("a Portal-managed restore without a key must fail")
+    };
+    assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
+    assert!(e["errorMessage"].as_str().unwrap().contains("clientApiKey"));
+    let Answer::Response(pm) = act(&f, "restore", &pm_client, Some(&pm_key)).await else {
+        panic!("Portal-managed restore failed: {}", f.logs())
+    };
+    let r = recover(&sim, &pm_key, pm["backupResponse"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    // A share item swapped for the other curve's ciphertext: verify names it, restore refuses.
+    let ddb = moto.dynamodb();
+    let other = moto.share_item(&client, &ids[1]).await.unwrap()["cipherText"].clone();
+    let mut item = moto.share_item(&client, &ids[0]).await.unwrap();
+    item.insert("cipherText".into(), other);
+    ddb.put_item()
+        .table_name(&moto.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("tamper");
+    let Answer::Response(verify) = act(&f, "verify", &client, None).await else {
+        panic!("verify of a tampered backup still answers: {}", f.logs())
+    };
+    assert_eq!(verify["ok"], false, "{verify}");
+    assert_ne!(verify["curves"]["SECP256K1"], "ok");
+    assert_eq!(verify["curves"]["ED25519"], "ok");
+    let Answer::Error(e) = act(&f, "restore", &client, None).await else {
+        panic!("a tampered backup must not restore")
+    };
+    assert_eq!(e["errorType"], "DEPENDENCY_FAILED", "{e}");
+
+    // A client with no backup, and a malformed action.
+    let Answer::Error(e) = act(&f, "restore", "nobody", None).await else {
+        panic!("no backup, no restore")
+    };
+    assert_eq!(e["errorType"], "BACKUP_NOT_VERIFIED", "{e}");
+    let Answer::Error(e) = act(&f, "drop", &client, None).await else {
+        panic!("unknown action")
+    };
+    assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
+    assert_no_secret_in(&f.logs(), &secrets);
+}

@@ -1,5 +1,6 @@
 //! Direct invoke: the bare message JSON in, the outcome out; failures are function errors whose
-//! `errorType` is a stable code (Step Functions can `Retry` on the transient ones).
+//! `errorType` is a stable code (Step Functions can `Retry` on the transient ones). Operator
+//! actions (list, verify, restore: see `restore`) come the same way.
 
 use lambda_runtime::Diagnostic;
 
@@ -8,6 +9,7 @@ use crate::backup::{BackupService, Outcome};
 use crate::envelope::Envelope;
 use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
+use crate::restore::{ActionAnswer, ActionRequest, Catalogue};
 use crate::store::BackupStore;
 
 /// Runs one backup request given as the whole payload.
@@ -27,4 +29,35 @@ where
             error_type: failure(&err).code.into(),
             error_message: err.to_string(),
         })
+}
+
+/// Runs an operator action (`restore`); its failures are function errors like a backup's.
+pub async fn handle_action<P, E, S>(
+    service: &BackupService<P, E, S>,
+    payload: &[u8],
+) -> Result<ActionAnswer, Diagnostic>
+where
+    P: Portal,
+    E: Envelope,
+    S: BackupStore + Checkpoints + Catalogue,
+{
+    let result = match ActionRequest::parse(payload) {
+        Ok(request) => {
+            tracing::Span::current().record("client_id", request.client_id.as_str());
+            let answer = service.act(&request).await;
+            if answer.is_ok() {
+                // An audit line per action (a restore hands out key material); ids only.
+                tracing::info!(action = ?request.action, client_id = %request.client_id, "operator action answered");
+            }
+            answer
+        }
+        Err(e) => Err(e.into()),
+    };
+    result.map_err(|err| {
+        super::log_failure(&err);
+        Diagnostic {
+            error_type: failure(&err).code.into(),
+            error_message: err.to_string(),
+        }
+    })
 }

@@ -103,6 +103,8 @@ pub enum Trigger {
     RestApi,
     /// A bare backup request (`sam local invoke`, `cargo lambda invoke`, Step Functions).
     Direct,
+    /// An operator action (`{"action": "list" | "verify" | "restore", "clientId"}`).
+    Action,
 }
 
 /// The top-level keys that tell the shapes apart; everything else is skipped unread.
@@ -119,6 +121,7 @@ struct Probe {
     client_id: Option<serde::de::IgnoredAny>,
     #[serde(rename = "generateResponse")]
     generate_response: Option<serde::de::IgnoredAny>,
+    action: Option<serde::de::IgnoredAny>,
 }
 
 /// Tells which trigger sent `event`, reading only its top-level keys.
@@ -138,6 +141,11 @@ pub fn recognise(event: &str) -> Result<Trigger, Diagnostic> {
             http_method: Some(_),
             ..
         } => Trigger::RestApi,
+        Probe {
+            request_context: None,
+            action: Some(_),
+            ..
+        } => Trigger::Action,
         Probe {
             request_context: None,
             client_id,
@@ -188,6 +196,8 @@ pub enum Answer {
     RestApi(aws_lambda_events::apigw::ApiGatewayProxyResponse),
     /// The backup's outcome.
     Direct(Outcome),
+    /// An operator action's answer.
+    Action(crate::restore::ActionAnswer),
 }
 
 /// Handles any invocation. The raw event is read once per trigger and wiped afterwards: it holds
@@ -230,6 +240,9 @@ async fn dispatch(app: &App, ctx: Ctx<'_>, raw: &str) -> Result<Answer, Diagnost
         }
         Trigger::Direct => Ok(Answer::Direct(
             direct::handle_direct(&app.service, ctx, raw.as_bytes()).await?,
+        )),
+        Trigger::Action => Ok(Answer::Action(
+            direct::handle_action(&app.service, raw.as_bytes()).await?,
         )),
     }
 }
@@ -333,6 +346,10 @@ mod tests {
         assert_eq!(
             recognise(r#"{"clientApiKey": "k"}"#).unwrap(),
             Trigger::Direct
+        );
+        assert_eq!(
+            recognise(r#"{"action": "restore", "clientId": "c"}"#).unwrap(),
+            Trigger::Action
         );
     }
 
