@@ -459,6 +459,9 @@ mod tests {
             json["backupResponse"],
             r#"{"SECP256K1":{"share":"s","id":"a"}}"#
         );
-        assert!(!format!("{answer:?}").contains("share"));
+        let debug = format!("{answer:?}");
+        assert!(!debug.contains("SECP256K1"), "{debug}");
+        assert!(!debug.contains(r#""share""#), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
     }
 }
