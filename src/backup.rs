@@ -831,6 +831,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// Lists the fake's checkpoints, so operator actions run against the same fakes.
+    impl crate::restore::Catalogue for FakeStore {
+        async fn list(&self, client_id: &str) -> Result<Vec<crate::restore::Listed>, StoreError> {
+            let all = self.checkpoints.lock().unwrap();
+            Ok(all
+                .iter()
+                .filter(|((client, _), _)| client == client_id)
+                .map(|((_, key), (progress, _, _))| crate::restore::Listed {
+                    key: key.clone(),
+                    progress: progress.clone(),
+                    created_at: 1,
+                    updated_at: 2,
+                    completed_at: (progress.status == Status::Completed).then_some(3),
+                })
+                .collect())
+        }
+    }
+
     pub(crate) fn request(mode: BackupMode) -> BackupRequest {
         BackupRequest {
             client_id: "client-1".into(),

@@ -68,6 +68,9 @@ pub enum Cause {
     /// What was read back is not what was written.
     #[error("{0}")]
     Mismatch(String),
+    /// The client has no completed backup to verify or restore.
+    #[error("{0}")]
+    NoBackup(String),
     /// Too little of the invocation is left to start this step; SQS will redeliver.
     #[error("not started: only {0:?} of the invocation left (transient: the message is retried)")]
     Deadline(std::time::Duration),
@@ -101,7 +104,7 @@ impl BackupError {
     /// Whether the same request may succeed later (throttling, timeouts, 5xx).
     pub fn is_transient(&self) -> bool {
         match &self.cause {
-            Cause::Input(_) | Cause::Mismatch(_) => false,
+            Cause::Input(_) | Cause::Mismatch(_) | Cause::NoBackup(_) => false,
             Cause::Deadline(_) | Cause::InProgress => true,
             Cause::Portal(e) => e.is_transient(),
             Cause::Envelope(e) => e.is_transient(),

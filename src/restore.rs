@@ -256,8 +256,8 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue> BackupSer
         let (latest, [a, b]) = latest_completed(&listed).ok_or_else(|| {
             BackupError::new(
                 Step::Verify,
-                Cause::Mismatch(format!(
-                    "client {} has no completed backup to restore",
+                Cause::NoBackup(format!(
+                    "client {} has no completed backup: list its backups to see their states",
                     req.client_id
                 )),
             )

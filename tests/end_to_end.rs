@@ -673,6 +673,34 @@ async fn act(f: &Function, action: &str, client: &str, key: Option<&str>) -> Ans
     f.invoke(&payload).await
 }
 
+/// An operator route through API Gateway (HTTP API 2.0, IAM authorizer): status and JSON body.
+async fn api_act(f: &Function, method: &str, path: &str, body: Option<Value>) -> (i64, Value) {
+    let event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "stage": "$default",
+            "requestId": "op-req", "routeKey": format!("{method} {path}"),
+            "authorizer": {"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "123456789012",
+                                   "callerId": "AIDAEXAMPLE", "userArn": "arn:aws:iam::123456789012:user/operator",
+                                   "userId": "AIDAEXAMPLE"}},
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.10", "userAgent": "test"},
+            "time": "25/Nov/2026:12:00:00 +0000", "timeEpoch": 1795608000000u64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    });
+    let Answer::Response(r) = f.invoke(&event).await else {
+        panic!("{method} {path} failed as a function: {}", f.logs())
+    };
+    let body = serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+    (r["statusCode"].as_i64().unwrap_or(0), body)
+}
+
 /// `POST /v1/recover` at the simulator with a restored `backupResponse`.
 async fn recover(sim: &Sim, key: &str, backup_response: &str) -> reqwest::Response {
     sim.http
@@ -764,6 +792,49 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     let r = recover(&sim, &pm_key, pm["backupResponse"].as_str().unwrap()).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
 
+    // The same actions on the IAM-authenticated API routes.
+    let (status, list) = api_act(&f, "GET", &format!("/clients/{client}/backups"), None).await;
+    assert_eq!(
+        (status, &list["backups"][0]["status"]),
+        (200, &json!("COMPLETED")),
+        "{list}"
+    );
+    let (status, verify) = api_act(
+        &f,
+        "POST",
+        &format!("/clients/{client}/backups/verify"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &verify["ok"]), (200, &json!(true)), "{verify}");
+    let (status, restored) = api_act(
+        &f,
+        "POST",
+        &format!("/clients/{client}/backups/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{restored}");
+    let r = recover(&sim, &key, restored["backupResponse"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let path = format!("/clients/{pm_client}/backups/restore");
+    let (status, e) = api_act(&f, "POST", &path, None).await;
+    assert_eq!(
+        (status, &e["error"]["field"]),
+        (400, &json!("clientApiKey")),
+        "{e}"
+    );
+    let (status, pm_api) = api_act(&f, "POST", &path, Some(json!({"clientApiKey": pm_key}))).await;
+    assert_eq!(status, 200, "{pm_api}");
+    assert_eq!(pm_api["backupSharePairIds"], pm["backupSharePairIds"]);
+    assert_eq!(pm_api["backupResponse"], pm["backupResponse"]);
+    let (status, e) = api_act(&f, "POST", "/clients/nobody/backups/verify", None).await;
+    assert_eq!(
+        (status, &e["error"]["code"]),
+        (404, &json!("NO_COMPLETED_BACKUP")),
+        "{e}"
+    );
+
     // A share item swapped for the other curve's ciphertext: verify names it, restore refuses.
     let ddb = moto.dynamodb();
     let other = moto.share_item(&client, &ids[1]).await.unwrap()["cipherText"].clone();
@@ -790,7 +861,7 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     let Answer::Error(e) = act(&f, "restore", "nobody", None).await else {
         panic!("no backup, no restore")
     };
-    assert_eq!(e["errorType"], "BACKUP_NOT_VERIFIED", "{e}");
+    assert_eq!(e["errorType"], "NO_COMPLETED_BACKUP", "{e}");
     let Answer::Error(e) = act(&f, "drop", &client, None).await else {
         panic!("unknown action")
     };

@@ -82,10 +82,18 @@ check(sqs["Queue"] == getatt("BackupQueue"), "the trigger reads the backup queue
 check(sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"], "ReportBatchItemFailures")
 check(sqs["BatchSize"] == ref("BatchSize") and sqs["ScalingConfig"]["MaximumConcurrency"] == ref("MaximumConcurrency"), "batch size and maximum concurrency are parameters")
 
-# The HTTP API: POST /backups, IAM auth.
+# The HTTP API: backups and the operator routes, every one behind IAM auth (SigV4).
 api = [e["Properties"] for e in events.values() if e["Type"] == "HttpApi"]
-check(len(api) == 1 and api[0]["Path"] == "/backups" and api[0]["Method"] == "POST", "POST /backups")
-check(api[0]["Auth"]["Authorizer"] == "AWS_IAM", "the route requires IAM auth")
+routes = {(a["Method"], a["Path"]): a["Auth"]["Authorizer"] for a in api if not a["Path"].startswith("/webhook/")}
+operator = {
+    ("POST", "/backups"),
+    ("GET", "/clients/{clientId}/backups"),
+    ("POST", "/clients/{clientId}/backups/verify"),
+    ("POST", "/clients/{clientId}/backups/restore"),
+}
+check(set(routes) == operator, f"the API serves exactly {sorted(operator)} besides webhooks")
+check(all(a == "AWS_IAM" for a in routes.values()), "backup and operator routes require IAM auth")
+check(all(a["ApiId"] == ref("BackupApi") for a in api), "every route is on the stack's HTTP API")
 check(R["BackupApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True, "IAM authorizer enabled")
 
 # The table: durable, encrypted, retained, with the key schema the code writes.

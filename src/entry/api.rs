@@ -12,13 +12,14 @@ use http::{HeaderMap, HeaderValue, Method, header};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::{Ctx, failure, run_request};
+use super::{Ctx, failure, operator, run_request};
 use crate::backup::BackupService;
 use crate::envelope::Envelope;
 use crate::error::BackupError;
 use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
 use crate::request::InputError;
+use crate::restore::Catalogue;
 use crate::store::BackupStore;
 
 /// The route this function serves.
@@ -36,7 +37,8 @@ pub struct HttpAnswer {
 }
 
 impl HttpAnswer {
-    fn error(status: u16, code: &str, message: String) -> Self {
+    /// An error answer with a stable code and a message that names no secret.
+    pub fn error(status: u16, code: &str, message: String) -> Self {
         HttpAnswer {
             status,
             body: json!({ "error": { "code": code, "message": message } }),
@@ -65,7 +67,7 @@ impl HttpAnswer {
 }
 
 /// Handles an HTTP API (payload format 2.0) request.
-pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
+pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     mut request: ApiGatewayV2httpRequest,
@@ -94,7 +96,7 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoint
 }
 
 /// Handles a REST API proxy (payload format 1.0) request.
-pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
+pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     mut request: ApiGatewayProxyRequest,
@@ -118,7 +120,7 @@ pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoint
 }
 
 /// Routes, decodes and runs one request.
-pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
+pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     method: &Method,
@@ -126,6 +128,12 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
     body: Option<Zeroizing<String>>,
     base64_encoded: bool,
 ) -> HttpAnswer {
+    if let Some(op) = operator::route(path) {
+        return match decode_body(body, base64_encoded) {
+            Ok(bytes) => operator::serve(service, method, op, &bytes).await,
+            Err(answer) => answer,
+        };
+    }
     if !path.trim_end_matches('/').ends_with(ROUTE) {
         return HttpAnswer::error(404, "NOT_FOUND", format!("no such route; use POST {ROUTE}"));
     }
@@ -134,23 +142,10 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
         answer.headers.push((header::ALLOW, "POST".into()));
         return answer;
     }
-    // No body is an empty one: the parser names `body` as the field at fault.
-    let body = body.unwrap_or_default();
-    let bytes = if base64_encoded {
-        match STANDARD.decode(body.as_bytes()) {
-            Ok(b) => Zeroizing::new(b),
-            Err(_) => {
-                let problem = InputError {
-                    field: "body".into(),
-                    problem: "is not valid base64".into(),
-                };
-                return error_answer(&problem.into());
-            }
-        }
-    } else {
-        Zeroizing::new(body.as_bytes().to_vec())
+    let bytes = match decode_body(body, base64_encoded) {
+        Ok(bytes) => bytes,
+        Err(answer) => return answer,
     };
-    drop(body);
     match run_request(service, ctx, &bytes).await {
         Ok(outcome) => HttpAnswer {
             status: 200,
@@ -159,6 +154,28 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints>(
         },
         Err(err) => error_answer(&err),
     }
+}
+
+/// The body's bytes, decoded from base64 where API Gateway encoded it. No body is an empty one:
+/// the parsers name `body` as the field at fault.
+fn decode_body(
+    body: Option<Zeroizing<String>>,
+    base64_encoded: bool,
+) -> Result<Zeroizing<Vec<u8>>, HttpAnswer> {
+    let body = body.unwrap_or_default();
+    if !base64_encoded {
+        return Ok(Zeroizing::new(body.as_bytes().to_vec()));
+    }
+    STANDARD
+        .decode(body.as_bytes())
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            let problem = InputError {
+                field: "body".into(),
+                problem: "is not valid base64".into(),
+            };
+            error_answer(&problem.into())
+        })
 }
 
 /// The error answer: status, stable code, the step, the field at fault; a message with no secret.
@@ -338,5 +355,79 @@ mod tests {
         );
         assert_eq!(a.body["error"]["step"], "store");
         assert_eq!(a.body["error"]["retryable"], true);
+    }
+
+    #[tokio::test]
+    async fn operator_routes_list_verify_and_restore_a_backup_made_through_the_api() {
+        let s = svc(FakePortal::default());
+        let made = call(&s, Method::POST, "/backups", Some(good()), false).await;
+        assert_eq!(made.status, 200, "{}", made.body);
+        let ids = made.body["backupSharePairIds"].clone();
+
+        let list = call(&s, Method::GET, "/prod/clients/c1/backups", None, false).await;
+        assert_eq!(list.status, 200, "{}", list.body);
+        assert_eq!(list.body["clientId"], "c1");
+        assert_eq!(list.body["backups"][0]["status"], "COMPLETED");
+        assert_eq!(list.body["backups"][0]["backupSharePairIds"], ids);
+
+        let verify = call(&s, Method::POST, "/clients/c1/backups/verify", None, false).await;
+        assert_eq!(verify.status, 200, "{}", verify.body);
+        assert_eq!(verify.body["ok"], true);
+        assert!(verify.body.get("backupResponse").is_none());
+
+        let key = Zeroizing::new(STANDARD.encode(br#"{"clientApiKey":"sk_live_k"}"#));
+        let restore = call(
+            &s,
+            Method::POST,
+            "/clients/c1/backups/restore",
+            Some(key),
+            true,
+        )
+        .await;
+        assert_eq!(restore.status, 200, "{}", restore.body);
+        assert_eq!(restore.body["backupSharePairIds"], ids);
+        let response: Value =
+            serde_json::from_str(restore.body["backupResponse"].as_str().unwrap()).unwrap();
+        assert_eq!(response["SECP256K1"]["id"], ids[0]);
+        assert_eq!(response["ED25519"]["id"], ids[1]);
+        assert!(!restore.body.to_string().contains("sk_live_k"));
+    }
+
+    #[tokio::test]
+    async fn operator_routes_refuse_wrong_methods_bodies_and_unknown_clients() {
+        let s = svc(FakePortal::default());
+        let a = call(&s, Method::POST, "/clients/c1/backups", None, false).await;
+        assert_eq!(a.status, 405);
+        assert!(a.headers.contains(&(header::ALLOW, "GET".into())));
+        let a = call(&s, Method::GET, "/clients/c1/backups/restore", None, false).await;
+        assert!(a.headers.contains(&(header::ALLOW, "POST".into())));
+        let extra = Zeroizing::new(r#"{"clientApiKey":"sk_live_k","action":"list"}"#.into());
+        let a = call(
+            &s,
+            Method::POST,
+            "/clients/c1/backups/verify",
+            Some(extra),
+            false,
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["error"]["field"].as_str()),
+            (400, Some("action"))
+        );
+        assert!(!a.body.to_string().contains("sk_live_k"));
+        let a = call(
+            &s,
+            Method::POST,
+            "/clients/nobody/backups/restore",
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (404, Some("NO_COMPLETED_BACKUP"))
+        );
+        let a = call(&s, Method::GET, "/clients/nobody/backups", None, false).await;
+        assert_eq!((a.status, a.body["backups"].clone()), (200, json!([])));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod direct;
+pub mod operator;
 pub mod sqs;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -317,6 +318,7 @@ pub fn failure(err: &BackupError) -> Failure {
         }
         Cause::Envelope(_) | Cause::Store(_) => f(502, "DEPENDENCY_FAILED", None),
         Cause::Mismatch(_) => f(502, "BACKUP_NOT_VERIFIED", None),
+        Cause::NoBackup(_) => f(404, "NO_COMPLETED_BACKUP", None),
         Cause::Deadline(_) => f(503, "DEADLINE", Some(DEFAULT_RETRY_AFTER)),
         Cause::InProgress => f(409, "IN_PROGRESS", Some(DEFAULT_RETRY_AFTER)),
     }
