@@ -21,6 +21,7 @@ pub mod retry;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 #[cfg(feature = "sim")]
 pub mod poller;
