@@ -24,6 +24,8 @@ pub mod telemetry;
 pub mod webhook;
 
 #[cfg(feature = "sim")]
+pub mod apigw;
+#[cfg(feature = "sim")]
 pub mod poller;
 #[cfg(feature = "sim")]
 pub mod runtime_api;
