@@ -39,6 +39,9 @@ pub const MAX_PAIR_ID_LEN: usize = 128;
 pub const MAX_METHOD_LEN: usize = 64;
 /// Most shares one fetch returns: bounds the Query and the answer (a client has a few per wallet).
 pub const MAX_FETCH_SHARES: usize = 200;
+/// Time one webhook call may take: Portal gives up after 10 s, and a late 200 is a failed backup
+/// at Portal, so the function answers 503 itself before then (the SDK's own budget is 15 s).
+pub const HOOK_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 /// Sort-key prefix of custodian share items.
 pub const CUSTODIAN_PREFIX: &str = "CUSTODIAN#";
 
@@ -530,9 +533,22 @@ pub async fn serve<E: Envelope, S: CustodianStore>(
         tracing::warn!(?hook, "webhook call refused: wrong or missing secret");
         return HookAnswer::unauthorized();
     }
-    match hook {
-        Hook::Backup => backup(envelope, store, body).await,
-        Hook::Fetch => fetch(envelope, store, body).await,
+    let work = async {
+        match hook {
+            Hook::Backup => backup(envelope, store, body).await,
+            Hook::Fetch => fetch(envelope, store, body).await,
+        }
+    };
+    match tokio::time::timeout(HOOK_BUDGET, work).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::error!(?hook, "webhook call ran out of time");
+            HookAnswer::error(
+                503,
+                "DEPENDENCY_UNAVAILABLE",
+                "storage did not answer in time; retry".into(),
+            )
+        }
     }
 }
 
@@ -868,5 +884,42 @@ mod tests {
         let a = call(&failing, Hook::Backup, good, body).await;
         assert_eq!(a.status, 503);
         assert!(!a.body.to_string().contains("s3cr3t"));
+    }
+
+    /// An envelope whose KMS never answers.
+    struct Stalled;
+
+    impl Envelope for Stalled {
+        async fn seal(
+            &self,
+            _: &EncryptionContext,
+            _: &[u8],
+        ) -> Result<String, crate::envelope::EnvelopeError> {
+            std::future::pending().await
+        }
+        async fn open(
+            &self,
+            _: &EncryptionContext,
+            _: &str,
+        ) -> Result<crate::secret::SecretBytes, crate::envelope::EnvelopeError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_dependency_answers_before_portal_gives_up() {
+        let started = tokio::time::Instant::now();
+        let body = br#"{"clientId":"c1","backupMethod":"CUSTOM","share":"s3cr3t"}"#;
+        let a = serve(
+            &Stalled,
+            &FakeStore::default(),
+            &secret(),
+            Hook::Backup,
+            &headers(Some("whsec-correct-horse")),
+            body,
+        )
+        .await;
+        assert_eq!(a.status, 503);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 }
