@@ -4,63 +4,43 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use base64::Engine;
-use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
+use common::{
+    Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt, sqs_event,
+};
 use portal_backup::runtime_api::Answer;
 use serde_json::{Value, json};
 
-const SECRET: &str = "whsec-0123456789abcdefghijklmnopqrstuv";
-
-/// moto, the simulator, the webhook function behind a local API Gateway, and the SQS function.
+/// moto, the simulator, the webhook function behind a local API Gateway, and the SQS function
+/// (same configuration: the secret's ARN too).
 struct Stack {
     moto: Moto,
     sim: Sim,
     worker: Function,
-    hooks: Arc<Function>,
-    gateway: String,
+    hooks: Webhooks,
+    secret: String,
 }
 
 impl Stack {
     async fn start() -> Stack {
         let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-        let arn = aws_sdk_secretsmanager::Client::new(&moto.sdk)
-            .create_secret()
-            .name("portal-backup-webhook")
-            .secret_string(SECRET)
-            .send()
-            .await
-            .expect("create secret")
-            .arn
-            .expect("arn");
-        let mut env = function_env(&moto, &sim, "SELF_MANAGED");
-        env.push(("WEBHOOK_SECRET_ARN".into(), arn));
-        let (worker, hooks) = tokio::join!(Function::start(&env), Function::start(&env));
-        let hooks = Arc::new(hooks);
-        let behind = hooks.clone();
-        let addr = portal_backup::apigw::start(move |event: Value| {
-            let f = behind.clone();
-            async move { f.invoke_within(&event, Duration::from_secs(29)).await }
-        })
-        .await
-        .expect("api gateway");
+        let env = function_env(&moto, &sim, "SELF_MANAGED");
+        let hooks = Webhooks::start(&moto, &sim, &env).await;
+        let mut env = env;
+        env.push(("WEBHOOK_SECRET_ARN".into(), hooks.secret_arn.clone()));
+        let worker = Function::start(&env).await;
         Stack {
+            secret: hooks.secret.clone(),
             moto,
             sim,
             worker,
             hooks,
-            gateway: format!("http://{addr}"),
         }
     }
 
     /// Points the simulator's self-managed custody at the gateway with `secret`.
     async fn portal_webhook(&self, secret: &str) {
-        let url = format!("{}/webhook", self.gateway);
-        self.sim
-            .admin("webhook", json!({"url": url, "secret": secret}))
-            .await;
+        self.hooks.point(&self.sim, secret).await;
     }
 
     /// A webhook call as Portal makes it; `secret` `None` sends no header.
@@ -68,7 +48,7 @@ impl Stack {
         let mut request = self
             .sim
             .http
-            .post(format!("{}/webhook{path}", self.gateway))
+            .post(format!("{}/webhook{path}", self.hooks.gateway))
             .json(body);
         if let Some(secret) = secret {
             request = request.header("X-Webhook-Secret", secret);
@@ -105,7 +85,7 @@ impl Stack {
     }
 
     fn logs(&self) -> String {
-        format!("{}\n{}", self.worker.logs(), self.hooks.logs())
+        format!("{}\n{}", self.worker.logs(), self.hooks.function.logs())
     }
 }
 
@@ -148,7 +128,6 @@ fn assert_absent(text: &str, secrets: &[String]) {
 #[tokio::test]
 async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     let stack = Stack::start().await;
-    stack.portal_webhook(SECRET).await;
     let (client, key, generate) = stack.sim.new_client(1).await;
     let answer = stack
         .worker
@@ -176,7 +155,8 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     let mut items = stack.custodian_items(&client).await;
     items.sort();
     assert_eq!(items.len(), 2);
-    let mut secrets = vec![SECRET.to_owned()];
+    let secret = stack.secret.as_str();
+    let mut secrets = vec![secret.to_owned()];
     for ((pair, share), (item_pair, ct, method)) in sent.iter().zip(&items) {
         assert_eq!(pair, item_pair);
         assert_eq!(method, "CUSTOM");
@@ -199,7 +179,7 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
 
     // Fetch returns them; an upsert of the same pair keeps one item.
     let (status, body) = stack
-        .hook("/backup/fetch", Some(SECRET), &json!({"clientId": client}))
+        .hook("/backup/fetch", Some(secret), &json!({"clientId": client}))
         .await;
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
@@ -211,7 +191,7 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     let (pair, share) = &sent[0];
     let again = json!({"clientId": client, "backupMethod": "GDRIVE", "share": share,
                        "backupSharePairId": pair});
-    assert_eq!(stack.hook("/backup", Some(SECRET), &again).await.0, 200);
+    assert_eq!(stack.hook("/backup", Some(secret), &again).await.0, 200);
     let items = stack.custodian_items(&client).await;
     assert_eq!(items.len(), 2, "idempotent upsert");
     assert!(items.iter().any(|(p, _, m)| p == pair && m == "GDRIVE"));
@@ -219,7 +199,7 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     // A wrong or missing secret: 401, no detail, nothing stored.
     let stranger = json!({"clientId": client, "backupMethod": "CUSTOM", "share": "planted",
                           "backupSharePairId": "p-x"});
-    for secret in [None, Some("wrong"), Some(&SECRET[..SECRET.len() - 1])] {
+    for secret in [None, Some("wrong"), Some(&secret[..secret.len() - 1])] {
         for (path, body) in [
             ("/backup", &stranger),
             ("/backup/fetch", &json!({"clientId": client})),
@@ -233,7 +213,7 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
 
     // No share and no webhook secret in either function's output (RUST_LOG=trace).
     secrets.push(key.clone());
-    let hook_logs = stack.hooks.logs();
+    let hook_logs = stack.hooks.function.logs();
     assert!(
         hook_logs.contains("custodian share stored") && hook_logs.contains(pair.as_str()),
         "the webhook logs name the pair"
@@ -278,6 +258,6 @@ async fn a_failing_webhook_fails_the_backup_and_the_message_comes_back() {
         logs.contains("WEBHOOK_FAILED") || logs.contains("502"),
         "{logs}"
     );
-    assert_absent(&stack.logs(), &[SECRET.to_owned(), key]);
+    assert_absent(&stack.logs(), &[stack.secret.clone(), key]);
     assert!(!stack.logs().contains("not-the-secret"));
 }
