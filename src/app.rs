@@ -7,10 +7,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::backup::BackupService;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, WebhookSecretSource};
 use crate::envelope::KmsEnvelope;
 use crate::portal::{HttpPortal, http_client};
 use crate::store::DynamoStore;
+use crate::webhook::{SecretFetchError, WebhookSecret, fetch_secret};
 
 /// The workflow wired to its real adapters.
 pub type Service = BackupService<HttpPortal, KmsEnvelope, DynamoStore>;
@@ -24,6 +25,9 @@ pub enum StartupError {
     /// The HTTP client could not be built (TLS roots unavailable).
     #[error("could not build the Portal HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The webhook secret could not be read from Secrets Manager.
+    #[error(transparent)]
+    WebhookSecret(#[from] SecretFetchError),
 }
 
 /// Everything an invocation needs.
@@ -32,6 +36,8 @@ pub struct App {
     pub config: Config,
     /// The workflow.
     pub service: Service,
+    /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
+    pub webhook_secret: Option<WebhookSecret>,
 }
 
 impl App {
@@ -65,7 +71,17 @@ impl App {
         let http = http_client(config.portal_timeouts, config.https_only())?;
         let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
         let envelope = KmsEnvelope::new(kms, &config.kms_key_id);
+        // Read once per cold start: a secret that cannot be read stops the function from starting.
+        let webhook_secret = match &config.webhook_secret {
+            None => None,
+            Some(WebhookSecretSource::Value(secret)) => Some(secret.clone()),
+            Some(WebhookSecretSource::SecretsManager(arn)) => {
+                let client = aws_sdk_secretsmanager::Client::new(&sdk);
+                Some(fetch_secret(&client, arn).await?)
+            }
+        };
         Ok(App {
+            webhook_secret,
             service: BackupService::new(portal, envelope, store),
             config,
         })

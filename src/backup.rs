@@ -732,6 +732,7 @@ pub(crate) mod tests {
         pub lose_writes: bool,
         pub items: Arc<Mutex<HashMap<(String, String), StoredShare>>>,
         pub checkpoints: Arc<Mutex<HashMap<(String, String), Record>>>,
+        pub custodian: Arc<Mutex<HashMap<(String, String), crate::webhook::CustodianShare>>>,
     }
 
     fn now_ms() -> u64 {

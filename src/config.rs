@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::model::BackupMode;
 use crate::portal::HttpTimeouts;
 use crate::request::RequestPolicy;
+use crate::webhook::WebhookSecret;
 
 /// Portal's Enclave MPC API.
 pub const DEFAULT_PORTAL_MPC_URL: &str = "https://mpc-client.portalhq.io";
@@ -32,6 +33,18 @@ pub struct Config {
     /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
     /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
     pub portal_timeouts: HttpTimeouts,
+    /// Where the secret of Portal's webhooks comes from (`WEBHOOK_SECRET_ARN`, or `WEBHOOK_SECRET`
+    /// for local runs); `None` turns the webhook routes off.
+    pub webhook_secret: Option<WebhookSecretSource>,
+}
+
+/// Where the webhook secret comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookSecretSource {
+    /// A Secrets Manager secret (ARN or name), fetched once at cold start.
+    SecretsManager(String),
+    /// The value itself, from the environment (local runs only).
+    Value(WebhookSecret),
 }
 
 /// A setting that is missing or wrong: names the variable and what it must be.
@@ -116,7 +129,21 @@ impl Config {
             100,
             900_000,
         )?;
+        let webhook_secret = match (get("WEBHOOK_SECRET_ARN"), get("WEBHOOK_SECRET")) {
+            (Some(arn), _) => Some(WebhookSecretSource::SecretsManager(arn)),
+            (None, Some(value)) => Some(WebhookSecretSource::Value(
+                WebhookSecret::new(value).ok_or_else(|| bad("WEBHOOK_SECRET", "is empty"))?,
+            )),
+            (None, None) => None,
+        };
+        if webhook_secret.is_some() && table_name.is_none() {
+            return Err(bad(
+                "BACKUP_TABLE_NAME",
+                "is required when a webhook secret is set (custodian shares are stored there)",
+            ));
+        }
         Ok(Config {
+            webhook_secret,
             backup_mode,
             kms_key_id,
             table_name,
@@ -222,6 +249,39 @@ mod tests {
         assert_eq!(c.portal_api_url, DEFAULT_PORTAL_API_URL);
         assert_eq!(c.max_concurrency, 10);
         assert!(c.https_only());
+        assert_eq!(c.webhook_secret, None);
+    }
+
+    #[test]
+    fn webhook_secret_from_secrets_manager_or_the_environment() {
+        let base = [("KMS_KEY_ID", "k"), ("BACKUP_TABLE_NAME", "backups")];
+        let with = |extra: &[(&str, &str)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            cfg(&v)
+        };
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:wh";
+        assert_eq!(
+            with(&[("WEBHOOK_SECRET_ARN", arn), ("WEBHOOK_SECRET", "local")])
+                .unwrap()
+                .webhook_secret,
+            Some(WebhookSecretSource::SecretsManager(arn.into()))
+        );
+        let c = with(&[("WEBHOOK_SECRET", "local-secret")]).unwrap();
+        let Some(WebhookSecretSource::Value(s)) = &c.webhook_secret else {
+            panic!("value")
+        };
+        assert!(s.matches(b"local-secret"));
+        assert!(
+            !format!("{c:?}").contains("local-secret"),
+            "Debug redacts it"
+        );
+        let no_table = cfg(&[
+            ("KMS_KEY_ID", "k"),
+            ("BACKUP_MODE", "PORTAL_MANAGED"),
+            ("WEBHOOK_SECRET", "x"),
+        ]);
+        assert_eq!(no_table.unwrap_err().var, "BACKUP_TABLE_NAME");
     }
 
     #[test]

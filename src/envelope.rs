@@ -46,6 +46,15 @@ impl EncryptionContext {
         ]))
     }
 
+    /// The context of a custodian backup share Portal sent to the backup webhook.
+    pub fn custodian_share(client_id: &str, backup_share_pair_id: &str) -> Self {
+        Self(BTreeMap::from([
+            ("clientId", client_id.to_owned()),
+            ("purpose", "custodian-backup-share".to_owned()),
+            ("backupSharePairId", backup_share_pair_id.to_owned()),
+        ]))
+    }
+
     /// The AAD: canonical JSON of the map (keys sorted, compact).
     pub fn aad(&self) -> Vec<u8> {
         // A BTreeMap of strings always serialises.

@@ -21,7 +21,10 @@ pub mod retry;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
+#[cfg(feature = "sim")]
+pub mod apigw;
 #[cfg(feature = "sim")]
 pub mod poller;
 #[cfg(feature = "sim")]

@@ -1,5 +1,5 @@
 //! Property tests: the decoders that read untrusted bytes (events, messages, Portal answers,
-//! ciphertexts) never panic, whatever they are given, and the ciphertext format round-trips.
+//! webhook bodies, ciphertexts) never panic, whatever they are given, and the ciphertext format round-trips.
 
 use portal_backup::entry::recognise;
 use portal_backup::envelope::{Sealed, open_with_key};
@@ -7,6 +7,7 @@ use portal_backup::model::BackupMode;
 use portal_backup::portal::{embedded_pair_id, parse_backup_response, parse_error};
 use portal_backup::request::{BackupRequest, RequestPolicy};
 use portal_backup::secret::SecretBytes;
+use portal_backup::webhook::{BackupHook, parse_fetch};
 use proptest::prelude::*;
 
 /// JSON-looking text: the characters JSON is made of, so the parser gets past the first byte.
@@ -81,6 +82,27 @@ proptest! {
         let _ = parse_error(&bytes);
         let _ = parse_error(text.as_bytes());
         let _ = embedded_pair_id(&text);
+    }
+
+    #[test]
+    fn webhook_decoders_never_panic_and_never_quote_input(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        text in jsonish(),
+        share in "[A-Za-z0-9+/={}\":,]{0,80}",
+        pair in prop_oneof![Just(None), "[ -~]{0,140}".prop_map(Some)],
+    ) {
+        let _ = BackupHook::parse(&bytes);
+        let _ = parse_fetch(&bytes);
+        let _ = BackupHook::parse(text.as_bytes());
+        let mut body = serde_json::json!({"clientId": "c", "backupMethod": "CUSTOM", "share": share});
+        if let Some(pair) = pair {
+            body["backupSharePairId"] = serde_json::json!(pair);
+        }
+        match BackupHook::parse(body.to_string().as_bytes()) {
+            Ok(hook) => prop_assert!(!hook.backup_share_pair_id.is_empty()),
+            // Field-level errors are fixed text: never a piece of the share.
+            Err(e) => prop_assert!(share.len() < 4 || !e.to_string().contains(&share)),
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@ mod common;
 
 use base64::Engine;
 use common::{
-    Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, python_seal, sqs_event,
+    Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt, python_seal,
+    sqs_event,
 };
 use portal_backup::runtime_api::Answer;
 use serde_json::{Value, json};
@@ -129,6 +130,8 @@ fn assert_no_secret_in(logs: &str, secrets: &[String]) {
 async fn self_managed_sqs_message_is_stored_verified_and_marked() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
     let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    // As Portal runs self-managed custody: the custodian shares go to the webhooks meanwhile.
+    let hooks = Webhooks::start(&moto, &sim, &function_env(&moto, &sim, "SELF_MANAGED")).await;
     let (client, key, generate) = sim.new_client(1).await;
     let answer = f
         .invoke(&sqs_event(&[(
@@ -142,6 +145,19 @@ async fn self_managed_sqs_message_is_stored_verified_and_marked() {
     assert_eq!(sim.calls("backup").await, 1);
     assert_eq!(sim.calls("store-cipher-text").await, 0);
     assert_eq!(sim.calls("mark-stored").await, 1);
+    assert_eq!(
+        sim.calls("webhook-backup").await,
+        2,
+        "custodian shares sent"
+    );
+    assert_eq!(sim.calls("webhook-fetch").await, 1);
+    secrets.push(hooks.secret.clone());
+    for s in sim.state().await["custodianShares"].as_array().unwrap() {
+        let share = s["share"].as_str().unwrap();
+        secrets.push(share.to_owned());
+        secrets.extend(inner_secret(share));
+    }
+    assert_no_secret_in(&hooks.function.logs(), &secrets);
     let logs = f.logs();
     assert!(
         logs.contains("backup completed") && logs.contains("m-1") && logs.contains("req-"),

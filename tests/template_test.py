@@ -52,13 +52,16 @@ check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("Funct
 env = fp["Environment"]["Variables"]
 config_rs = (ROOT / "src/config.rs").read_text()
 for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY",
-            "REQUIRE_SEALED_INPUT"]:
+            "REQUIRE_SEALED_INPUT", "WEBHOOK_SECRET_ARN"]:
     check(var in env, f"environment sets {var}")
     check(f'"{var}"' in config_rs, f"{var} is read by src/config.rs")
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
 check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput"), "a deployment can refuse unsealed input")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 check(env["KMS_KEY_ID"] == getatt("BackupKey") and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key and table")
+check(env["WEBHOOK_SECRET_ARN"] == ref("WebhookSecret"), "the webhook secret is the stack's own")
+secret = R["WebhookSecret"]
+check(secret["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in secret["Properties"], "the webhook secret is generated, never in the template")
 for url in ["PortalMpcUrl", "PortalApiUrl"]:
     check(P[url]["AllowedPattern"].startswith("^https://"), f"{url} must be https")
 
@@ -82,18 +85,25 @@ check(sqs["Queue"] == getatt("BackupQueue"), "the trigger reads the backup queue
 check(sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"], "ReportBatchItemFailures")
 check(sqs["BatchSize"] == ref("BatchSize") and sqs["ScalingConfig"]["MaximumConcurrency"] == ref("MaximumConcurrency"), "batch size and maximum concurrency are parameters")
 
-# The HTTP API: backups and the operator routes, every one behind IAM auth (SigV4).
+# The HTTP API: backups and the operator routes behind IAM auth (SigV4); Portal's webhooks without
+# (Portal cannot sign: the secret header is their auth).
 api = [e["Properties"] for e in events.values() if e["Type"] == "HttpApi"]
-routes = {(a["Method"], a["Path"]): a["Auth"]["Authorizer"] for a in api if not a["Path"].startswith("/webhook/")}
-operator = {
+routes = {(a["Method"], a["Path"]): a["Auth"]["Authorizer"] for a in api}
+iam_routes = {
     ("POST", "/backups"),
     ("GET", "/clients/{clientId}/backups"),
     ("POST", "/clients/{clientId}/backups/verify"),
     ("POST", "/clients/{clientId}/backups/restore"),
 }
-check(set(routes) == operator, f"the API serves exactly {sorted(operator)} besides webhooks")
-check(all(a == "AWS_IAM" for a in routes.values()), "backup and operator routes require IAM auth")
+webhook_routes = {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}
+check(set(routes) == iam_routes | webhook_routes, f"exactly the routes the code serves: {sorted(routes)}")
+check(all(routes[r] == "AWS_IAM" for r in iam_routes), "backup and operator routes require IAM auth")
 check(all(a["ApiId"] == ref("BackupApi") for a in api), "every route is on the stack's HTTP API")
+webhook_rs = (ROOT / "src/webhook.rs").read_text()
+for method, path in sorted(webhook_routes):
+    check(routes[(method, path)] == "NONE", f"{path}: no IAM (Portal cannot sign)")
+    check(f'"{path}"' in webhook_rs, f"{path} is routed by src/webhook.rs")
+check("constant_time" in webhook_rs and "x-webhook-secret" in webhook_rs, "the webhook secret is checked in constant time")
 check(R["BackupApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True, "IAM authorizer enabled")
 
 # The table: durable, encrypted, retained, with the key schema the code writes.
@@ -116,13 +126,15 @@ check(any(a["Properties"]["TargetKeyId"] == ref("BackupKey") for a in of_type("A
 SDK_TO_IAM = {"generate_data_key": "kms:GenerateDataKey", "decrypt": "kms:Decrypt", "encrypt": "kms:Encrypt",
               "re_encrypt": "kms:ReEncrypt*", "put_item": "dynamodb:PutItem", "get_item": "dynamodb:GetItem",
               "update_item": "dynamodb:UpdateItem", "delete_item": "dynamodb:DeleteItem", "query": "dynamodb:Query",
-              "transact_write_items": "dynamodb:TransactWriteItems", "scan": "dynamodb:Scan"}
+              "transact_write_items": "dynamodb:TransactWriteItems", "scan": "dynamodb:Scan",
+              "get_secret_value": "secretsmanager:GetSecretValue"}
 called = set()
 for path in (ROOT / "src").rglob("*.rs"):
     if "/sim/" in str(path):
         continue
     code = path.read_text().split("#[cfg(test)]")[0]
-    for op in re.findall(r"\.client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
+    # `.client.op()`, `.client().op()`, or `client\n .op()` (a client passed as an argument).
+    for op in re.findall(r"[.\s(&]client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
         check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
         called.add(SDK_TO_IAM[op])
 statements = [s for p in fp["Policies"] for s in p["Statement"]]
@@ -132,12 +144,14 @@ for s in statements:
     check(s["Effect"] == "Allow", "allow statements only")
     check("*" not in str(s["Resource"]), f"{s['Sid']}: no wildcard resource")
     services = {a.split(":")[0] for a in s["Action"]}
-    check(s["Resource"] == {"kms": getatt("BackupKey"), "dynamodb": getatt("BackupTable")}[services.pop()], f"{s['Sid']}: only the stack's own resource")
+    check(len(services) == 1, f"{s['Sid']}: one service per statement")
+    own = {"kms": getatt("BackupKey"), "dynamodb": getatt("BackupTable"), "secretsmanager": ref("WebhookSecret")}
+    check(s["Resource"] == own[services.pop()], f"{s['Sid']}: only the stack's own resource")
 kms = next(s for s in statements if s["Action"][0].startswith("kms:"))
 envelope_rs = (ROOT / "src/envelope.rs").read_text()
-context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response"]
+context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response", "pub fn custodian_share"]
                        for k in re.findall(r'\("(\w+)", ', envelope_rs.split(ctor)[1].split("}")[0])})
-check(len(context_keys) == 4, f"both encryption contexts found in src/envelope.rs: {context_keys}")
+check(len(context_keys) == 4, f"every encryption context found in src/envelope.rs: {context_keys}")
 check(sorted(kms["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
       f"KMS use conditioned on the encryption context keys the code sends ({context_keys})")
 check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encryption context is required")
@@ -145,7 +159,7 @@ check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encr
 # Operations: DLQ alarm and outputs.
 alarms = of_type("AWS::CloudWatch::Alarm")
 check(any(a["Properties"]["Dimensions"][0]["Value"] == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()), "an alarm on the DLQ's depth")
-for out in ["QueueUrl", "ApiUrl", "TableName"]:
+for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl"]:
     check(out in template["Outputs"], f"output {out}")
 
 print(f"template.yaml: {checks} checks passed")

@@ -21,6 +21,7 @@ use crate::portal::Portal;
 use crate::request::InputError;
 use crate::restore::Catalogue;
 use crate::store::BackupStore;
+use crate::webhook::{CustodianStore, Hook};
 
 /// The route this function serves.
 pub const ROUTE: &str = "/backups";
@@ -67,7 +68,11 @@ impl HttpAnswer {
 }
 
 /// Handles an HTTP API (payload format 2.0) request.
-pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
+pub async fn handle_http_api<
+    P: Portal,
+    E: Envelope,
+    S: BackupStore + Checkpoints + Catalogue + CustodianStore,
+>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     mut request: ApiGatewayV2httpRequest,
@@ -79,11 +84,12 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoint
         .unwrap_or_default()
         .to_owned();
     let body = request.body.take().map(Zeroizing::new);
-    let answer = serve(
+    let mut answer = serve(
         service,
         ctx,
         &request.request_context.http.method,
         &path,
+        &request.headers,
         body,
         request.is_base64_encoded,
     )
@@ -92,22 +98,29 @@ pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoint
     response.status_code = i64::from(answer.status);
     response.headers = answer.header_map();
     response.body = Some(Body::Text(answer.body.to_string()));
+    // A webhook fetch answer carries shares: the copy in the answer is wiped.
+    crate::secret::wipe_json(&mut answer.body);
     response
 }
 
 /// Handles a REST API proxy (payload format 1.0) request.
-pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
+pub async fn handle_rest_api<
+    P: Portal,
+    E: Envelope,
+    S: BackupStore + Checkpoints + Catalogue + CustodianStore,
+>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     mut request: ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let path = request.path.clone().unwrap_or_default();
     let body = request.body.take().map(Zeroizing::new);
-    let answer = serve(
+    let mut answer = serve(
         service,
         ctx,
         &request.http_method,
         &path,
+        &request.headers,
         body,
         request.is_base64_encoded,
     )
@@ -116,18 +129,33 @@ pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoint
     response.status_code = i64::from(answer.status);
     response.headers = answer.header_map();
     response.body = Some(Body::Text(answer.body.to_string()));
+    crate::secret::wipe_json(&mut answer.body);
     response
 }
 
 /// Routes, decodes and runs one request.
-pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
+pub async fn serve<
+    P: Portal,
+    E: Envelope,
+    S: BackupStore + Checkpoints + Catalogue + CustodianStore,
+>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     method: &Method,
     path: &str,
+    headers: &HeaderMap,
     body: Option<Zeroizing<String>>,
     base64_encoded: bool,
 ) -> HttpAnswer {
+    if let Some(hook) = Hook::from_path(path) {
+        let request = crate::webhook::HttpCall {
+            method,
+            headers,
+            body,
+            base64_encoded,
+        };
+        return crate::webhook::serve_http(service, ctx, hook, request).await;
+    }
     if let Some(op) = operator::route(path) {
         return match decode_body(body, base64_encoded) {
             Ok(bytes) => operator::serve(service, method, op, &bytes).await,
@@ -227,7 +255,16 @@ mod tests {
         body: Option<Zeroizing<String>>,
         b64: bool,
     ) -> HttpAnswer {
-        serve(s, crate::entry::test_ctx(), &method, path, body, b64).await
+        serve(
+            s,
+            crate::entry::test_ctx(),
+            &method,
+            path,
+            &HeaderMap::new(),
+            body,
+            b64,
+        )
+        .await
     }
 
     #[tokio::test]
@@ -355,6 +392,84 @@ mod tests {
         );
         assert_eq!(a.body["error"]["step"], "store");
         assert_eq!(a.body["error"]["retryable"], true);
+    }
+
+    #[tokio::test]
+    async fn webhook_routes_are_off_without_a_secret_and_need_it_when_on() {
+        let s = svc(FakePortal::default());
+        let body = || {
+            Some(Zeroizing::new(
+                json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": "s3cr3t"}).to_string(),
+            ))
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-webhook-secret", HeaderValue::from_static("whsec-1"));
+        let off = serve(
+            &s,
+            crate::entry::test_ctx(),
+            &Method::POST,
+            "/webhook/backup",
+            &headers,
+            body(),
+            false,
+        )
+        .await;
+        assert_eq!(
+            off.status, 404,
+            "no secret configured: the routes do not exist"
+        );
+        let secret = crate::webhook::WebhookSecret::new("whsec-1".into()).unwrap();
+        let ctx = Ctx {
+            webhook_secret: Some(&secret),
+            ..crate::entry::test_ctx()
+        };
+        let refused = serve(
+            &s,
+            ctx,
+            &Method::POST,
+            "/prod/webhook/backup",
+            &HeaderMap::new(),
+            body(),
+            false,
+        )
+        .await;
+        assert_eq!(refused.status, 401);
+        assert_eq!(refused.body, json!({"message": "Unauthorized"}));
+        for (path, b64) in [("/prod/webhook/backup", false), ("/webhook/backup/", true)] {
+            let body = if b64 {
+                body().map(|b| Zeroizing::new(STANDARD.encode(b.as_bytes())))
+            } else {
+                body()
+            };
+            let a = serve(&s, ctx, &Method::POST, path, &headers, body, b64).await;
+            assert_eq!(a.status, 200, "{path}");
+        }
+        let fetch = Some(Zeroizing::new(r#"{"clientId":"c1"}"#.to_owned()));
+        let a = serve(
+            &s,
+            ctx,
+            &Method::POST,
+            "/webhook/backup/fetch",
+            &headers,
+            fetch,
+            false,
+        )
+        .await;
+        assert_eq!(
+            (a.status, a.body["backupShares"].clone()),
+            (200, json!(["s3cr3t"]))
+        );
+        let a = serve(
+            &s,
+            ctx,
+            &Method::GET,
+            "/webhook/backup",
+            &headers,
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(a.status, 405);
     }
 
     #[tokio::test]

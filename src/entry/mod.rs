@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub deadline: Deadline,
     /// Lambda's request id, for leases and logs.
     pub request_id: &'a str,
+    /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
+    pub webhook_secret: Option<&'a crate::webhook::WebhookSecret>,
 }
 
 /// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
@@ -90,6 +92,7 @@ pub(crate) fn test_ctx() -> Ctx<'static> {
         policy: RequestPolicy::new(crate::model::BackupMode::SelfManaged),
         deadline: Deadline::none(),
         request_id: "test-request",
+        webhook_secret: None,
     }
 }
 
@@ -209,6 +212,7 @@ pub async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Answ
         policy: app.config.request_policy(),
         deadline: Deadline::from_epoch_ms(event.context.deadline),
         request_id: &event.context.request_id,
+        webhook_secret: app.webhook_secret.as_ref(),
     };
     let result = dispatch(app, ctx, &raw).await;
     raw.zeroize();

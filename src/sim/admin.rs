@@ -135,7 +135,7 @@ pub(crate) async fn set_config(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /_sim/state`: every pair and the call counters.
+/// `GET /_sim/state`: every pair, the call counters and the custodian shares sent to webhooks.
 pub(crate) async fn state(State(sim): State<Arc<Sim>>) -> Response {
     let inner = sim.lock();
     let pairs: Vec<Value> = inner.pairs.iter().map(|p| p.to_json()).collect();
@@ -144,7 +144,12 @@ pub(crate) async fn state(State(sim): State<Arc<Sim>>) -> Response {
         .iter()
         .map(|(name, n)| ((*name).to_owned(), json!(n)))
         .collect();
-    Json(json!({"pairs": pairs, "calls": calls})).into_response()
+    let custodian: Vec<Value> = inner
+        .custodian_sent
+        .iter()
+        .map(|(client, pair, share)| json!({"clientId": client, "backupSharePairId": pair, "share": share}))
+        .collect();
+    Json(json!({"pairs": pairs, "calls": calls, "custodianShares": custodian})).into_response()
 }
 
 /// `GET /_sim/pairs/{id}`: one pair, or 404.

@@ -11,6 +11,7 @@ mod routes;
 mod state;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub fn demo_generate_response() -> serde_json::Value {
 #[derive(Debug)]
 pub(crate) struct Sim {
     inner: Mutex<Inner>,
+    /// Client for the customer's webhooks.
+    http: reqwest::Client,
 }
 
 impl Sim {
@@ -71,11 +74,16 @@ impl Sim {
 /// `POST /v1/recover`, `GET /api/v3/clients/me`, `PATCH /api/v3/clients/me/backup-share-pairs`,
 /// `PATCH|POST /api/v3/clients/me/backup-share-pairs/{id}`,
 /// `GET /api/v3/clients/me/backup-share-pairs/{id}/cipher-text`.
-/// Admin routes: `POST /_sim/clients`, `POST /_sim/faults`, `POST /_sim/config`,
+/// Admin routes: `POST /_sim/clients`, `POST /_sim/faults`, `POST /_sim/config`, `POST /_sim/webhook`,
 /// `GET /_sim/state`, `GET /_sim/pairs/{id}`, `POST /_sim/reset`.
 pub fn router(options: SimOptions) -> Router {
+    let timeouts = crate::portal::HttpTimeouts {
+        connect: std::time::Duration::from_secs(2),
+        request: webhook::WEBHOOK_TIMEOUT,
+    };
     let sim = Arc::new(Sim {
         inner: Mutex::new(Inner::new(options)),
+        http: crate::portal::http_client(timeouts, false).unwrap_or_default(),
     });
     Router::new()
         .route("/v1/generate", post(routes::generate))
@@ -97,6 +105,7 @@ pub fn router(options: SimOptions) -> Router {
         .route("/_sim/clients", post(admin::add_client))
         .route("/_sim/faults", post(admin::add_fault))
         .route("/_sim/config", post(admin::set_config))
+        .route("/_sim/webhook", post(webhook::set_webhook))
         .route("/_sim/state", get(admin::state))
         .route("/_sim/pairs/{id}", get(admin::pair))
         .route("/_sim/reset", post(admin::reset))

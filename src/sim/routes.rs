@@ -298,11 +298,49 @@ pub(crate) async fn backup(
         verified_pair(&sim, &client, Curve::Secp256k1, Kind::Signing, &secp)?,
         verified_pair(&sim, &client, Curve::Ed25519, Kind::Signing, &ed)?,
     ];
-    let mut inner = sim.lock();
-    let form = inner.config.response_form;
-    let issued = inner
-        .issue_backup(&client, signing)
-        .map_err(|e| internal(&e))?;
+    let (form, issued, custody) = {
+        let mut inner = sim.lock();
+        let form = inner.config.response_form;
+        let issued = inner
+            .issue_backup(&client, signing)
+            .map_err(|e| internal(&e))?;
+        let custody = match inner.webhook_for(&client) {
+            None => None,
+            Some(target) => {
+                let mut shares = Vec::new();
+                for pair in &issued {
+                    if let Some(share) =
+                        inner.custodian_share(&pair.id).map_err(|e| internal(&e))?
+                    {
+                        shares.push((pair.id.clone(), share));
+                    }
+                }
+                Some((target, shares))
+            }
+        };
+        (form, issued, custody)
+    };
+    // Self-managed custody: Portal answers only once the customer's webhooks stored the shares.
+    if let Some((target, shares)) = custody {
+        if let Err(message) = super::webhook::deliver(&sim, &target, &client, &shares).await {
+            let mut inner = sim.lock();
+            inner.count("webhook-failed");
+            let ids: Vec<String> = issued.iter().map(|p| p.id.clone()).collect();
+            inner.drop_pairs(&ids);
+            // 502: the backup failed upstream of Portal (the customer's webhook), not because of
+            // the request; a caller may retry (the function treats 5xx as transient, so the SQS
+            // message comes back).
+            return Err(portal_error(
+                StatusCode::BAD_GATEWAY,
+                "WEBHOOK_FAILED",
+                message,
+            ));
+        }
+        let mut inner = sim.lock();
+        for (pair_id, share) in shares {
+            inner.custodian_sent.push((client.clone(), pair_id, share));
+        }
+    }
     Ok(Json(curve_keyed(form, &issued)).into_response())
 }
 

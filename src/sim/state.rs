@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::webhook::WebhookTarget;
 use super::{DEMO_API_KEY, DEMO_CLIENT_ID, SimOptions};
 
 /// Failure inside the simulator itself (not a simulated Portal error).
@@ -365,6 +366,10 @@ pub(crate) struct Config {
     pub patch_allowed: bool,
     /// Whether `POST …/backup-share-pairs/{id}` is accepted.
     pub post_allowed: bool,
+    /// Self-managed custody: where every client's custodian shares go (`/_sim/webhook`).
+    pub webhook: Option<WebhookTarget>,
+    /// A client's own webhook target, which wins over `webhook`.
+    pub client_webhooks: HashMap<String, WebhookTarget>,
 }
 
 impl Config {
@@ -374,6 +379,8 @@ impl Config {
             response_form: ResponseForm::Upper,
             patch_allowed: true,
             post_allowed: true,
+            webhook: None,
+            client_webhooks: HashMap::new(),
         }
     }
 }
@@ -391,6 +398,8 @@ pub(crate) struct Inner {
     pub faults: HashMap<Route, VecDeque<Fault>>,
     /// Current knobs.
     pub config: Config,
+    /// Custodian shares delivered to a webhook: (client id, backup share pair id, share).
+    pub custodian_sent: Vec<(String, String, String)>,
     options: SimOptions,
 }
 
@@ -403,6 +412,7 @@ impl Inner {
             calls: BTreeMap::new(),
             faults: HashMap::new(),
             config: Config::new(&options),
+            custodian_sent: Vec::new(),
             options,
         };
         if inner.options.demo {
@@ -418,6 +428,7 @@ impl Inner {
     pub(crate) fn reset(&mut self) {
         self.pairs.clear();
         self.faults.clear();
+        self.custodian_sent.clear();
         self.config = Config::new(&self.options);
         self.calls = Route::ALL.into_iter().map(|r| (r.name(), 0)).collect();
         if self.options.demo {
@@ -429,6 +440,44 @@ impl Inner {
     pub(crate) fn arrive(&mut self, route: Route) -> Duration {
         *self.calls.entry(route.name()).or_insert(0) += 1;
         self.config.latency
+    }
+
+    /// Counts one event under `name` (webhook calls, which have no route of their own).
+    pub(crate) fn count(&mut self, name: &'static str) {
+        *self.calls.entry(name).or_insert(0) += 1;
+    }
+
+    /// The webhook target for `client_id`, if custody is self-managed.
+    pub(crate) fn webhook_for(&self, client_id: &str) -> Option<WebhookTarget> {
+        self.config
+            .client_webhooks
+            .get(client_id)
+            .or(self.config.webhook.as_ref())
+            .cloned()
+    }
+
+    /// A fresh custodian backup share for a backup pair: base64 JSON like the client's share,
+    /// carrying the pair's ids, public key and its own random material.
+    pub(crate) fn custodian_share(&self, backup_pair_id: &str) -> Result<Option<String>, SimError> {
+        let Some(pair) = self.pair(backup_pair_id) else {
+            return Ok(None);
+        };
+        let material = ShareMaterial::random()?;
+        let share = encode(&BackupShareDoc {
+            client_id: &pair.client_id,
+            backup_share_pair_id: &pair.id,
+            signing_share_pair_id: pair.signing_share_pair_id.as_deref().unwrap_or_default(),
+            share: &material.share,
+            ssid: &material.ssid,
+            pubkey: &pair.pubkey,
+            partial_pubkey: &material.partial_pubkey,
+        })?;
+        Ok(Some(share))
+    }
+
+    /// Forgets pairs whose backup failed (Portal keeps no pair of a failed `/v1/backup`).
+    pub(crate) fn drop_pairs(&mut self, ids: &[String]) {
+        self.pairs.retain(|p| !ids.contains(&p.id));
     }
 
     /// Takes the next queued fault of `route`, if any.

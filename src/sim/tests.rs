@@ -602,3 +602,121 @@ async fn latency_is_applied() {
     assert_eq!(status, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(150));
 }
+
+/// A customer's webhook server for the tests: stores shares per client, checks the secret.
+async fn webhook_server(secret: &'static str, lose_shares: bool) -> String {
+    use axum::Json;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    type Store = Arc<Mutex<Vec<(String, String)>>>;
+    let store: Store = Arc::default();
+    let ok = move |h: &HeaderMap| h.get("x-webhook-secret").is_some_and(|v| v == secret);
+    let backup = {
+        let store = store.clone();
+        move |h: HeaderMap, Json(body): Json<Value>| async move {
+            if !ok(&h) {
+                return StatusCode::UNAUTHORIZED;
+            }
+            assert_eq!(body["backupMethod"], "CUSTOM");
+            if !lose_shares {
+                let client = body["clientId"].as_str().unwrap().to_owned();
+                let share = body["share"].as_str().unwrap().to_owned();
+                store.lock().unwrap().push((client, share));
+            }
+            StatusCode::OK
+        }
+    };
+    let fetch = move |h: HeaderMap, Json(body): Json<Value>| async move {
+        if !ok(&h) {
+            return (StatusCode::UNAUTHORIZED, Json(Value::Null));
+        }
+        let shares: Vec<String> = store
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| body["clientId"] == c.as_str())
+            .map(|(_, s)| s.clone())
+            .collect();
+        (StatusCode::OK, Json(json!({ "backupShares": shares })))
+    };
+    let app = axum::Router::new()
+        .route("/hooks/backup", post(backup))
+        .route("/hooks/backup/fetch", post(fetch));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/hooks")
+}
+
+#[tokio::test]
+async fn self_managed_custody_calls_the_webhooks_during_backup() {
+    let sim = Sim::start().await;
+    let url = webhook_server("whsec", false).await;
+    sim.admin("webhook", json!({"url": url, "secret": "whsec"}))
+        .await;
+    let generate = sim.generate().await;
+    let (status, body) = sim.backup(&generate).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let state = sim.state().await;
+    assert_eq!(state["calls"]["webhook-backup"], 2, "one share per curve");
+    assert_eq!(state["calls"]["webhook-fetch"], 1);
+    assert_eq!(state["calls"]["webhook-failed"], Value::Null);
+    let sent = state["custodianShares"].as_array().unwrap();
+    assert_eq!(sent.len(), 2);
+    for s in sent {
+        assert_eq!(s["clientId"], CLIENT);
+        let doc = decode_share(&s["share"]);
+        assert_eq!(doc["backupSharePairId"], s["backupSharePairId"]);
+        assert_eq!(doc["clientId"], CLIENT);
+    }
+    // Switched off: no more calls.
+    sim.admin("webhook", json!({"url": null})).await;
+    let (status, _) = sim.backup(&generate).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.state().await["calls"]["webhook-backup"], 2);
+}
+
+#[tokio::test]
+async fn a_failing_webhook_fails_the_backup_with_webhook_failed() {
+    let sim = Sim::start().await;
+    let generate = sim.generate().await;
+    for (secret, lose, why) in [
+        ("wrong", false, "answered 401"),
+        ("whsec", true, "did not return the share"),
+    ] {
+        let url = webhook_server("whsec", lose).await;
+        sim.admin(
+            "webhook",
+            json!({"url": url, "secret": secret, "clientId": CLIENT}),
+        )
+        .await;
+        let (status, body) = sim.backup(&generate).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body["error"]["id"], "WEBHOOK_FAILED");
+        assert_eq!(body["error"]["code"], 502);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(why) && !message.contains(secret),
+            "{message}"
+        );
+    }
+    let state = sim.state().await;
+    assert_eq!(state["calls"]["webhook-failed"], 2);
+    let backups = state["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "backup" && p["clientId"] == CLIENT)
+        .count();
+    assert_eq!(backups, 0, "a failed backup leaves no pair behind");
+    assert_eq!(state["custodianShares"], json!([]));
+    let (status, _, _) = sim
+        .call_as(Some(KEY), Method::POST, "/v1/backup", Some(json!({})))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "bad input is still refused first"
+    );
+}

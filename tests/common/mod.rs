@@ -483,3 +483,57 @@ pub fn python_seal(endpoint: &str, key_id: &str, client: &str, generate: &Value)
         .trim()
         .to_owned()
 }
+
+/// Portal's webhooks as the simulator reaches them: a second function process (Lambda scales out
+/// while the first waits inside `/v1/backup`) behind a local API Gateway, its secret in moto's
+/// Secrets Manager, and the simulator's self-managed custody pointed at it.
+pub struct Webhooks {
+    pub function: Arc<Function>,
+    /// The gateway's base URL (`http://127.0.0.1:port`).
+    pub gateway: String,
+    /// The secret's ARN, for other processes of the same function.
+    pub secret_arn: String,
+    pub secret: String,
+}
+
+impl Webhooks {
+    /// Creates the secret, starts the webhook function with `env` plus `WEBHOOK_SECRET_ARN`, and
+    /// points the simulator at it with the same secret.
+    pub async fn start(moto: &Moto, sim: &Sim, env: &[(String, String)]) -> Webhooks {
+        let secret = format!("whsec-{}-0123456789abcdefghijklmnopqrstuv", free_port());
+        let secret_arn = aws_sdk_secretsmanager::Client::new(&moto.sdk)
+            .create_secret()
+            .name(format!("portal-backup-webhook-{}", free_port()))
+            .secret_string(&secret)
+            .send()
+            .await
+            .expect("create secret")
+            .arn
+            .expect("arn");
+        let mut env = env.to_vec();
+        env.push(("WEBHOOK_SECRET_ARN".into(), secret_arn.clone()));
+        let function = Arc::new(Function::start(&env).await);
+        let behind = function.clone();
+        let addr = portal_backup::apigw::start(move |event: Value| {
+            let f = behind.clone();
+            async move { f.invoke_within(&event, Duration::from_secs(29)).await }
+        })
+        .await
+        .expect("api gateway");
+        let hooks = Webhooks {
+            function,
+            gateway: format!("http://{addr}"),
+            secret_arn,
+            secret,
+        };
+        hooks.point(sim, &hooks.secret.clone()).await;
+        hooks
+    }
+
+    /// Points the simulator's self-managed custody at the gateway, sending `secret`.
+    pub async fn point(&self, sim: &Sim, secret: &str) {
+        let url = format!("{}/webhook", self.gateway);
+        sim.admin("webhook", json!({"url": url, "secret": secret}))
+            .await;
+    }
+}
