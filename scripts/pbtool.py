@@ -95,6 +95,14 @@ def show(kms, ddb, table):
             print(json.dumps({"checkpoint": {k: row.get(k) for k in keep}}))
             continue
         ct = row.pop("cipherText")
+        if row["sk"].startswith("CUSTODIAN#"):
+            # A custodian backup share Portal sent to the webhook (src/webhook.rs).
+            context = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
+                       "backupSharePairId": row["backupSharePairId"]}
+            plain = decrypt(kms, ct, context)
+            print(json.dumps({**row, "cipherText": ct[:40] + "…",
+                              "decrypted": "<custodian share, %d bytes, redacted>" % len(plain)}))
+            continue
         context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
                    "curve": row["curve"]}
         plain = json.loads(decrypt(kms, ct, context))
@@ -102,7 +110,7 @@ def show(kms, ddb, table):
                  "decrypted": {"id": plain["id"], "share": "<%d base64 chars, redacted>" % len(plain["share"])},
                  "decryptedIdMatches": plain["id"] == row["backupSharePairId"]}
         print(json.dumps(shown))
-    print(f"{len(items)} item(s) in {table}: shares and their backups' checkpoints", file=sys.stderr)
+    print(f"{len(items)} item(s) in {table}: client and custodian shares, and the backups' checkpoints", file=sys.stderr)
 
 
 def main():

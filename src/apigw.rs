@@ -47,6 +47,15 @@ struct Gateway<I> {
 
 /// Serves the gateway on an ephemeral loopback port; returns its address.
 pub async fn start<I: Invoke>(function: I) -> std::io::Result<SocketAddr> {
+    start_on(
+        "127.0.0.1:0".parse().map_err(std::io::Error::other)?,
+        function,
+    )
+    .await
+}
+
+/// Serves the gateway on `addr` (a fixed port, for the local stack); returns the bound address.
+pub async fn start_on<I: Invoke>(addr: SocketAddr, function: I) -> std::io::Result<SocketAddr> {
     let gateway = Arc::new(Gateway {
         function,
         next_id: AtomicU64::new(1),
@@ -54,7 +63,7 @@ pub async fn start<I: Invoke>(function: I) -> std::io::Result<SocketAddr> {
     let app = axum::Router::new()
         .fallback(handle::<I>)
         .with_state(gateway);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

@@ -343,6 +343,33 @@ fn check_sample(name: &str, answer: &Answer) {
             assert_eq!(r["status"], "COMPLETED", "{name}: {r}");
             assert_eq!(r["backupMode"], "SELF_MANAGED");
         }
+        "webhook-backup.json" | "webhook-fetch.json" => {
+            let Answer::Response(r) = answer else {
+                panic!("{name}: {answer:?}")
+            };
+            assert_eq!(r["statusCode"], 200, "{name}: {r}");
+            let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            if name == "webhook-fetch.json" {
+                // The custodian share webhook-backup.json stored, exactly as sent.
+                let sent: Value = serde_json::from_str(
+                    &std::fs::read_to_string(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/events/webhook-backup.json"
+                    ))
+                    .unwrap(),
+                )
+                .unwrap();
+                let sent: Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
+                assert_eq!(body["backupShares"], json!([sent["share"]]), "{name}");
+            }
+        }
+        "action-verify.json" => {
+            let Answer::Response(r) = answer else {
+                panic!("{name}: {answer:?}")
+            };
+            assert_eq!(r["ok"], true, "{name}: {r}");
+            assert_eq!(r["clientId"], "demo-client");
+        }
         other => panic!("no expectation for events/{other}: add one here"),
     }
 }
@@ -350,15 +377,19 @@ fn check_sample(name: &str, answer: &Answer) {
 #[tokio::test]
 async fn every_sample_event_runs_against_a_fresh_stack() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    // The webhook samples carry the local stack's secret (scripts/stack).
+    let mut env = function_env(&moto, &sim, "SELF_MANAGED");
+    env.push(("WEBHOOK_SECRET".into(), "local-webhook-secret".into()));
+    let f = Function::start(&env).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".json"))
         .collect();
-    names.sort();
-    assert_eq!(names.len(), 6, "{names:?}");
+    // Operator actions last: they act on the backups the other samples make.
+    names.sort_by_key(|n| (n.starts_with("action-"), n.clone()));
+    assert_eq!(names.len(), 9, "{names:?}");
     for name in &names {
         let event: Value =
             serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{name}")).unwrap())

@@ -4,7 +4,9 @@
 //! `local-invoke [--bootstrap PATH] [--timeout-secs N] EVENT.json…` invokes with each event;
 //! `local-invoke --queue URL` drains an SQS queue through the function as Lambda's SQS trigger
 //! does (receive, invoke, delete the successes; failures reappear and, past `maxReceiveCount`,
-//! move to the DLQ). The function inherits this process's environment (source `.stack/env`
+//! move to the DLQ); `local-invoke --gateway ADDR` serves a local API Gateway on ADDR in front of
+//! the function (HTTP API 2.0 events), as the local stack does for Portal's webhooks. The function
+//! inherits this process's environment (source `.stack/env`
 //! first). Answers are printed as JSON on stdout; the function's own logs go to stderr.
 
 use std::path::PathBuf;
@@ -34,6 +36,7 @@ async fn run() -> Result<ExitCode, String> {
     let mut timeout = Duration::from_secs(60);
     let mut events = Vec::new();
     let mut queue = None;
+    let mut gateway: Option<std::net::SocketAddr> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bootstrap" => {
@@ -47,17 +50,24 @@ async fn run() -> Result<ExitCode, String> {
                 timeout = Duration::from_secs(n);
             }
             "--queue" => queue = Some(args.next().ok_or("--queue needs a queue URL")?),
+            "--gateway" => {
+                let addr = args.next().ok_or("--gateway needs an address")?;
+                gateway = Some(
+                    addr.parse()
+                        .map_err(|_| format!("--gateway {addr}: not HOST:PORT"))?,
+                );
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: local-invoke [--bootstrap PATH] [--timeout-secs N] (EVENT.json... | --queue URL)"
+                    "usage: local-invoke [--bootstrap PATH] [--timeout-secs N] (EVENT.json... | --queue URL | --gateway HOST:PORT)"
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             _ => events.push(PathBuf::from(arg)),
         }
     }
-    if events.is_empty() && queue.is_none() {
-        return Err("name at least one event file, or --queue URL".into());
+    if events.is_empty() && queue.is_none() && gateway.is_none() {
+        return Err("name at least one event file, --queue URL or --gateway HOST:PORT".into());
     }
     let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
     let mut child = lambda_command(&bootstrap, &api.endpoint())
@@ -72,6 +82,25 @@ async fn run() -> Result<ExitCode, String> {
                 eprintln!("  [function] {line}");
             }
         });
+    }
+    if let Some(addr) = gateway {
+        let api = std::sync::Arc::new(api);
+        let behind = api.clone();
+        let bound = portal_backup::apigw::start_on(addr, move |event: serde_json::Value| {
+            let api = behind.clone();
+            async move { api.invoke(&event, timeout).await.ok() }
+        })
+        .await
+        .map_err(|e| format!("--gateway {addr}: {e}"))?;
+        eprintln!("local API Gateway on http://{bound}, in front of the function; Ctrl-C stops it");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = child.kill().await;
+        return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
     if let Some(url) = queue {
