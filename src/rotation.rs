@@ -107,16 +107,13 @@ const ROTATE_FIELDS: [&str; 4] = ["action", "clientId", "cursor", "pageSize"];
 
 /// Whether a direct-invoke payload asks for `rotate` (its other fields are read by `parse`).
 pub fn is_rotate(payload: &[u8]) -> bool {
+    // Only the top-level `action` is read; any other field is skipped unread.
     #[derive(Deserialize)]
     struct Probe {
-        action: Option<serde::de::IgnoredAny>,
+        action: Option<serde_json::Value>,
     }
-    #[derive(Deserialize)]
-    struct Named {
-        action: String,
-    }
-    serde_json::from_slice::<Probe>(payload).is_ok_and(|p| p.action.is_some())
-        && serde_json::from_slice::<Named>(payload).is_ok_and(|n| n.action == "rotate")
+    serde_json::from_slice::<Probe>(payload)
+        .is_ok_and(|p| matches!(p.action, Some(serde_json::Value::String(a)) if a == "rotate"))
 }
 
 impl RotateRequest {

@@ -1,11 +1,12 @@
 //! Property tests: the decoders that read untrusted bytes (events, messages, Portal answers,
-//! ciphertexts) never panic, whatever they are given, and the ciphertext format round-trips.
+//! ciphertexts, rotate requests and their cursors) never panic, whatever they are given, and the ciphertext format round-trips.
 
 use portal_backup::entry::recognise;
 use portal_backup::envelope::{Sealed, open_with_key};
 use portal_backup::model::BackupMode;
 use portal_backup::portal::{embedded_pair_id, parse_backup_response, parse_error};
 use portal_backup::request::{BackupRequest, RequestPolicy};
+use portal_backup::rotation::{RotateRequest, is_rotate};
 use portal_backup::secret::SecretBytes;
 use proptest::prelude::*;
 
@@ -81,6 +82,21 @@ proptest! {
         let _ = parse_error(&bytes);
         let _ = parse_error(text.as_bytes());
         let _ = embedded_pair_id(&text);
+    }
+
+    #[test]
+    fn rotate_request_decoder_never_panics(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        cursor in "[A-Za-z0-9_\\-=+/]{0,200}",
+        page in any::<i64>(),
+        client in "[a-z0-9\\u{0}-\\u{1f}]{0,8}",
+    ) {
+        let _ = is_rotate(&bytes);
+        let _ = RotateRequest::parse(&bytes);
+        let body = serde_json::json!({"action": "rotate", "cursor": cursor, "pageSize": page, "clientId": client});
+        let body = body.to_string();
+        prop_assert!(is_rotate(body.as_bytes()));
+        let _ = RotateRequest::parse(body.as_bytes());
     }
 
     #[test]

@@ -352,6 +352,10 @@ mod tests {
             recognise(r#"{"action": "restore", "clientId": "c"}"#).unwrap(),
             Trigger::Action
         );
+        assert_eq!(
+            recognise(r#"{"action": "rotate", "pageSize": 10}"#).unwrap(),
+            Trigger::Action
+        );
     }
 
     #[test]
