@@ -25,10 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::backup::BackupService;
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeError, KmsEnvelope, Sealed, kms_error};
 use crate::error::{BackupError, Cause, Step};
-use crate::idempotency::Checkpoints;
+use crate::idempotency::{Checkpoints, Status};
 use crate::model::Curve;
 use crate::portal::Portal;
 use crate::request::InputError;
+use crate::restore::Catalogue;
 use crate::retry::Deadline;
 use crate::store::{BackupStore, DynamoStore, StoreError, client_pk, dynamo_error, item_key};
 
@@ -233,6 +234,12 @@ pub trait RotationTable: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Page, StoreError>> + Send;
 
+    /// The backup share pair ids of `client_id`'s backups in flight (checkpoint `BACKED_UP`).
+    fn in_flight_pairs(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Sets `attribute` to `new` if it still holds `old`.
     fn swap(
         &self,
@@ -304,8 +311,8 @@ pub fn sealed_fields(item: &ScannedItem) -> Result<Vec<SealedField>, &'static st
         }
         // idempotency.rs: a checkpoint keeps both sealed shares from BACKED_UP on.
         "BACKUP" => {
-            // In flight: its retry would store the checkpoint's ciphertexts and must find the
-            // share items byte-equal; leave it for a later run.
+            // In flight: its retry stores the checkpoint's ciphertexts and must find the share
+            // items byte-equal; it and its share items (see `rotate`) wait for a later run.
             if attr("status") == Some("BACKED_UP") {
                 return Err("backup in flight (BACKED_UP): run rotation again once it completes");
             }
@@ -384,6 +391,30 @@ async fn rotate_one<K: Rewrap, T: RotationTable>(
     })
 }
 
+/// The (pk, pair id) of every share item in `items` whose backup is in flight. Read after the page:
+/// a share item exists only once its checkpoint is `BACKED_UP`, so a backup seen here as `STORED`
+/// or later has been verified, and its share items may be re-wrapped.
+async fn in_flight<'a, T: RotationTable>(
+    table: &T,
+    items: &'a [ScannedItem],
+) -> Result<std::collections::HashSet<(&'a String, String)>, StoreError> {
+    let mut clients: Vec<&String> = items
+        .iter()
+        .filter(|i| i.key.sk.starts_with("SHARE#"))
+        .map(|i| &i.key.pk)
+        .collect();
+    clients.dedup();
+    let mut pairs = std::collections::HashSet::new();
+    for pk in clients {
+        if let Some(client) = pk.strip_prefix("CLIENT#") {
+            for pair in table.in_flight_pairs(client).await? {
+                pairs.insert((pk, pair));
+            }
+        }
+    }
+    Ok(pairs)
+}
+
 /// Runs one invocation of a rotation: one page, stopping early before the deadline.
 pub async fn rotate<K: Rewrap, T: RotationTable>(
     kms: &K,
@@ -400,6 +431,9 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
         .page(client, req.start.as_ref(), req.page_size)
         .await
         .map_err(|e| step(e.into()))?;
+    let in_flight = in_flight(table, &page.items)
+        .await
+        .map_err(|e| step(e.into()))?;
     let mut answer = RotateAnswer {
         key_id: target.clone(),
         ..RotateAnswer::default()
@@ -412,7 +446,17 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
             stopped_early = true;
             break;
         }
+        let share_pair = item.key.sk.strip_prefix("SHARE#");
         let fields = match sealed_fields(item) {
+            Ok(_)
+                if share_pair
+                    .is_some_and(|p| in_flight.contains(&(&item.key.pk, p.to_owned()))) =>
+            {
+                answer.skipped += 1;
+                tracing::warn!(pk = %item.key.pk, sk = %item.key.sk, reason = "share of a backup in flight (BACKED_UP): run rotation again once it completes", "rotation skipped an item");
+                handled = Some(&item.key);
+                continue;
+            }
             Ok(f) => f,
             Err(reason) => {
                 answer.skipped += 1;
@@ -624,6 +668,15 @@ impl RotationTable for DynamoStore {
         })
     }
 
+    async fn in_flight_pairs(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Catalogue::list(self, client_id)
+            .await?
+            .into_iter()
+            .filter(|l| l.progress.status == Status::BackedUp)
+            .flat_map(|l| l.progress.shares.into_iter().flatten().map(|r| r.id))
+            .collect())
+    }
+
     async fn swap(
         &self,
         key: &ItemKey,
@@ -765,6 +818,23 @@ mod tests {
             let items: Vec<_> = all.into_iter().take(limit as usize).collect();
             let last = more.then(|| items.last().map(|i| i.key.clone())).flatten();
             Ok(Page { items, last })
+        }
+
+        async fn in_flight_pairs(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
+            let items = self.items.lock().unwrap();
+            Ok(items
+                .iter()
+                .filter(|((pk, sk), a)| {
+                    *pk == client_pk(client_id)
+                        && sk.starts_with("BACKUP#")
+                        && a.get("status").map(String::as_str) == Some("BACKED_UP")
+                })
+                .flat_map(|(_, a)| {
+                    ["secp256k1PairId", "ed25519PairId"]
+                        .into_iter()
+                        .filter_map(|k| a.get(k).cloned())
+                })
+                .collect())
         }
 
         async fn swap(
@@ -940,7 +1010,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn in_flight_checkpoints_are_skipped_and_a_missing_target_key_is_an_error() {
+    async fn backups_in_flight_are_skipped_with_their_shares_and_a_missing_target_key_is_an_error()
+    {
         let t = FakeTable::default();
         t.insert(
             "CLIENT#c",
@@ -951,10 +1022,22 @@ mod tests {
                 ("secp256k1CipherText", &pbe1(OLD, 1)),
             ],
         );
+        // Its share item was stored before a crash: its retry must find it byte-equal.
+        t.insert(
+            "CLIENT#c",
+            "SHARE#a",
+            &[("curve", "SECP256K1"), ("cipherText", &pbe1(OLD, 1))],
+        );
+        t.insert(
+            "CLIENT#c",
+            "SHARE#z",
+            &[("curve", "SECP256K1"), ("cipherText", &pbe1(OLD, 2))],
+        );
         let a = rotate(&FakeKms::new(), &t, &request(10), &Deadline::none())
             .await
             .unwrap();
-        assert_eq!((a.rewrapped, a.skipped), (0, 1));
+        assert_eq!((a.rewrapped, a.skipped), (1, 2), "{a:?}");
+        assert_eq!(t.get("CLIENT#c", "SHARE#a", "cipherText"), pbe1(OLD, 1));
         let kms = FakeKms {
             current: Err(()),
             ..FakeKms::new()
