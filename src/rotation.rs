@@ -446,17 +446,17 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
             stopped_early = true;
             break;
         }
-        let share_pair = item.key.sk.strip_prefix("SHARE#");
-        let fields = match sealed_fields(item) {
-            Ok(_)
-                if share_pair
-                    .is_some_and(|p| in_flight.contains(&(&item.key.pk, p.to_owned()))) =>
-            {
-                answer.skipped += 1;
-                tracing::warn!(pk = %item.key.pk, sk = %item.key.sk, reason = "share of a backup in flight (BACKED_UP): run rotation again once it completes", "rotation skipped an item");
-                handled = Some(&item.key);
-                continue;
-            }
+        let in_flight_share = item
+            .key
+            .sk
+            .strip_prefix("SHARE#")
+            .is_some_and(|p| in_flight.contains(&(&item.key.pk, p.to_owned())));
+        let fields = if in_flight_share {
+            Err("share of a backup in flight (BACKED_UP): run rotation again once it completes")
+        } else {
+            sealed_fields(item)
+        };
+        let fields = match fields {
             Ok(f) => f,
             Err(reason) => {
                 answer.skipped += 1;
