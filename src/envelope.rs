@@ -76,7 +76,7 @@ pub enum EnvelopeError {
     /// A KMS call failed.
     #[error("KMS {operation} failed ({}): {detail}", if *.transient { "transient: retry later" } else { "permanent: check the key id, the key policy and the encryption context" })]
     Kms {
-        /// `GenerateDataKey` or `Decrypt`.
+        /// `GenerateDataKey`, `Decrypt`, `DescribeKey` or `ReEncrypt`.
         operation: &'static str,
         /// Whether retrying may help.
         transient: bool,
@@ -260,7 +260,8 @@ impl KmsEnvelope {
     }
 }
 
-fn kms_error<E>(
+/// A KMS SDK error as an `EnvelopeError` (shared with key rotation).
+pub(crate) fn kms_error<E>(
     operation: &'static str,
     err: &aws_sdk_kms::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
 ) -> EnvelopeError
@@ -272,6 +273,18 @@ where
         transient: crate::aws::is_transient(err),
         code: crate::aws::code(err).map(str::to_owned),
         detail: crate::aws::describe(err),
+    }
+}
+
+impl KmsEnvelope {
+    /// The SDK client (shared with key rotation).
+    pub(crate) fn client(&self) -> &aws_sdk_kms::Client {
+        &self.client
+    }
+
+    /// The configured key (id, ARN or alias) that seals new ciphertexts.
+    pub(crate) fn key_id(&self) -> &str {
+        &self.key_id
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Step {
     Verify,
     /// `PATCH …/backup-share-pairs` with `STORED_CLIENT_BACKUP_SHARE`.
     MarkStored,
+    /// Re-wrapping stored data keys under the current KMS key (operator action).
+    Rotate,
 }
 
 impl Step {
@@ -40,6 +42,7 @@ impl Step {
             Step::Checkpoint => "checkpoint",
             Step::Verify => "verify",
             Step::MarkStored => "mark_stored",
+            Step::Rotate => "rotate",
         }
     }
 }

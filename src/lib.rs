@@ -18,6 +18,7 @@ pub mod portal;
 pub mod request;
 pub mod restore;
 pub mod retry;
+pub mod rotation;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

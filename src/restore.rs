@@ -71,7 +71,7 @@ impl ActionRequest {
                 Some("list") => Action::List,
                 Some("verify") => Action::Verify,
                 Some("restore") => Action::Restore,
-                Some(_) => return Err(bad("action", "must be list, verify or restore")),
+                Some(_) => return Err(bad("action", "must be list, verify, restore or rotate")),
                 None => return Err(bad("action", "is required")),
             };
             let client_id = text("clientId")?.ok_or_else(|| bad("clientId", "is required"))?;
@@ -214,6 +214,8 @@ pub enum ActionAnswer {
         #[serde(rename = "backupResponse", serialize_with = "expose")]
         backup_response: SecretString,
     },
+    /// `rotate` (see `rotation`): counts and where to continue.
+    Rotate(crate::rotation::RotateAnswer),
 }
 
 /// The one place a restored backup leaves as text: the restore answer, to its IAM caller.

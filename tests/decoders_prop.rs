@@ -1,11 +1,13 @@
 //! Property tests: the decoders that read untrusted bytes (events, messages, Portal answers,
-//! webhook bodies, ciphertexts) never panic, whatever they are given, and the ciphertext format round-trips.
+//! webhook bodies, ciphertexts, rotate requests and their cursors) never panic, whatever they are
+//! given, and the ciphertext format round-trips.
 
 use portal_backup::entry::recognise;
 use portal_backup::envelope::{Sealed, open_with_key};
 use portal_backup::model::BackupMode;
 use portal_backup::portal::{embedded_pair_id, parse_backup_response, parse_error};
 use portal_backup::request::{BackupRequest, RequestPolicy};
+use portal_backup::rotation::{RotateRequest, is_rotate};
 use portal_backup::secret::SecretBytes;
 use portal_backup::webhook::{BackupHook, parse_fetch};
 use proptest::prelude::*;
@@ -103,6 +105,21 @@ proptest! {
             // Field-level errors are fixed text: never a piece of the share.
             Err(e) => prop_assert!(share.len() < 4 || !e.to_string().contains(&share)),
         }
+    }
+
+    #[test]
+    fn rotate_request_decoder_never_panics(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        cursor in "[A-Za-z0-9_\\-=+/]{0,200}",
+        page in any::<i64>(),
+        client in "[a-z0-9\\u{0}-\\u{1f}]{0,8}",
+    ) {
+        let _ = is_rotate(&bytes);
+        let _ = RotateRequest::parse(&bytes);
+        let body = serde_json::json!({"action": "rotate", "cursor": cursor, "pageSize": page, "clientId": client});
+        let body = body.to_string();
+        prop_assert!(is_rotate(body.as_bytes()));
+        let _ = RotateRequest::parse(body.as_bytes());
     }
 
     #[test]

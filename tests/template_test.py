@@ -58,7 +58,10 @@ for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", 
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
 check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput"), "a deployment can refuse unsealed input")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
-check(env["KMS_KEY_ID"] == getatt("BackupKey") and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key and table")
+CURRENT_KEY = {"Fn::If": ["UseStackKey", getatt("BackupKey"), ref("KmsKeyArn")]}
+check(env["KMS_KEY_ID"] == CURRENT_KEY and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key (or KmsKeyArn) and table")
+check(template["Conditions"]["UseStackKey"] == {"Fn::Equals": [ref("KmsKeyArn"), ""]} and P["KmsKeyArn"]["Default"] == "", "the stack's own key unless KmsKeyArn names another")
+check(P["RetiredKmsKeyArns"]["Type"] == "CommaDelimitedList" and P["RetiredKmsKeyArns"]["Default"] == "", "no retired keys by default")
 check(env["WEBHOOK_SECRET_ARN"] == ref("WebhookSecret"), "the webhook secret is the stack's own")
 secret = R["WebhookSecret"]
 check(secret["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in secret["Properties"], "the webhook secret is generated, never in the template")
@@ -123,11 +126,13 @@ check(key["DeletionPolicy"] == "Retain", "key retained (backups are useless with
 check(any(a["Properties"]["TargetKeyId"] == ref("BackupKey") for a in of_type("AWS::KMS::Alias").values()), "key alias")
 
 # Least privilege: the policies name exactly the actions the code calls, on the stack's own key and table.
-SDK_TO_IAM = {"generate_data_key": "kms:GenerateDataKey", "decrypt": "kms:Decrypt", "encrypt": "kms:Encrypt",
-              "re_encrypt": "kms:ReEncrypt*", "put_item": "dynamodb:PutItem", "get_item": "dynamodb:GetItem",
-              "update_item": "dynamodb:UpdateItem", "delete_item": "dynamodb:DeleteItem", "query": "dynamodb:Query",
-              "transact_write_items": "dynamodb:TransactWriteItems", "scan": "dynamodb:Scan",
-              "get_secret_value": "secretsmanager:GetSecretValue"}
+# ReEncrypt needs two actions: ReEncryptFrom on the source key, ReEncryptTo on the destination.
+SDK_TO_IAM = {"generate_data_key": ["kms:GenerateDataKey"], "decrypt": ["kms:Decrypt"], "encrypt": ["kms:Encrypt"],
+              "re_encrypt": ["kms:ReEncryptFrom", "kms:ReEncryptTo"], "describe_key": ["kms:DescribeKey"],
+              "put_item": ["dynamodb:PutItem"], "get_item": ["dynamodb:GetItem"],
+              "update_item": ["dynamodb:UpdateItem"], "delete_item": ["dynamodb:DeleteItem"], "query": ["dynamodb:Query"],
+              "transact_write_items": ["dynamodb:TransactWriteItems"], "scan": ["dynamodb:Scan"],
+              "get_secret_value": ["secretsmanager:GetSecretValue"]}
 called = set()
 for path in (ROOT / "src").rglob("*.rs"):
     if "/sim/" in str(path):
@@ -136,8 +141,23 @@ for path in (ROOT / "src").rglob("*.rs"):
     # `.client.op()`, `.client().op()`, or `client\n .op()` (a client passed as an argument).
     for op in re.findall(r"[.\s(&]client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
         check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
-        called.add(SDK_TO_IAM[op])
-statements = [s for p in fp["Policies"] for s in p["Statement"]]
+        called.update(SDK_TO_IAM[op])
+# A statement under `!If [HasRetiredKeys, statement, AWS::NoValue]` counts as granted (its true branch).
+statements, retired = [], []
+for p in fp["Policies"]:
+    for s in p["Statement"]:
+        if "Fn::If" in s:
+            cond, then, other = s["Fn::If"]
+            check(cond == "HasRetiredKeys" and other == ref("AWS::NoValue"), "the only conditional statement is the retired keys'")
+            retired.append(then)
+            statements.append(then)
+        else:
+            statements.append(s)
+check(len(retired) == 1, "one statement for retired keys")
+retired = retired[0]
+check(template["Conditions"]["HasRetiredKeys"] == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("RetiredKmsKeyArns")]}, ""]}]}, "retired keys are granted only when some are listed")
+check(retired["Resource"] == ref("RetiredKmsKeyArns"), "retired keys: only the listed ARNs")
+check(sorted(retired["Action"]) == ["kms:Decrypt", "kms:ReEncryptFrom"], "retired keys: open and re-wrap from, never seal or re-wrap to")
 granted = {a for s in statements for a in s["Action"]}
 check(granted == called, f"policies grant exactly the calls the code makes: granted {sorted(granted)}, called {sorted(called)}")
 for s in statements:
@@ -145,9 +165,14 @@ for s in statements:
     check("*" not in str(s["Resource"]), f"{s['Sid']}: no wildcard resource")
     services = {a.split(":")[0] for a in s["Action"]}
     check(len(services) == 1, f"{s['Sid']}: one service per statement")
-    own = {"kms": getatt("BackupKey"), "dynamodb": getatt("BackupTable"), "secretsmanager": ref("WebhookSecret")}
-    check(s["Resource"] == own[services.pop()], f"{s['Sid']}: only the stack's own resource")
+    own = {"kms": CURRENT_KEY, "dynamodb": getatt("BackupTable"), "secretsmanager": ref("WebhookSecret")}[services.pop()]
+    check(s is retired or s["Resource"] == own, f"{s['Sid']}: only the stack's own resource")
+    check("kms:ReEncryptFrom" not in s["Action"] or s is retired, f"{s['Sid']}: ReEncryptFrom only on retired keys")
 kms = next(s for s in statements if s["Action"][0].startswith("kms:"))
+check("kms:ReEncryptTo" in kms["Action"] and kms["Resource"] == CURRENT_KEY, "rotation re-wraps only into the current key")
+for s in statements:
+    if s["Action"] != ["kms:DescribeKey"] and s["Action"][0].startswith("kms:"):
+        check(s["Condition"] == kms["Condition"], f"{s['Sid']}: the same encryption context condition")
 envelope_rs = (ROOT / "src/envelope.rs").read_text()
 context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response", "pub fn custodian_share"]
                        for k in re.findall(r'\("(\w+)", ', envelope_rs.split(ctor)[1].split("}")[0])})

@@ -1,6 +1,6 @@
 //! Direct invoke: the bare message JSON in, the outcome out; failures are function errors whose
 //! `errorType` is a stable code (Step Functions can `Retry` on the transient ones). Operator
-//! actions (list, verify, restore: see `restore`) come the same way.
+//! actions (list, verify, restore: see `restore`; rotate: see `rotation`) come the same way.
 
 use lambda_runtime::Diagnostic;
 
@@ -10,6 +10,7 @@ use crate::envelope::Envelope;
 use crate::idempotency::Checkpoints;
 use crate::portal::Portal;
 use crate::restore::{ActionAnswer, ActionRequest, Catalogue};
+use crate::rotation::{Rewrap, RotateRequest, RotationTable, is_rotate};
 use crate::store::BackupStore;
 
 /// Runs one backup request given as the whole payload.
@@ -31,27 +32,39 @@ where
         })
 }
 
-/// Runs an operator action (`restore`); its failures are function errors like a backup's.
+/// Runs an operator action (list, verify, restore, rotate); its failures are function errors like
+/// a backup's.
 pub async fn handle_action<P, E, S>(
     service: &BackupService<P, E, S>,
+    ctx: Ctx<'_>,
     payload: &[u8],
 ) -> Result<ActionAnswer, Diagnostic>
 where
     P: Portal,
-    E: Envelope,
-    S: BackupStore + Checkpoints + Catalogue,
+    E: Envelope + Rewrap,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable,
 {
-    let result = match ActionRequest::parse(payload) {
-        Ok(request) => {
-            tracing::Span::current().record("client_id", request.client_id.as_str());
-            let answer = service.act(&request).await;
-            if answer.is_ok() {
-                // An audit line per action (a restore hands out key material); ids only.
-                tracing::info!(action = ?request.action, client_id = %request.client_id, "operator action answered");
-            }
-            answer
+    let result = if is_rotate(payload) {
+        match RotateRequest::parse(payload) {
+            Ok(request) => service
+                .rotate_keys(&request, &ctx.deadline)
+                .await
+                .map(ActionAnswer::Rotate),
+            Err(e) => Err(e.into()),
         }
-        Err(e) => Err(e.into()),
+    } else {
+        match ActionRequest::parse(payload) {
+            Ok(request) => {
+                tracing::Span::current().record("client_id", request.client_id.as_str());
+                let answer = service.act(&request).await;
+                if answer.is_ok() {
+                    // An audit line per action (a restore hands out key material); ids only.
+                    tracing::info!(action = ?request.action, client_id = %request.client_id, "operator action answered");
+                }
+                answer
+            }
+            Err(e) => Err(e.into()),
+        }
     };
     result.map_err(|err| {
         super::log_failure(&err);

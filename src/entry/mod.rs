@@ -107,7 +107,8 @@ pub enum Trigger {
     RestApi,
     /// A bare backup request (`sam local invoke`, `cargo lambda invoke`, Step Functions).
     Direct,
-    /// An operator action (`{"action": "list" | "verify" | "restore", "clientId"}`).
+    /// An operator action (`{"action": "list" | "verify" | "restore", "clientId"}`, or
+    /// `{"action": "rotate", …}`).
     Action,
 }
 
@@ -247,7 +248,7 @@ async fn dispatch(app: &App, ctx: Ctx<'_>, raw: &str) -> Result<Answer, Diagnost
             direct::handle_direct(&app.service, ctx, raw.as_bytes()).await?,
         )),
         Trigger::Action => Ok(Answer::Action(
-            direct::handle_action(&app.service, raw.as_bytes()).await?,
+            direct::handle_action(&app.service, ctx, raw.as_bytes()).await?,
         )),
     }
 }
@@ -355,6 +356,10 @@ mod tests {
         );
         assert_eq!(
             recognise(r#"{"action": "restore", "clientId": "c"}"#).unwrap(),
+            Trigger::Action
+        );
+        assert_eq!(
+            recognise(r#"{"action": "rotate", "pageSize": 10}"#).unwrap(),
             Trigger::Action
         );
     }

@@ -1,0 +1,304 @@
+//! Key rotation through the built binary, as Lambda drives it, against moto and the Portal
+//! simulator: back up under key A, point the function at key B, rotate page by page with the
+//! cursor, disable A, and every backup still verifies, restores and decrypts independently.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kms::primitives::Blob;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
+use portal_backup::runtime_api::Answer;
+use serde_json::{Value, json};
+
+/// Every `*CipherText` attribute in the table, by (pk, sk, attribute).
+async fn ciphertexts(moto: &Moto) -> BTreeMap<(String, String, String), String> {
+    let items = moto
+        .dynamodb()
+        .scan()
+        .table_name(&moto.table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan");
+    let mut all = BTreeMap::new();
+    for item in items {
+        let s = |k: &str| item[k].as_s().unwrap().clone();
+        for (attr, v) in &item {
+            if let (true, AttributeValue::S(ct)) = (attr.ends_with("ipherText"), v) {
+                all.insert((s("pk"), s("sk"), attr.clone()), ct.clone());
+            }
+        }
+    }
+    all
+}
+
+/// The five fields of a pbe1 string; the key id decoded.
+fn fields(ct: &str) -> (String, Vec<String>) {
+    let parts: Vec<String> = ct.split('.').map(str::to_owned).collect();
+    assert_eq!(parts.len(), 5, "{ct}");
+    let key = String::from_utf8(B64.decode(&parts[1]).unwrap()).unwrap();
+    (key, parts)
+}
+
+/// The encryption context of a share-bearing attribute, rebuilt from the item.
+async fn context_of(moto: &Moto, pk: &str, sk: &str, attr: &str) -> BTreeMap<String, String> {
+    let item = moto
+        .dynamodb()
+        .get_item()
+        .table_name(&moto.table)
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let s = |k: &str| item[k].as_s().unwrap().clone();
+    let client = pk.strip_prefix("CLIENT#").unwrap().to_owned();
+    let (pair, curve) = match attr {
+        "cipherText" => (s("backupSharePairId"), s("curve")),
+        "secp256k1CipherText" => (s("secp256k1PairId"), "SECP256K1".into()),
+        _ => (s("ed25519PairId"), "ED25519".into()),
+    };
+    BTreeMap::from([
+        ("clientId".to_owned(), client),
+        ("backupSharePairId".to_owned(), pair),
+        ("curve".to_owned(), curve),
+    ])
+}
+
+async fn rotate(f: &Function, body: Value) -> Value {
+    match f.invoke(&body).await {
+        Answer::Response(v) => v,
+        other => panic!("rotate failed: {other:?}\n{}", f.logs()),
+    }
+}
+
+/// Invokes `rotate` until the cursor is null; answers the summed counts and the invocations.
+async fn rotate_to_end(
+    f: &Function,
+    page_size: u32,
+    key_b: &str,
+) -> (BTreeMap<&'static str, u64>, u32) {
+    let mut totals = BTreeMap::new();
+    let mut cursor = Value::Null;
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        let a = rotate(
+            f,
+            json!({"action": "rotate", "pageSize": page_size, "cursor": cursor}),
+        )
+        .await;
+        assert_eq!(a["keyId"], key_b, "{a}");
+        for k in ["rewrapped", "alreadyCurrent", "skipped", "failed"] {
+            *totals.entry(k).or_insert(0) += a[k].as_u64().unwrap();
+        }
+        cursor = a["cursor"].clone();
+        if cursor.is_null() {
+            return (totals, invocations);
+        }
+        assert!(invocations < 100, "a run must end");
+    }
+}
+
+#[tokio::test]
+async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_key() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let key_a = moto.key_id.clone();
+    let mut env = function_env(&moto, &sim, "SELF_MANAGED");
+    let mut f = Function::start(&env).await;
+    let mut clients = Vec::new();
+    let mut records = Vec::new();
+    for n in 1..=3 {
+        let (client, key, generate) = sim.new_client(n).await;
+        records.push((format!("m-{n}"), message(&client, &key, &generate, None)));
+        clients.push((client, key));
+    }
+    let answer = f.invoke(&sqs_event(&records)).await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
+
+    let before = ciphertexts(&moto).await;
+    // Per client: two share items and a checkpoint holding both sealed shares.
+    assert_eq!(before.len(), 12, "{before:?}");
+    assert!(before.values().all(|ct| fields(ct).0 == key_a));
+    // An item of a kind rotation does not know: skipped and left as it is, never failed.
+    let stray = before.values().next().unwrap().clone();
+    moto.dynamodb()
+        .put_item()
+        .table_name(&moto.table)
+        .item("pk", AttributeValue::S("CLIENT#client-1".into()))
+        .item("sk", AttributeValue::S("NOTE#1".into()))
+        .item("cipherText", AttributeValue::S(stray.clone()))
+        .send()
+        .await
+        .unwrap();
+
+    // Key B behind an alias; the function restarts pointed at the alias.
+    let kms = moto.kms();
+    let key_b = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    kms.create_alias()
+        .alias_name("alias/portal-backup-next")
+        .target_key_id(&key_b)
+        .send()
+        .await
+        .unwrap();
+    f.kill().await;
+    for (k, v) in &mut env {
+        if k == "KMS_KEY_ID" {
+            *v = "alias/portal-backup-next".into();
+        }
+    }
+    let f = Function::start(&env).await;
+
+    // One client first (a Query): its four ciphertexts, and the stray item skipped.
+    let one = rotate(&f, json!({"action": "rotate", "clientId": "client-1"})).await;
+    assert_eq!(
+        one["keyId"],
+        key_b.as_str(),
+        "the alias resolves to the key ARN"
+    );
+    assert_eq!(
+        (
+            &one["rewrapped"],
+            &one["alreadyCurrent"],
+            &one["skipped"],
+            &one["failed"],
+            &one["cursor"]
+        ),
+        (&json!(4), &json!(0), &json!(1), &json!(0), &Value::Null),
+        "{one}"
+    );
+
+    // The whole table, two items per invocation: the cursor carries the run across invokes.
+    let (totals, invocations) = rotate_to_end(&f, 2, &key_b).await;
+    assert_eq!(totals["rewrapped"], 8, "{totals:?}");
+    assert_eq!(totals["alreadyCurrent"], 4, "{totals:?}");
+    assert_eq!(totals["skipped"], 1, "{totals:?}");
+    assert_eq!(totals["failed"], 0, "{totals:?}\n{}", f.logs());
+    // 10 items (6 share items, 3 checkpoints, the stray one), 2 a page.
+    assert!(invocations >= 5, "{invocations} invocations");
+
+    // Every ciphertext names B; the nonce and ciphertext+tag are byte for byte the same.
+    let after = ciphertexts(&moto).await;
+    assert_eq!(after.len(), 13);
+    for ((pk, sk, attr), old) in &before {
+        let new = &after[&(pk.clone(), sk.clone(), attr.clone())];
+        let ((old_key, old_parts), (new_key, new_parts)) = (fields(old), fields(new));
+        assert_eq!(
+            (old_key.as_str(), new_key.as_str()),
+            (key_a.as_str(), key_b.as_str())
+        );
+        assert_eq!(new_parts[0], "pbe1");
+        assert_ne!(new_parts[2], old_parts[2], "the data key is wrapped anew");
+        assert_eq!(
+            new_parts[3..],
+            old_parts[3..],
+            "nonce and ciphertext+tag unchanged"
+        );
+    }
+    let stray_key = (
+        "CLIENT#client-1".to_owned(),
+        "NOTE#1".to_owned(),
+        "cipherText".to_owned(),
+    );
+    assert_eq!(after[&stray_key], stray, "an unknown item is not touched");
+
+    // Disable A. moto does not refuse a disabled key, so also prove each data key is wrapped
+    // under B: KMS Decrypt naming A is refused, naming B succeeds.
+    // (moto's DisableKey takes the bare key id, not the ARN.)
+    let key_a_id = key_a.rsplit('/').next().unwrap();
+    kms.disable_key().key_id(key_a_id).send().await.unwrap();
+    let state = kms.describe_key().key_id(&key_a).send().await.unwrap();
+    assert!(!state.key_metadata.unwrap().enabled(), "A is disabled");
+    for ((pk, sk, attr), ct) in &after {
+        if sk == "NOTE#1" {
+            continue;
+        }
+        let context = context_of(&moto, pk, sk, attr).await;
+        let edk = B64.decode(fields(ct).1[2].as_str()).unwrap();
+        let decrypt = |key: &str| {
+            kms.decrypt()
+                .key_id(key)
+                .ciphertext_blob(Blob::new(edk.clone()))
+                .set_encryption_context(Some(context.clone().into_iter().collect()))
+                .send()
+        };
+        assert!(
+            decrypt(&key_a).await.is_err(),
+            "{pk} {sk} {attr} still needs A"
+        );
+        assert!(
+            decrypt(&key_b).await.is_ok(),
+            "{pk} {sk} {attr} opens under B"
+        );
+        if attr == "cipherText" {
+            let ctx = serde_json::to_value(&context).unwrap();
+            let plain =
+                python_decrypt(&moto.endpoint, ct, &ctx).expect("the Python decryptor opens it");
+            let doc: Value = serde_json::from_slice(&plain).unwrap();
+            assert_eq!(doc["id"], context["backupSharePairId"].as_str());
+        }
+    }
+
+    // Every client's backup verifies and restores; Portal accepts a restored one.
+    for (n, (client, key)) in clients.iter().enumerate() {
+        let Answer::Response(v) = f
+            .invoke(&json!({"action": "verify", "clientId": client}))
+            .await
+        else {
+            panic!("verify failed: {}", f.logs())
+        };
+        assert_eq!(v["ok"], true, "{v}");
+        let Answer::Response(r) = f
+            .invoke(&json!({"action": "restore", "clientId": client}))
+            .await
+        else {
+            panic!("restore failed: {}", f.logs())
+        };
+        if n == 0 {
+            let resp = sim
+                .http
+                .post(format!("{}/v1/recover", sim.url))
+                .bearer_auth(key)
+                .json(&json!({"backupResponse": r["backupResponse"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        }
+    }
+
+    // A fresh run from the start re-wraps nothing.
+    let (again, _) = rotate_to_end(&f, 100, &key_b).await;
+    assert_eq!(again["rewrapped"], 0, "{again:?}");
+    assert_eq!(again["alreadyCurrent"], 12, "{again:?}");
+
+    // A cursor is opaque but checked.
+    let Answer::Error(e) = f
+        .invoke(&json!({"action": "rotate", "cursor": "bm9wZQ"}))
+        .await
+    else {
+        panic!("a forged cursor must be refused")
+    };
+    assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
+    let logs = f.logs();
+    assert!(logs.contains("rotation page done"), "progress is logged");
+    assert!(!logs.contains("pbe1."), "no ciphertext in the logs");
+}
