@@ -234,8 +234,12 @@ async fn run(case: Case) -> Row {
     let mut killed = false;
     // Every process's output, killed ones included, at RUST_LOG=trace.
     let mut output = String::new();
+    // What the poller saw, printed with the table when a message is lost (for diagnosis).
+    let mut trace: Vec<String> = Vec::new();
+    let at = |started: Instant| format!("{:5.1}s", started.elapsed().as_secs_f64());
     while started.elapsed() < Duration::from_secs(120) {
         if q.depth(&q.url).await.expect("depth") == 0 {
+            trace.push(format!("{} queue empty", at(started)));
             break;
         }
         let outcome = match (case.kill_in, killed) {
@@ -253,6 +257,16 @@ async fn run(case: Case) -> Row {
             }
             _ => poll(&q, &function).await,
         };
+        if outcome.received > 0 {
+            trace.push(format!(
+                "{} received {} deleted {} failed {} invocation failed {}",
+                at(started),
+                outcome.received,
+                outcome.deleted,
+                outcome.failed,
+                outcome.invocation_failed
+            ));
+        }
         if killed && outcome.invocation_failed {
             output.push_str(&function.logs());
             function = Function::start(&env).await;
@@ -261,9 +275,15 @@ async fn run(case: Case) -> Row {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
-    // Let the queue settle: a receive is what moves an exhausted message to the DLQ.
+    // Let the queue settle: a receive is what moves an exhausted message to the DLQ. Wait up to
+    // one more visibility timeout for the DLQ to hold every message expected there.
     let mut dlq: Vec<String> = Vec::new();
-    for _ in 0..4 {
+    let settle = Instant::now();
+    let expected_dlq = sent.iter().filter(|(_, e)| *e == Expect::Dlq).count();
+    for round in 0.. {
+        if round >= 4 && (dlq.len() >= expected_dlq || settle.elapsed() > VISIBILITY * 2) {
+            break;
+        }
         let f = &function;
         poll(&q, f).await;
         for body in q.dlq_bodies().await.expect("dlq") {
@@ -271,13 +291,12 @@ async fn run(case: Case) -> Row {
                 dlq.push(body);
             }
         }
-        if q.depth(&q.url).await.expect("depth") == 0
-            && dlq.len() >= sent.iter().filter(|(_, e)| *e == Expect::Dlq).count()
-        {
+        if q.depth(&q.url).await.expect("depth") == 0 && dlq.len() >= expected_dlq {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    trace.push(format!("{} settled: {} in the DLQ", at(started), dlq.len()));
     let backup_calls = sim.calls("backup").await;
     output.push_str(&function.logs());
     for secret in &secrets {
@@ -338,6 +357,13 @@ async fn run(case: Case) -> Row {
             Expect::Completed
         };
         assert_eq!(ended, *expect, "{}: client {client}", case.name);
+    }
+    if lost > 0 {
+        eprintln!(
+            "{}: lost {lost}; poller trace:\n  {}",
+            case.name,
+            trace.join("\n  ")
+        );
     }
     Row {
         case: case.name,

@@ -58,11 +58,12 @@ pub struct Moto {
 impl Moto {
     /// Starts moto and provisions a key and a table as `scripts/stack` does.
     pub async fn start() -> Moto {
-        let port = free_port();
         let server = moto_server();
-        let child = Command::new(venv_python())
-            .args([server.as_str(), "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
+        // Port 0: moto binds a free port itself and prints it, so concurrent tests never race for
+        // a port between choosing it and binding it.
+        let mut child = Command::new(venv_python())
+            .args([server.as_str(), "-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -71,6 +72,16 @@ impl Moto {
                     "cannot start {server} ({e}): run scripts/test, which installs moto into .venv"
                 )
             });
+        let stdout = child.stdout.take().expect("moto's stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("moto announced its port within 30 s")
+            .expect("read moto's stdout")
+            .expect("moto printed its port");
+        let port: u16 = line.trim().parse().expect("moto's port");
+        // Keep reading, so that anything moto prints later never meets a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         wait_for(port, "moto").await;
         let endpoint = format!("http://127.0.0.1:{port}");
         let sdk = sdk_config(&endpoint).await;
