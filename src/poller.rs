@@ -88,11 +88,15 @@ impl Queues {
     }
 
     /// Messages visible or in flight on `url`.
+    ///
+    /// In flight is read first, then visible: a message whose visibility timeout ends between the
+    /// two reads is then counted twice, never missed. (The other order could read an empty queue
+    /// while a failed message is about to reappear, and a caller would stop before its retries.)
     pub async fn depth(&self, url: &str) -> Result<u64, Error> {
         let mut total = 0;
         for a in [
-            QueueAttributeName::ApproximateNumberOfMessages,
             QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessages,
         ] {
             total += attribute(&self.sqs, url, a)
                 .await?
