@@ -12,6 +12,14 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_SHARE_BYTES: usize = 64 * 1024;
 /// Longest accepted client id.
 pub const MAX_CLIENT_ID_LEN: usize = 256;
+/// The rule a client id must meet, as field-level errors state it.
+pub const CLIENT_ID_RULE: &str = "must be 1 to 256 characters with no control characters";
+
+/// Whether a client id is 1 to [`MAX_CLIENT_ID_LEN`] bytes with no control characters (it goes
+/// into table keys, encryption contexts and logs).
+pub fn valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_CLIENT_ID_LEN && !id.chars().any(char::is_control)
+}
 
 /// The fields a backup request may carry.
 pub const FIELDS: [&str; 6] = [

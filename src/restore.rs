@@ -75,14 +75,8 @@ impl ActionRequest {
                 None => return Err(bad("action", "is required")),
             };
             let client_id = text("clientId")?.ok_or_else(|| bad("clientId", "is required"))?;
-            if client_id.is_empty()
-                || client_id.len() > 256
-                || client_id.chars().any(char::is_control)
-            {
-                return Err(bad(
-                    "clientId",
-                    "must be 1 to 256 characters with no control characters",
-                ));
+            if !crate::request::valid_client_id(&client_id) {
+                return Err(bad("clientId", crate::request::CLIENT_ID_RULE));
             }
             Ok(Self {
                 action,

@@ -142,12 +142,9 @@ impl RotateRequest {
         }
         let client_id = text("clientId")?.map(str::to_owned);
         if let Some(c) = &client_id
-            && (c.is_empty() || c.len() > 256 || c.chars().any(char::is_control))
+            && !crate::request::valid_client_id(c)
         {
-            return Err(bad(
-                "clientId",
-                "must be 1 to 256 characters with no control characters",
-            ));
+            return Err(bad("clientId", crate::request::CLIENT_ID_RULE));
         }
         let start = match text("cursor")? {
             None => None,

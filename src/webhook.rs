@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::envelope::{EncryptionContext, Envelope};
+use crate::request::MAX_CLIENT_ID_LEN;
 use crate::secret::{SecretString, wipe_json};
 use crate::store::{DynamoStore, StoreError, client_pk, dynamo_error};
 
@@ -31,8 +32,6 @@ pub const FETCH_ROUTE: &str = "/webhook/backup/fetch";
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Longest share accepted.
 pub const MAX_SHARE_LEN: usize = 128 * 1024;
-/// Longest client id accepted (as in backup requests).
-pub const MAX_CLIENT_ID_LEN: usize = 256;
 /// Longest backup share pair id accepted.
 pub const MAX_PAIR_ID_LEN: usize = 128;
 /// Longest `backupMethod` stored (free text from Portal).
@@ -472,22 +471,10 @@ where
         answer.headers.push((http::header::ALLOW, "POST".into()));
         return answer;
     } else {
-        let raw = call.body.unwrap_or_default();
-        let bytes = if call.base64_encoded {
-            match STANDARD.decode(raw.as_bytes()) {
-                Ok(b) => zeroize::Zeroizing::new(b),
-                Err(_) => {
-                    return HttpAnswer::error(
-                        400,
-                        "INVALID_INPUT",
-                        "body is not valid base64".into(),
-                    );
-                }
-            }
-        } else {
-            zeroize::Zeroizing::new(raw.as_bytes().to_vec())
+        let bytes = match crate::entry::api::decode_body(call.body, call.base64_encoded) {
+            Ok(bytes) => bytes,
+            Err(answer) => return answer,
         };
-        drop(raw);
         serve(
             service.envelope(),
             store,

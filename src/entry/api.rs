@@ -186,7 +186,7 @@ pub async fn serve<
 
 /// The body's bytes, decoded from base64 where API Gateway encoded it. No body is an empty one:
 /// the parsers name `body` as the field at fault.
-fn decode_body(
+pub(crate) fn decode_body(
     body: Option<Zeroizing<String>>,
     base64_encoded: bool,
 ) -> Result<Zeroizing<Vec<u8>>, HttpAnswer> {

@@ -32,6 +32,26 @@ where
         })
 }
 
+/// Runs list, verify or restore, with one audit line per answered action (a restore hands out
+/// key material); the line names the action, the client and `via`, never the content.
+pub(crate) async fn act_audited<P, E, S>(
+    service: &BackupService<P, E, S>,
+    request: &ActionRequest,
+    via: &'static str,
+) -> Result<ActionAnswer, crate::error::BackupError>
+where
+    P: Portal,
+    E: Envelope,
+    S: BackupStore + Checkpoints + Catalogue,
+{
+    tracing::Span::current().record("client_id", request.client_id.as_str());
+    let answer = service.act(request).await;
+    if answer.is_ok() {
+        tracing::info!(action = ?request.action, client_id = %request.client_id, via, "operator action answered");
+    }
+    answer
+}
+
 /// Runs an operator action (list, verify, restore, rotate); its failures are function errors like
 /// a backup's.
 pub async fn handle_action<P, E, S>(
@@ -54,15 +74,7 @@ where
         }
     } else {
         match ActionRequest::parse(payload) {
-            Ok(request) => {
-                tracing::Span::current().record("client_id", request.client_id.as_str());
-                let answer = service.act(&request).await;
-                if answer.is_ok() {
-                    // An audit line per action (a restore hands out key material); ids only.
-                    tracing::info!(action = ?request.action, client_id = %request.client_id, "operator action answered");
-                }
-                answer
-            }
+            Ok(request) => act_audited(service, &request, "invoke").await,
             Err(e) => Err(e.into()),
         }
     };

@@ -90,17 +90,12 @@ where
             return error_answer(&e);
         }
     };
-    tracing::Span::current().record("client_id", request.client_id.as_str());
-    match service.act(&request).await {
-        Ok(answer) => {
-            // An audit line per action (a restore hands out key material); ids only.
-            tracing::info!(action = ?request.action, client_id = %request.client_id, via = "api", "operator action answered");
-            HttpAnswer {
-                status: 200,
-                body: serde_json::to_value(&answer).unwrap_or_default(),
-                headers: Vec::new(),
-            }
-        }
+    match super::direct::act_audited(service, &request, "api").await {
+        Ok(answer) => HttpAnswer {
+            status: 200,
+            body: serde_json::to_value(&answer).unwrap_or_default(),
+            headers: Vec::new(),
+        },
         Err(e) => {
             super::log_failure(&e);
             error_answer(&e)
