@@ -17,7 +17,7 @@ use crate::portal::{BackupShare, Portal};
 use crate::request::{BackupRequest, GenerateInput, GenerateResponse, InputError};
 use crate::retry::{Deadline, RetryPolicy};
 use crate::secret::SecretString;
-use crate::store::{BackupStore, StoredShare};
+use crate::store::{BackupStore, StoreError, StoredShare};
 
 /// Time a message needs to be worth starting.
 pub const START_BUDGET: Duration = Duration::from_secs(3);
@@ -227,6 +227,8 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         };
         let mode = progress.backup_mode;
         let mut sealed: Option<[SealedShare; 2]> = None;
+        // Whether the ciphertexts were written together with the BACKED_UP checkpoint.
+        let mut stored = false;
         if progress.status == Status::InProgress {
             inv.deadline.check(Step::Backup, STEP_BUDGET)?;
             stats.called_backup = true;
@@ -246,16 +248,39 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             let (a, b) = try_join(self.seal(req, a), self.seal(req, b)).await?;
             stats.timed(Step::Seal, started);
             let records = [a.record.clone(), b.record.clone()];
-            sealed = Some([a, b]);
-            progress = advance(
-                Status::InProgress,
-                Progress {
-                    status: Status::BackedUp,
-                    shares: Some(records),
-                    ..progress
-                },
-            )
-            .await?;
+            let pair = [a, b];
+            let to = Progress {
+                status: Status::BackedUp,
+                shares: Some(records),
+                ..progress
+            };
+            progress = match (checkpoints, mode) {
+                (Some((store, key)), BackupMode::SelfManaged) => {
+                    inv.deadline.check(Step::Store, STEP_BUDGET)?;
+                    let started = std::time::Instant::now();
+                    let items = self.items(req, &to.signing_share_pair_ids, &pair);
+                    match store
+                        .advance_storing(key, &inv.owner, Status::InProgress, &to, &items)
+                        .await
+                    {
+                        Ok(()) => stored = true,
+                        Err(e @ StoreError::LeaseLost(_)) => {
+                            return Err(BackupError::new(Step::Checkpoint, e));
+                        }
+                        Err(e) => {
+                            // Portal created these shares: checkpoint them on their own, as a
+                            // separate write would have, so the retry stores them rather than
+                            // asking Portal for new ones.
+                            advance(Status::InProgress, to).await?;
+                            return Err(BackupError::new(Step::Store, Cause::Store(e)));
+                        }
+                    }
+                    stats.timed(Step::Store, started);
+                    to
+                }
+                _ => advance(Status::InProgress, to).await?,
+            };
+            sealed = Some(pair);
         }
         let records = progress.shares.clone().ok_or_else(|| {
             BackupError::new(
@@ -270,49 +295,62 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 plaintext: None,
             })
         });
+        let ids = records.map(|r| r.id);
+        let mark = || async {
+            self.portal
+                .mark_stored(&req.api_key, &ids)
+                .await
+                .map_err(|e| BackupError::new(Step::MarkStored, e))
+        };
         if progress.status == Status::BackedUp {
-            inv.deadline.check(Step::Store, STEP_BUDGET)?;
-            let started = std::time::Instant::now();
-            self.store(
-                req,
-                mode,
-                &progress.signing_share_pair_ids,
-                &sealed,
-                inv,
-                stats,
-            )
-            .await?;
-            stats.timed(Step::Store, started);
+            if !stored {
+                inv.deadline.check(Step::Store, STEP_BUDGET)?;
+                let started = std::time::Instant::now();
+                self.store(
+                    req,
+                    mode,
+                    &progress.signing_share_pair_ids,
+                    &sealed,
+                    inv,
+                    stats,
+                )
+                .await?;
+                stats.timed(Step::Store, started);
+            }
             let started = std::time::Instant::now();
             self.verify(req, mode, &sealed, inv, stats).await?;
             stats.timed(Step::Verify, started);
-            progress = advance(
-                Status::BackedUp,
-                Progress {
-                    status: Status::Stored,
-                    ..progress
-                },
+            // Proven durable and decryptable: Portal may be told, and the STORED checkpoint (so a
+            // retry only marks) is written meanwhile. Marking is safe to repeat, so a checkpoint
+            // that fails while the mark succeeds costs a retry a second mark, nothing more.
+            inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
+            let started = std::time::Instant::now();
+            let mut retries = 0;
+            let (checkpointed, marked) = futures::future::join(
+                advance(
+                    Status::BackedUp,
+                    Progress {
+                        status: Status::Stored,
+                        ..progress.clone()
+                    },
+                ),
+                self.retry
+                    .run(Step::MarkStored, &inv.deadline, &mut retries, mark),
             )
-            .await?;
-        }
-        let ids = records.map(|r| r.id);
-        if progress.status == Status::Stored {
+            .await;
+            stats.retries += retries;
+            progress = checkpointed?;
+            marked?;
+            stats.timed(Step::MarkStored, started);
+        } else if progress.status == Status::Stored {
             inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
             let started = std::time::Instant::now();
             self.retry
-                .run(
-                    Step::MarkStored,
-                    &inv.deadline,
-                    &mut stats.retries,
-                    || async {
-                        self.portal
-                            .mark_stored(&req.api_key, &ids)
-                            .await
-                            .map_err(|e| BackupError::new(Step::MarkStored, e))
-                    },
-                )
+                .run(Step::MarkStored, &inv.deadline, &mut stats.retries, mark)
                 .await?;
             stats.timed(Step::MarkStored, started);
+        }
+        if progress.status == Status::Stored {
             advance(
                 Status::Stored,
                 Progress {
@@ -389,21 +427,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         let step = |c: Cause| BackupError::new(Step::Store, c);
         match (&self.store, mode) {
             (Some(store), BackupMode::SelfManaged) => {
-                let created_at = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let item = |s: &SealedShare, signing: &String| StoredShare {
-                    client_id: req.client_id.clone(),
-                    backup_share_pair_id: s.record.id.clone(),
-                    curve: s.record.curve,
-                    signing_share_pair_id: signing.clone(),
-                    cipher_text: s.record.cipher_text.clone(),
-                    created_at,
-                };
-                let [a, b] = [
-                    item(&sealed[0], &signing_share_pair_ids[0]),
-                    item(&sealed[1], &signing_share_pair_ids[1]),
-                ];
+                let [a, b] = self.items(req, signing_share_pair_ids, sealed);
                 try_join(store.put(&a), store.put(&b))
                     .await
                     .map_err(|e| step(Cause::Store(e)))?;
@@ -427,6 +451,30 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         Ok(())
     }
 
+    /// The table items of both sealed shares.
+    fn items(
+        &self,
+        req: &BackupRequest,
+        signing_share_pair_ids: &[String; 2],
+        sealed: &[SealedShare; 2],
+    ) -> [StoredShare; 2] {
+        let created_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let item = |s: &SealedShare, signing: &String| StoredShare {
+            client_id: req.client_id.clone(),
+            backup_share_pair_id: s.record.id.clone(),
+            curve: s.record.curve,
+            signing_share_pair_id: signing.clone(),
+            cipher_text: s.record.cipher_text.clone(),
+            created_at,
+        };
+        [
+            item(&sealed[0], &signing_share_pair_ids[0]),
+            item(&sealed[1], &signing_share_pair_ids[1]),
+        ]
+    }
+
     /// Reads each ciphertext back from where it was stored and proves it opens to the share.
     async fn verify(
         &self,
@@ -436,12 +484,44 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         inv: &Invocation,
         stats: &mut RunStats,
     ) -> Result<(), BackupError> {
+        let step = |c: Cause| BackupError::new(Step::Verify, c);
+        let stored = match (&self.store, mode) {
+            // Both items in one strongly consistent read.
+            (Some(store), BackupMode::SelfManaged) => {
+                let ids = [sealed[0].record.id.as_str(), sealed[1].record.id.as_str()];
+                let (read, n) = self
+                    .retried(Step::Verify, &inv.deadline, || async {
+                        store
+                            .cipher_texts(&req.client_id, ids)
+                            .await
+                            .map_err(|e| step(e.into()))
+                    })
+                    .await;
+                stats.retries += n;
+                read?
+            }
+            _ => {
+                let read = |i: usize| {
+                    self.retried(Step::Verify, &inv.deadline, move || async move {
+                        self.portal
+                            .cipher_text(&req.api_key, &sealed[i].record.id)
+                            .await
+                            .map(Some)
+                            .map_err(|e| step(e.into()))
+                    })
+                };
+                let ((ra, na), (rb, nb)) = futures::future::join(read(0), read(1)).await;
+                stats.retries += na + nb;
+                [ra?, rb?]
+            }
+        };
+        let [a, b] = stored;
         let ((ra, na), (rb, nb)) = futures::future::join(
             self.retried(Step::Verify, &inv.deadline, || {
-                self.verify_one(req, mode, &sealed[0])
+                self.check_opens(&sealed[0], a.as_deref())
             }),
             self.retried(Step::Verify, &inv.deadline, || {
-                self.verify_one(req, mode, &sealed[1])
+                self.check_opens(&sealed[1], b.as_deref())
             }),
         )
         .await;
@@ -477,26 +557,14 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         (result, retries)
     }
 
-    async fn verify_one(
+    /// Proves that `stored`, the ciphertext read back, is the one sealed and opens to its share.
+    async fn check_opens(
         &self,
-        req: &BackupRequest,
-        mode: BackupMode,
         sealed: &SealedShare,
+        stored: Option<&str>,
     ) -> Result<(), BackupError> {
         let step = |c: Cause| BackupError::new(Step::Verify, c);
         let id = &sealed.record.id;
-        let stored = match (&self.store, mode) {
-            (Some(store), BackupMode::SelfManaged) => store
-                .cipher_text(&req.client_id, id)
-                .await
-                .map_err(|e| step(e.into()))?,
-            _ => Some(
-                self.portal
-                    .cipher_text(&req.api_key, id)
-                    .await
-                    .map_err(|e| step(e.into()))?,
-            ),
-        };
         let Some(stored) = stored else {
             return Err(step(Cause::Mismatch(format!(
                 "ciphertext of {id} is not found after it was stored"
@@ -509,7 +577,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         }
         let opened = self
             .envelope
-            .open(&sealed.context, &stored)
+            .open(&sealed.context, stored)
             .await
             .map_err(|e| step(e.into()))?;
         let matches = match &sealed.plaintext {
@@ -584,7 +652,6 @@ pub(crate) mod tests {
     use crate::model::Curve;
     use crate::portal::PortalError;
     use crate::secret::{ClientApiKey, SecretBytes};
-    use crate::store::StoreError;
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -786,6 +853,28 @@ pub(crate) mod tests {
                 _ => Err(StoreError::LeaseLost(key.key.clone())),
             }
         }
+        async fn advance_storing(
+            &self,
+            key: &BackupKey,
+            owner: &str,
+            from: Status,
+            to: &Progress,
+            shares: &[StoredShare; 2],
+        ) -> Result<(), StoreError> {
+            // All or nothing, as the DynamoDB transaction.
+            if self.fail_put {
+                return Err(StoreError::Dynamo {
+                    operation: "TransactWriteItems",
+                    transient: true,
+                    detail: "throttled".into(),
+                });
+            }
+            self.advance(key, owner, from, to).await?;
+            for share in shares {
+                self.put(share).await?;
+            }
+            Ok(())
+        }
         async fn release(&self, key: &BackupKey, owner: &str) -> Result<(), StoreError> {
             self.log.push("checkpoint.release");
             if let Some((_, o, exp)) = self
@@ -829,6 +918,19 @@ pub(crate) mod tests {
                 .unwrap()
                 .get(&(c.to_owned(), id.to_owned()))
                 .map(|s| s.cipher_text.clone()))
+        }
+        async fn cipher_texts(
+            &self,
+            c: &str,
+            ids: [&str; 2],
+        ) -> Result<[Option<String>; 2], StoreError> {
+            self.log.push(format!("store.get {}", ids.join(",")));
+            let items = self.items.lock().unwrap();
+            Ok(ids.map(|id| {
+                items
+                    .get(&(c.to_owned(), id.to_owned()))
+                    .map(|s| s.cipher_text.clone())
+            }))
         }
     }
 
@@ -919,8 +1021,10 @@ pub(crate) mod tests {
         );
         assert_before(&calls, "envelope.seal", "checkpoint.BACKED_UP");
         assert_before(&calls, "checkpoint.BACKED_UP", "store.put");
+        // The checkpoint and Portal's mark go out together, both only once verified.
         assert_before(&calls, "envelope.open", "checkpoint.STORED");
-        assert_before(&calls, "checkpoint.STORED", "portal.mark");
+        assert_before(&calls, "envelope.open", "portal.mark");
+        assert_before(&calls, "checkpoint.STORED", "checkpoint.COMPLETED");
         assert_eq!(
             [
                 count(&calls, "envelope.seal"),
@@ -929,7 +1033,8 @@ pub(crate) mod tests {
                 count(&calls, "envelope.open"),
                 count(&calls, "portal.mark")
             ],
-            [2, 2, 2, 2, 1]
+            [2, 2, 1, 2, 1],
+            "both items read back in one round trip"
         );
         assert_before(&calls, "envelope.seal", "store.put");
         assert_before(&calls, "store.put", "store.get");

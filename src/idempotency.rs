@@ -11,11 +11,15 @@
 use std::future::Future;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
 use crate::model::{BackupMode, Curve, check_id};
-use crate::store::{DynamoStore, StoreError, client_pk, dynamo_error, item_key};
+use crate::store::{
+    DynamoStore, SHARE_WRITE_CONDITION, StoreError, StoredShare, client_pk, dynamo_error, item_key,
+    share_item,
+};
 
 /// Where a backup has got to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +147,18 @@ pub trait Checkpoints: Send + Sync {
         to: &Progress,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Moves from `from` to `to` and writes both shares' items, all or nothing, while holding the
+    /// lease: one round trip where `advance` and two `BackupStore::put`s take three. A share item
+    /// already holding a different ciphertext is a `Conflict`, as with `put`.
+    fn advance_storing(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        from: Status,
+        to: &Progress,
+        shares: &[StoredShare; 2],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Gives the lease up early (after a failure), so the retry need not wait for it to expire.
     fn release(
         &self,
@@ -215,6 +231,43 @@ fn is_condition_failure(
     err: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> bool {
     matches!(err, SdkError::ServiceError(e) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)))
+}
+
+/// Every checkpoint move is conditional on holding the lease and on the expected status.
+const TRANSITION_CONDITION: &str = "leaseOwner = :owner AND #status = :from";
+
+/// The update expression and values of a checkpoint move (`#status` names `status`).
+struct Transition {
+    expression: String,
+    values: std::collections::HashMap<String, AttributeValue>,
+}
+
+impl Transition {
+    fn new(owner: &str, from: Status, to: &Progress) -> Self {
+        let mut expression = "SET #status = :to, updatedAt = :now".to_owned();
+        let mut values = std::collections::HashMap::from([
+            (":to".to_owned(), s(to.status.as_str())),
+            (":from".to_owned(), s(from.as_str())),
+            (":owner".to_owned(), s(owner)),
+            (":now".to_owned(), n(now_ms())),
+        ]);
+        if let (Status::InProgress, Some([a, b])) = (from, &to.shares) {
+            expression.push_str(
+                ", secp256k1PairId = :a_id, secp256k1CipherText = :a_ct, ed25519PairId = :b_id, ed25519CipherText = :b_ct",
+            );
+            values.extend([
+                (":a_id".to_owned(), s(&a.id)),
+                (":a_ct".to_owned(), s(&a.cipher_text)),
+                (":b_id".to_owned(), s(&b.id)),
+                (":b_ct".to_owned(), s(&b.cipher_text)),
+            ]);
+        }
+        if to.status == Status::Completed {
+            expression.push_str(", completedAt = :now, leaseExpiresAt = :zero");
+            values.insert(":zero".to_owned(), n(0));
+        }
+        Self { expression, values }
+    }
 }
 
 impl Checkpoints for DynamoStore {
@@ -293,38 +346,112 @@ impl Checkpoints for DynamoStore {
         from: Status,
         to: &Progress,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut update = "SET #status = :to, updatedAt = :now".to_owned();
-        let mut request = self
+        let change = Transition::new(owner, from, to);
+        let result = self
             .client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(key.item_key()))
-            .condition_expression("leaseOwner = :owner AND #status = :from")
+            .condition_expression(TRANSITION_CONDITION)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":to", s(to.status.as_str()))
-            .expression_attribute_values(":from", s(from.as_str()))
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":now", n(now));
-        if let (Status::InProgress, Some([a, b])) = (from, &to.shares) {
-            update.push_str(
-                ", secp256k1PairId = :a_id, secp256k1CipherText = :a_ct, ed25519PairId = :b_id, ed25519CipherText = :b_ct",
-            );
-            request = request
-                .expression_attribute_values(":a_id", s(&a.id))
-                .expression_attribute_values(":a_ct", s(&a.cipher_text))
-                .expression_attribute_values(":b_id", s(&b.id))
-                .expression_attribute_values(":b_ct", s(&b.cipher_text));
-        }
-        if to.status == Status::Completed {
-            update.push_str(", completedAt = :now, leaseExpiresAt = :zero");
-            request = request.expression_attribute_values(":zero", n(0));
-        }
-        match request.update_expression(update).send().await {
+            .set_expression_attribute_values(Some(change.values))
+            .update_expression(change.expression)
+            .send()
+            .await;
+        match result {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Err(StoreError::LeaseLost(key.key.clone())),
             Err(e) => Err(dynamo_error("UpdateItem", &e)),
         }
+    }
+
+    async fn advance_storing(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        from: Status,
+        to: &Progress,
+        shares: &[StoredShare; 2],
+    ) -> Result<(), StoreError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Dynamo {
+            operation: "TransactWriteItems",
+            transient: false,
+            detail: e.to_string(),
+        };
+        let change = Transition::new(owner, from, to);
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(self.table())
+                        .set_key(Some(key.item_key()))
+                        .condition_expression(TRANSITION_CONDITION)
+                        .expression_attribute_names("#status", "status")
+                        .set_expression_attribute_values(Some(change.values))
+                        .update_expression(change.expression)
+                        .build()
+                        .map_err(invalid)?,
+                )
+                .build(),
+        ];
+        for share in shares {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(self.table())
+                            .set_item(Some(share_item(share)))
+                            .condition_expression(SHARE_WRITE_CONDITION)
+                            .expression_attribute_values(":ct", s(&share.cipher_text))
+                            .build()
+                            .map_err(invalid)?,
+                    )
+                    .build(),
+            );
+        }
+        let result = self
+            .client()
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(());
+        };
+        // Which condition cancelled the transaction: the checkpoint's (item 0) or a share's.
+        let reasons = match &e {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let failed = |i: usize| {
+            reasons
+                .get(i)
+                .and_then(|r| r.code())
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+        };
+        if failed(0) {
+            return Err(StoreError::LeaseLost(key.key.clone()));
+        }
+        if let Some(share) = (0..2).find(|&i| failed(i + 1)).map(|i| &shares[i]) {
+            return Err(StoreError::Conflict(share.backup_share_pair_id.clone()));
+        }
+        // Cancelled by a concurrent write or by throttling: worth retrying.
+        let contended = reasons.iter().filter_map(|r| r.code()).any(|c| {
+            matches!(
+                c,
+                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            )
+        });
+        let mut err = dynamo_error("TransactWriteItems", &e);
+        if let StoreError::Dynamo { transient, .. } = &mut err {
+            *transient |= contended;
+        }
+        Err(err)
     }
 
     async fn release(&self, key: &BackupKey, owner: &str) -> Result<(), StoreError> {

@@ -6,9 +6,13 @@
 
 use std::future::Future;
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+};
 
 use crate::model::Curve;
 
@@ -79,6 +83,13 @@ pub trait BackupStore: Send + Sync {
         client_id: &str,
         backup_share_pair_id: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Reads both shares' ciphertexts of a backup back in one strongly consistent round trip.
+    fn cipher_texts(
+        &self,
+        client_id: &str,
+        backup_share_pair_ids: [&str; 2],
+    ) -> impl Future<Output = Result<[Option<String>; 2], StoreError>> + Send;
 }
 
 /// The adapter over aws-sdk-dynamodb.
@@ -135,6 +146,50 @@ fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
 
+/// A share's item: its key and attributes.
+pub(crate) fn share_item(share: &StoredShare) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(&client_pk(&share.client_id))),
+        ("sk".to_owned(), s(&share_sk(&share.backup_share_pair_id))),
+        ("clientId".to_owned(), s(&share.client_id)),
+        (
+            "backupSharePairId".to_owned(),
+            s(&share.backup_share_pair_id),
+        ),
+        ("curve".to_owned(), s(share.curve.as_str())),
+        (
+            "signingSharePairId".to_owned(),
+            s(&share.signing_share_pair_id),
+        ),
+        ("cipherText".to_owned(), s(&share.cipher_text)),
+        (
+            "createdAt".to_owned(),
+            AttributeValue::N(share.created_at.to_string()),
+        ),
+    ])
+}
+
+/// The condition of every share write: a new item, or a retry writing the very same ciphertext.
+/// A different ciphertext is never replaced.
+pub(crate) const SHARE_WRITE_CONDITION: &str = "attribute_not_exists(pk) OR cipherText = :ct";
+
+/// The `cipherText` of a share item read back.
+fn item_cipher_text(
+    item: &HashMap<String, AttributeValue>,
+    backup_share_pair_id: &str,
+) -> Result<String, StoreError> {
+    match item.get("cipherText") {
+        Some(AttributeValue::S(ct)) => Ok(ct.clone()),
+        _ => Err(StoreError::Corrupt(
+            backup_share_pair_id.to_owned(),
+            "cipherText is missing or not a string",
+        )),
+    }
+}
+
+/// Rounds of `UnprocessedKeys` a pair read follows before it reports a transient failure.
+const BATCH_GET_ROUNDS: usize = 4;
+
 /// A DynamoDB SDK error as a `StoreError` (shared with the checkpoint store).
 pub(crate) fn dynamo_error<E>(
     operation: &'static str,
@@ -156,16 +211,8 @@ impl BackupStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&client_pk(&share.client_id)))
-            .item("sk", s(&share_sk(&share.backup_share_pair_id)))
-            .item("clientId", s(&share.client_id))
-            .item("backupSharePairId", s(&share.backup_share_pair_id))
-            .item("curve", s(share.curve.as_str()))
-            .item("signingSharePairId", s(&share.signing_share_pair_id))
-            .item("cipherText", s(&share.cipher_text))
-            .item("createdAt", AttributeValue::N(share.created_at.to_string()))
-            // New item, or a retry writing the very same ciphertext: never replace a different one.
-            .condition_expression("attribute_not_exists(pk) OR cipherText = :ct")
+            .set_item(Some(share_item(share)))
+            .condition_expression(SHARE_WRITE_CONDITION)
             .expression_attribute_values(":ct", s(&share.cipher_text))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
             .send()
@@ -199,15 +246,72 @@ impl BackupStore for DynamoStore {
             .send()
             .await
             .map_err(|e| dynamo_error("GetItem", &e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        match item.get("cipherText") {
-            Some(AttributeValue::S(ct)) => Ok(Some(ct.clone())),
-            _ => Err(StoreError::Corrupt(
-                backup_share_pair_id.to_owned(),
-                "cipherText is missing or not a string",
-            )),
+        out.item
+            .map(|item| item_cipher_text(&item, backup_share_pair_id))
+            .transpose()
+    }
+
+    async fn cipher_texts(
+        &self,
+        client_id: &str,
+        backup_share_pair_ids: [&str; 2],
+    ) -> Result<[Option<String>; 2], StoreError> {
+        let pk = client_pk(client_id);
+        let keys: Vec<_> = backup_share_pair_ids
+            .iter()
+            .map(|id| item_key(pk.clone(), share_sk(id)))
+            .collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("sk, cipherText")
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Dynamo {
+                    operation: "BatchGetItem",
+                    transient: false,
+                    detail: e.to_string(),
+                })?,
+        );
+        let mut found: [Option<String>; 2] = [None, None];
+        for _ in 0..BATCH_GET_ROUNDS {
+            let Some(request) = pending.take() else {
+                return Ok(found);
+            };
+            let mut out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| dynamo_error("BatchGetItem", &e))?;
+            for item in out
+                .responses
+                .as_mut()
+                .and_then(|r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let sk = item.get("sk").and_then(|v| v.as_s().ok());
+                if let Some(i) = backup_share_pair_ids
+                    .iter()
+                    .position(|id| sk.is_some_and(|sk| *sk == share_sk(id)))
+                {
+                    found[i] = Some(item_cipher_text(&item, backup_share_pair_ids[i])?);
+                }
+            }
+            // Keys DynamoDB did not get to (throttling, size): ask again for just those.
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
+        }
+        match pending {
+            None => Ok(found),
+            Some(_) => Err(StoreError::Dynamo {
+                operation: "BatchGetItem",
+                transient: true,
+                detail: format!("keys still unprocessed after {BATCH_GET_ROUNDS} rounds"),
+            }),
         }
     }
 }

@@ -241,6 +241,50 @@ async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
 }
 
 #[tokio::test]
+async fn both_shares_read_back_in_one_round_trip() {
+    let moto = Moto::start().await;
+    let store = DynamoStore::new(moto.dynamodb(), &moto.table);
+    store
+        .put(&share("client-1", "cmb1", Curve::Secp256k1, "pbe1.ct-a"))
+        .await
+        .unwrap();
+    store
+        .put(&share("client-1", "cmb2", Curve::Ed25519, "pbe1.ct-b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .cipher_texts("client-1", ["cmb1", "cmb2"])
+            .await
+            .unwrap(),
+        [Some("pbe1.ct-a".to_owned()), Some("pbe1.ct-b".to_owned())]
+    );
+    assert_eq!(
+        store
+            .cipher_texts("client-1", ["cmb2", "cmb1"])
+            .await
+            .unwrap(),
+        [Some("pbe1.ct-b".to_owned()), Some("pbe1.ct-a".to_owned())],
+        "answers in the order asked, whatever order DynamoDB returns"
+    );
+    assert_eq!(
+        store
+            .cipher_texts("client-1", ["cmb1", "missing"])
+            .await
+            .unwrap(),
+        [Some("pbe1.ct-a".to_owned()), None]
+    );
+    assert_eq!(
+        store
+            .cipher_texts("client-2", ["cmb1", "cmb2"])
+            .await
+            .unwrap(),
+        [None, None],
+        "keys are per client"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_table_is_a_permanent_error_naming_dynamodb() {
     let moto = Moto::start().await;
     let store = DynamoStore::new(moto.dynamodb(), "no-such-table");
@@ -337,6 +381,164 @@ mod checkpoints {
             signing_share_pair_ids: ["sig-a".into(), "sig-b".into()],
             shares: None,
         }
+    }
+
+    /// The checkpoint record's status and lease owner, read straight from the table.
+    async fn record(moto: &Moto, key: &BackupKey) -> (String, String) {
+        let item = moto
+            .dynamodb()
+            .get_item()
+            .table_name(&moto.table)
+            .key("pk", AttributeValue::S(client_pk(&key.client_id)))
+            .key("sk", AttributeValue::S(format!("BACKUP#{}", key.key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        (
+            item["status"].as_s().unwrap().clone(),
+            item["leaseOwner"].as_s().unwrap().clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_backed_up_checkpoint_and_both_shares_are_written_all_or_nothing() {
+        let moto = Moto::start().await;
+        let store = DynamoStore::new(moto.dynamodb(), &moto.table);
+        let backed_up = |a: &str, b: &str| Progress {
+            status: Status::BackedUp,
+            shares: Some([
+                SealedRecord {
+                    curve: Curve::Secp256k1,
+                    id: a.into(),
+                    cipher_text: format!("pbe1.{a}"),
+                },
+                SealedRecord {
+                    curve: Curve::Ed25519,
+                    id: b.into(),
+                    cipher_text: format!("pbe1.{b}"),
+                },
+            ]),
+            ..fresh()
+        };
+        let items = |a: &str, b: &str| {
+            [
+                share("client-t", a, Curve::Secp256k1, &format!("pbe1.{a}")),
+                share("client-t", b, Curve::Ed25519, &format!("pbe1.{b}")),
+            ]
+        };
+        let key = BackupKey::new("client-t", Some("tx-1"), &fresh().signing_share_pair_ids);
+        assert!(matches!(
+            store
+                .acquire(&key, "holder", now_ms() + 60_000, &fresh())
+                .await
+                .unwrap(),
+            Acquired::Run(_)
+        ));
+
+        // Not the lease holder: nothing is written, neither checkpoint nor shares.
+        let err = store
+            .advance_storing(
+                &key,
+                "intruder",
+                Status::InProgress,
+                &backed_up("tx-a", "tx-b"),
+                &items("tx-a", "tx-b"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+        assert_eq!(
+            store
+                .cipher_texts("client-t", ["tx-a", "tx-b"])
+                .await
+                .unwrap(),
+            [None, None]
+        );
+
+        // A share item holding another ciphertext: a conflict naming it, and nothing written.
+        store
+            .put(&share(
+                "client-t",
+                "tx-b",
+                Curve::Ed25519,
+                "pbe1.someone-else",
+            ))
+            .await
+            .unwrap();
+        let err = store
+            .advance_storing(
+                &key,
+                "holder",
+                Status::InProgress,
+                &backed_up("tx-a", "tx-b"),
+                &items("tx-a", "tx-b"),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Conflict(id) if id == "tx-b"),
+            "{err}"
+        );
+        assert_eq!(
+            record(&moto, &key).await,
+            ("IN_PROGRESS".into(), "holder".into())
+        );
+        assert_eq!(
+            store
+                .cipher_texts("client-t", ["tx-a", "tx-b"])
+                .await
+                .unwrap(),
+            [None, Some("pbe1.someone-else".to_owned())],
+            "the other share was not written either"
+        );
+
+        // The holder, fresh items: checkpoint and both shares land together.
+        store
+            .advance_storing(
+                &key,
+                "holder",
+                Status::InProgress,
+                &backed_up("tx-c", "tx-d"),
+                &items("tx-c", "tx-d"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            record(&moto, &key).await,
+            ("BACKED_UP".into(), "holder".into())
+        );
+        assert_eq!(
+            store
+                .cipher_texts("client-t", ["tx-c", "tx-d"])
+                .await
+                .unwrap(),
+            [Some("pbe1.tx-c".to_owned()), Some("pbe1.tx-d".to_owned())]
+        );
+        store.release(&key, "holder").await.unwrap();
+        match store
+            .acquire(&key, "next", now_ms() + 60_000, &fresh())
+            .await
+            .unwrap()
+        {
+            Acquired::Run(p) => assert_eq!(p, backed_up("tx-c", "tx-d"), "the shares resume"),
+            other => panic!("expected to resume, got {other:?}"),
+        }
+        // From the wrong status, even for the holder: refused.
+        assert!(matches!(
+            store
+                .advance_storing(
+                    &key,
+                    "next",
+                    Status::InProgress,
+                    &backed_up("tx-e", "tx-f"),
+                    &items("tx-e", "tx-f"),
+                )
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ));
     }
 
     #[tokio::test]
