@@ -6,12 +6,20 @@ writes racing on one item can both succeed, which real DynamoDB never allows. Th
 tests depend on that guarantee, so the project serves moto from a single thread: every request,
 conditional writes included, is then atomic, as it is in AWS.
 
+moto's DynamoDB `TransactWriteItems` deep-copies every table it touches before it starts, so that
+it can roll back: O(table) per call, seconds per transaction once a table holds a few thousand
+items, where DynamoDB takes milliseconds. `fast_transactions` makes the rollback snapshot hold
+only the items the transaction names. All-or-nothing is unchanged (tests/aws_adapters.rs checks
+that a cancelled transaction leaves every item as it was).
+
 Prints the port it listens on as its first line of output: with `-p 0` the OS picks a free one,
 so concurrent tests never race for a port between choosing it and binding it.
 
 usage: moto-server.py [-H HOST] [-p PORT]
 """
 import argparse
+import copy
+import inspect
 import os
 
 from werkzeug.serving import make_server
@@ -23,11 +31,74 @@ from moto.moto_server.werkzeug_app import (
 )
 
 
+def fast_transactions():
+    """Snapshot only the items a transaction names, not whole tables (see the module's doc)."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    backend = models.DynamoDBBackend
+    original = backend.transact_write_items
+    source = inspect.getsource(original)
+    if "original_table_state" not in source or "copy.deepcopy(" not in source:
+        return  # a moto whose transactions are not the ones this was written for: leave it be
+
+    class TablesByReference:
+        """`copy` for moto's DynamoDB models, except that a Table is not copied."""
+
+        def __getattr__(self, name):
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value, memo=None):
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    models.copy = TablesByReference()
+
+    def keys(table, op):
+        attrs = op.get("Item") if "Item" in op else op.get("Key", {})
+        hash_key = DynamoType(attrs[table.hash_key_attr])
+        range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+        return hash_key, range_key
+
+    def restore(table, hash_key, range_key, item):
+        if range_key is None:
+            if item is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = item
+        elif item is None:
+            table.items.get(hash_key, {}).pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = item
+
+    def transact_write_items(self, transact_items):
+        before = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            try:
+                hash_key, range_key = keys(table, op)
+            except (AttributeError, KeyError, TypeError):
+                continue  # moto itself refuses the malformed entry
+            before.append((table, hash_key, range_key,
+                           copy.deepcopy(table.get_item(hash_key, range_key))))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(before):
+                restore(table, hash_key, range_key, item)
+            raise
+
+    backend.transact_write_items = transact_write_items
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-H", "--host", default="127.0.0.1")
     p.add_argument("-p", "--port", type=int, default=5000)
     a = p.parse_args()
+    fast_transactions()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(a.host, a.port, app, threaded=False, request_handler=MotoRequestHandler)
     # moto reads MOTO_PORT when it builds URLs, so it must be the port actually bound.
