@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
@@ -61,6 +62,9 @@ impl App {
                     .operation_timeout(Duration::from_secs(15))
                     .build(),
             )
+            // Each attempt is already bounded by operation_attempt_timeout, and every response is a
+            // small JSON document: the stalled-stream monitor would only add a timer per body.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .load()
             .await;
         let kms = aws_sdk_kms::Client::new(&sdk);
