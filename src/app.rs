@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::backup::BackupService;

@@ -2,15 +2,18 @@
 //!
 //! Key: `pk` = `CLIENT#<clientId>`, `sk` = `BACKUP#<idempotency key>` (by default the two signing
 //! share pair ids; a message's `idempotencyKey` overrides). A delivery takes a lease with a
-//! conditional write (expiring with its invocation, so a timed-out attempt never blocks its
-//! retry), then advances `IN_PROGRESS → BACKED_UP → STORED → COMPLETED`, each step conditional on
-//! holding the lease and on the expected previous status. `BACKED_UP` keeps the backup pair ids
-//! and the *encrypted* shares, so a redelivery never calls `/v1/backup` again. Records are never
-//! deleted on error: that would re-create shares at Portal.
+//! conditional write (a put for a new backup, an update to resume one; the lease expires with
+//! its invocation, so a timed-out attempt never blocks its retry), then advances
+//! `IN_PROGRESS → BACKED_UP → STORED → COMPLETED`, each step conditional on holding the lease and
+//! on the expected previous status. `BACKED_UP` keeps the backup pair ids and the *encrypted*
+//! shares, so a redelivery never calls `/v1/backup` again; for self-managed backups it is written
+//! in one transaction with both share items (`advance_storing`). Records are never deleted on
+//! error: that would re-create shares at Portal.
 
 use std::future::Future;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
@@ -281,6 +284,35 @@ impl Checkpoints for DynamoStore {
         let now = now_ms();
         let signing =
             AttributeValue::L(fresh.signing_share_pair_ids.iter().map(|i| s(i)).collect());
+        // Nearly every delivery is a new backup: a conditional put creates its record. Only when
+        // a record exists does the update below decide between resuming it and leaving it be.
+        let mut record = key.item_key();
+        record.extend([
+            ("leaseOwner".to_owned(), s(owner)),
+            ("leaseExpiresAt".to_owned(), n(lease_until_ms)),
+            ("updatedAt".to_owned(), n(now)),
+            ("createdAt".to_owned(), n(now)),
+            ("attempts".to_owned(), n(1)),
+            ("status".to_owned(), s(Status::InProgress.as_str())),
+            ("backupMode".to_owned(), s(fresh.backup_mode.as_str())),
+            ("signingSharePairIds".to_owned(), signing.clone()),
+            ("clientId".to_owned(), s(&key.client_id)),
+            ("idempotencyKey".to_owned(), s(&key.key)),
+        ]);
+        let created = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match created {
+            Ok(_) => return Ok(Acquired::Run(fresh.clone())),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {}
+            Err(e) => return Err(dynamo_error("PutItem", &e)),
+        }
         let result = self
             .client()
             .update_item()
