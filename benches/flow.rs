@@ -101,6 +101,42 @@ impl KeepAliveFront {
     }
 }
 
+/// The AWS side of the stack. KMS and DynamoDB are separate services behind separate endpoints in
+/// AWS; in one moto process, single-threaded, each would wait for the other's calls. So KMS gets
+/// a moto of its own, and each moto a keep-alive front.
+struct Aws {
+    dynamodb: Moto,
+    kms: Moto,
+    dynamodb_front: KeepAliveFront,
+    kms_front: KeepAliveFront,
+}
+
+impl Aws {
+    async fn start() -> Self {
+        let (dynamodb, kms) = tokio::join!(Moto::start(), Moto::start());
+        let dynamodb_front = KeepAliveFront::start(&dynamodb.endpoint).await;
+        let kms_front = KeepAliveFront::start(&kms.endpoint).await;
+        Self {
+            dynamodb,
+            kms,
+            dynamodb_front,
+            kms_front,
+        }
+    }
+
+    /// A function's environment: DynamoDB and KMS each through its front.
+    fn env(&self, sim: &Sim) -> Vec<(String, String)> {
+        let mut env = function_env(&self.dynamodb, sim, "SELF_MANAGED");
+        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL" && k != "KMS_KEY_ID");
+        env.extend([
+            ("AWS_ENDPOINT_URL".into(), self.dynamodb_front.url.clone()),
+            ("AWS_ENDPOINT_URL_KMS".into(), self.kms_front.url.clone()),
+            ("KMS_KEY_ID".into(), self.kms.key_id.clone()),
+        ]);
+        env
+    }
+}
+
 /// A function under test: how to start its process.
 struct Subject {
     name: &'static str,
@@ -109,10 +145,8 @@ struct Subject {
 }
 
 impl Subject {
-    async fn start(&self, moto: &Moto, front: &KeepAliveFront, sim: &Sim) -> Function {
-        let mut env = function_env(moto, sim, "SELF_MANAGED");
-        env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
-        env.push(("AWS_ENDPOINT_URL".into(), front.url.clone()));
+    async fn start(&self, aws: &Aws, sim: &Sim) -> Function {
+        let mut env = aws.env(sim);
         env.push(("RUST_LOG".into(), "warn".into()));
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         Function::start_program(&self.program, &args, &env).await
@@ -125,6 +159,8 @@ struct Figures {
     peak_rss_mib: f64,
     single_ms: f64,
     batch_ms: f64,
+    /// CPU time of the DynamoDB moto and the KMS moto during a batch of ten.
+    moto_batch_ms: (f64, f64),
     cpu_ms_per_message: f64,
     user_ms_per_message: f64,
     messages_per_s: f64,
@@ -157,18 +193,12 @@ async fn timed(f: &Function, event: &Value) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-async fn measure(
-    s: &Subject,
-    moto: &Moto,
-    front: &KeepAliveFront,
-    sim: &Sim,
-    base: usize,
-) -> Figures {
+async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures {
     // 1. Init: process start → first GET /runtime/invocation/next.
     let mut inits = Vec::new();
     for _ in 0..RUNS {
         let started = Instant::now();
-        let f = s.start(moto, front, sim).await;
+        let f = s.start(aws, sim).await;
         let deadline = started + Duration::from_secs(30);
         while f.first_poll().is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -180,16 +210,24 @@ async fn measure(
     }
 
     // 2. One message, and a batch of ten, with PORTAL_MS per Portal call.
-    let f = s.start(moto, front, sim).await;
+    let f = s.start(aws, sim).await;
     let singles_ev = batches(sim, RUNS + 1, 1, base).await;
     let tens_ev = batches(sim, RUNS, 10, base + 100).await;
     let cpu_ev = batches(sim, CPU_MESSAGES / 10, 10, base + 1000).await;
     timed(&f, &singles_ev[RUNS]).await; // warm the pools, as in a warm Lambda
     sim.admin("config", json!({"latencyMs": PORTAL_MS})).await;
     let (mut singles, mut tens) = (Vec::new(), Vec::new());
+    let (mut ddb_busy, mut kms_busy) = (Vec::new(), Vec::new());
+    let cpu_ms = |pid: Option<u32>| {
+        let (user, sys, _) = usage(pid.unwrap_or(0));
+        (user + sys) * 1000.0
+    };
     for (one, ten) in singles_ev.iter().zip(&tens_ev) {
         singles.push(timed(&f, one).await);
+        let (ddb, kms) = (cpu_ms(aws.dynamodb.pid()), cpu_ms(aws.kms.pid()));
         tens.push(timed(&f, ten).await);
+        ddb_busy.push(cpu_ms(aws.dynamodb.pid()) - ddb);
+        kms_busy.push(cpu_ms(aws.kms.pid()) - kms);
     }
     sim.admin("config", json!({"latencyMs": 0})).await;
 
@@ -208,6 +246,7 @@ async fn measure(
         peak_rss_mib,
         single_ms: median(singles),
         batch_ms: median(tens),
+        moto_batch_ms: (median(ddb_busy), median(kms_busy)),
         cpu_ms_per_message: per_message(user_after + sys_after - user_before - sys_before),
         user_ms_per_message: per_message(user_after - user_before),
         messages_per_s: CPU_MESSAGES as f64 / wall,
@@ -227,7 +266,7 @@ struct Floor {
     ddb_ms: f64,
 }
 
-async fn sequential_floor(moto: &Moto, front: &KeepAliveFront, sim: &Sim, base: usize) -> Floor {
+async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
     use portal_backup::envelope::{EncryptionContext, Envelope, KmsEnvelope};
     use portal_backup::idempotency::{
         Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status,
@@ -237,9 +276,14 @@ async fn sequential_floor(moto: &Moto, front: &KeepAliveFront, sim: &Sim, base: 
     use portal_backup::secret::{ClientApiKey, SecretString};
     use portal_backup::store::{BackupStore, DynamoStore, StoredShare};
 
-    let sdk = common::sdk_config(&front.url).await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &moto.table);
-    let envelope = KmsEnvelope::new(aws_sdk_kms::Client::new(&sdk), &moto.key_id);
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&common::sdk_config(&aws.dynamodb_front.url).await),
+        &aws.dynamodb.table,
+    );
+    let envelope = KmsEnvelope::new(
+        aws_sdk_kms::Client::new(&common::sdk_config(&aws.kms_front.url).await),
+        &aws.kms.key_id,
+    );
     let http = http_client(
         HttpTimeouts {
             connect: Duration::from_secs(2),
@@ -386,7 +430,7 @@ fn which(program: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() {
-    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let (aws, sim) = tokio::join!(Aws::start(), Sim::start());
     let root = env!("CARGO_MANIFEST_DIR");
     let rust = Subject {
         name: "portal-backup",
@@ -395,9 +439,8 @@ async fn main() {
             .unwrap_or_else(|_| format!("{root}/target/release/portal-backup")),
         args: vec![],
     };
-    let front = KeepAliveFront::start(&moto.endpoint).await;
-    let ours = measure(&rust, &moto, &front, &sim, 0).await;
-    let floor = sequential_floor(&moto, &front, &sim, 50_000).await;
+    let ours = measure(&rust, &aws, &sim, 0).await;
+    let floor = sequential_floor(&aws, &sim, 50_000).await;
     let node_dir = format!("{root}/benches/node-baseline");
     // BENCH_PEER=none skips the Node.js peer (quicker A/B runs of this function alone).
     let skip_peer = std::env::var("BENCH_PEER").is_ok_and(|v| v == "none");
@@ -410,7 +453,7 @@ async fn main() {
                 program: node,
                 args: vec![format!("{node_dir}/index.mjs")],
             };
-            Some(measure(&node, &moto, &front, &sim, 100_000).await)
+            Some(measure(&node, &aws, &sim, 100_000).await)
         }
         _ => None,
     };
@@ -466,6 +509,20 @@ async fn main() {
         ours.batch_ms / ours.single_ms,
         peer.as_ref().map(|p| p.batch_ms / p.single_ms),
         2,
+    );
+    row(
+        "  moto's CPU during a batch of 10: DynamoDB (one thread)",
+        "ms",
+        ours.moto_batch_ms.0,
+        peer.as_ref().map(|p| p.moto_batch_ms.0),
+        0,
+    );
+    row(
+        "  moto's CPU during a batch of 10: KMS (one thread)",
+        "ms",
+        ours.moto_batch_ms.1,
+        peer.as_ref().map(|p| p.moto_batch_ms.1),
+        0,
     );
     row(
         &format!("CPU per message (user+sys), {CPU_MESSAGES} messages, no latency"),

@@ -10,9 +10,10 @@ import { KMSClient, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 
 // Cold start: clients built once, as the Lambda best practice says.
-const endpoint = process.env.AWS_ENDPOINT_URL || undefined;
-const kms = new KMSClient({ endpoint });
-const ddb = new DynamoDBClient({ endpoint });
+// A local stack: service-specific endpoints first, as the AWS SDKs read them.
+const endpoint = (service) => process.env[`AWS_ENDPOINT_URL_${service}`] || process.env.AWS_ENDPOINT_URL || undefined;
+const kms = new KMSClient({ endpoint: endpoint("KMS") });
+const ddb = new DynamoDBClient({ endpoint: endpoint("DYNAMODB") });
 const keepAlive = new http.Agent({ keepAlive: true });
 const portal = axios.create({ httpAgent: keepAlive, timeout: 15000 });
 const MPC = process.env.PORTAL_MPC_URL || 'https://mpc-client.portalhq.io';

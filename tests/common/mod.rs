@@ -133,6 +133,11 @@ impl Moto {
             .item
     }
 
+    /// The moto server's process id (for the benchmark's CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
+
     /// Environment for a process that talks to this moto.
     pub fn env(&self) -> Vec<(String, String)> {
         [
