@@ -255,8 +255,9 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 ..progress
             };
             progress = match (checkpoints, mode) {
+                // No deadline check before this write: like the checkpoint it replaces, it must
+                // be tried, or the shares Portal just created would be lost with the invocation.
                 (Some((store, key)), BackupMode::SelfManaged) => {
-                    inv.deadline.check(Step::Store, STEP_BUDGET)?;
                     let started = std::time::Instant::now();
                     let items = self.items(req, &to.signing_share_pair_ids, &pair);
                     match store
@@ -271,6 +272,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                             // Portal created these shares: checkpoint them on their own, as a
                             // separate write would have, so the retry stores them rather than
                             // asking Portal for new ones.
+                            tracing::warn!(error = %e, "storing with the checkpoint failed; checkpointing the shares alone");
                             advance(Status::InProgress, to).await?;
                             return Err(BackupError::new(Step::Store, Cause::Store(e)));
                         }
