@@ -4,9 +4,9 @@
 //! lists every backup of a client. Attributes: `clientId`, `backupSharePairId`, `curve`,
 //! `signingSharePairId`, `cipherText`, `createdAt` (epoch seconds).
 
-use std::future::Future;
-
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -274,10 +274,14 @@ impl BackupStore for DynamoStore {
                 })?,
         );
         let mut found: [Option<String>; 2] = [None, None];
-        for _ in 0..BATCH_GET_ROUNDS {
+        for round in 0..BATCH_GET_ROUNDS {
             let Some(request) = pending.take() else {
                 return Ok(found);
             };
+            if round > 0 {
+                // Keys come back unprocessed under throttling: back off before asking again.
+                tokio::time::sleep(Duration::from_millis(25 << round)).await;
+            }
             let mut out = self
                 .client
                 .batch_get_item()
