@@ -327,7 +327,6 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             // that fails while the mark succeeds costs a retry a second mark, nothing more.
             inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
             let started = std::time::Instant::now();
-            let mut retries = 0;
             let (checkpointed, marked) = futures::future::join(
                 advance(
                     Status::BackedUp,
@@ -337,10 +336,9 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                     },
                 ),
                 self.retry
-                    .run(Step::MarkStored, &inv.deadline, &mut retries, mark),
+                    .run(Step::MarkStored, &inv.deadline, &mut stats.retries, mark),
             )
             .await;
-            stats.retries += retries;
             progress = checkpointed?;
             marked?;
             stats.timed(Step::MarkStored, started);

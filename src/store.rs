@@ -257,9 +257,10 @@ impl BackupStore for DynamoStore {
         backup_share_pair_ids: [&str; 2],
     ) -> Result<[Option<String>; 2], StoreError> {
         let pk = client_pk(client_id);
-        let keys: Vec<_> = backup_share_pair_ids
+        let sks = backup_share_pair_ids.map(share_sk);
+        let keys: Vec<_> = sks
             .iter()
-            .map(|id| item_key(pk.clone(), share_sk(id)))
+            .map(|sk| item_key(pk.clone(), sk.clone()))
             .collect();
         let mut pending = Some(
             KeysAndAttributes::builder()
@@ -296,10 +297,7 @@ impl BackupStore for DynamoStore {
                 .unwrap_or_default()
             {
                 let sk = item.get("sk").and_then(|v| v.as_s().ok());
-                if let Some(i) = backup_share_pair_ids
-                    .iter()
-                    .position(|id| sk.is_some_and(|sk| *sk == share_sk(id)))
-                {
+                if let Some(i) = sks.iter().position(|want| sk == Some(want)) {
                     found[i] = Some(item_cipher_text(&item, backup_share_pair_ids[i])?);
                 }
             }
