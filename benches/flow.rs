@@ -25,9 +25,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// CPU time of a process in user and kernel mode, in seconds, and its peak RSS in MiB.
-fn usage(pid: u32) -> (f64, f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// CPU time of `/proc/{entry}` (a pid, or `thread-self`) in user and kernel mode, in seconds,
+/// and its peak RSS in MiB.
+fn usage(entry: impl std::fmt::Display) -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{entry}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -38,7 +39,7 @@ fn usage(pid: u32) -> (f64, f64, f64) {
     };
     // Fields after the command: state is 0, utime is 11, stime is 12 (man 5 proc); 100 ticks/s.
     let (user, sys) = (ticks(11) / 100.0, ticks(12) / 100.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{entry}/status")).unwrap_or_default();
     let hwm_kb = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -253,94 +254,127 @@ async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures {
     }
 }
 
-/// The latencies of the calls one portal-backup message makes one after another, each made
-/// alone by this process with the function's own adapters (the same requests, through the same
-/// keep-alive front) and timed by itself: lease, backup, seal, checkpoint with both shares, read
-/// back, decrypt, mark (the STORED checkpoint goes beside it: the longer of the two counts), and
-/// the COMPLETED checkpoint. Calls the function makes two at once (the seals, the decrypts) count
-/// once. Medians of `RUNS` rounds.
-struct Floor {
-    total_ms: f64,
-    portal_ms: f64,
-    kms_ms: f64,
-    ddb_ms: f64,
+/// The crate's own adapters, with the function's SDK settings, for calls made outside the
+/// function: the sequential floor and the CPU of the calls alone.
+struct Adapters {
+    store: portal_backup::store::DynamoStore,
+    envelope: portal_backup::envelope::KmsEnvelope,
+    portal: portal_backup::portal::HttpPortal,
 }
 
-async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
-    use portal_backup::envelope::{EncryptionContext, Envelope, KmsEnvelope};
-    use portal_backup::idempotency::{
-        Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status,
-    };
-    use portal_backup::model::BackupMode;
-    use portal_backup::portal::{HttpPortal, HttpTimeouts, Portal, http_client};
-    use portal_backup::secret::{ClientApiKey, SecretString};
-    use portal_backup::store::{BackupStore, DynamoStore, StoredShare};
+/// Where `Adapters` send their calls (owned, so a thread of its own can take it).
+#[derive(Clone)]
+struct Endpoints {
+    dynamodb: String,
+    kms: String,
+    table: String,
+    key_id: String,
+    portal: String,
+}
 
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&common::sdk_config(&aws.dynamodb_front.url).await),
-        &aws.dynamodb.table,
-    );
-    let envelope = KmsEnvelope::new(
-        aws_sdk_kms::Client::new(&common::sdk_config(&aws.kms_front.url).await),
-        &aws.kms.key_id,
-    );
-    let http = http_client(
-        HttpTimeouts {
-            connect: Duration::from_secs(2),
-            request: Duration::from_secs(30),
-        },
-        false,
-    )
-    .expect("an HTTP client");
-    let portal = HttpPortal::new(http, &sim.url, &sim.url);
-    let mut clients = Vec::new();
-    for i in 0..RUNS {
-        clients.push(sim.new_client(base + i).await);
+impl Endpoints {
+    fn of(aws: &Aws, sim: &Sim) -> Self {
+        Self {
+            dynamodb: aws.dynamodb_front.url.clone(),
+            kms: aws.kms_front.url.clone(),
+            table: aws.dynamodb.table.clone(),
+            key_id: aws.kms.key_id.clone(),
+            portal: sim.url.clone(),
+        }
     }
-    sim.admin("config", json!({"latencyMs": PORTAL_MS})).await;
-    // Per call: the time of each round.
-    let mut t: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
-    let mut time = |name: &'static str, started: Instant| {
-        t.entry(name)
-            .or_default()
-            .push(started.elapsed().as_secs_f64() * 1000.0);
-    };
-    for (round, (client, api_key, generate)) in clients.iter().enumerate() {
+}
+
+impl Adapters {
+    async fn new(at: &Endpoints) -> Self {
+        use aws_config::Region;
+        use aws_sdk_dynamodb::config::Credentials;
+        use portal_backup::portal::{HttpTimeouts, http_client};
+        // The function's SDK settings (portal_backup::app); the endpoint and credentials are
+        // what the function reads from its environment.
+        let sdk = |url: String| async move {
+            portal_backup::app::sdk_loader()
+                .endpoint_url(url)
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+                .load()
+                .await
+        };
+        let store = portal_backup::store::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk(at.dynamodb.clone()).await),
+            &at.table,
+        );
+        let envelope = portal_backup::envelope::KmsEnvelope::new(
+            aws_sdk_kms::Client::new(&sdk(at.kms.clone()).await),
+            &at.key_id,
+        );
+        let http = http_client(
+            HttpTimeouts {
+                connect: Duration::from_secs(2),
+                request: Duration::from_secs(30),
+            },
+            false,
+        )
+        .expect("an HTTP client");
+        let portal = portal_backup::portal::HttpPortal::new(http, &at.portal, &at.portal);
+        Self {
+            store,
+            envelope,
+            portal,
+        }
+    }
+
+    /// The calls of one self-managed message, one after another: lease, backup, two seals, the
+    /// checkpoint with both shares, the read-back, two decrypts, the mark, the STORED and the
+    /// COMPLETED checkpoints. `done` hears the name of each call as it ends; the second of the
+    /// calls the function makes two at once ends in a name with "2".
+    async fn one_message(
+        &self,
+        (client, api_key, generate): &(String, String, Value),
+        owner: &str,
+        done: &mut dyn FnMut(&'static str),
+    ) {
+        use portal_backup::envelope::{EncryptionContext, Envelope};
+        use portal_backup::idempotency::{
+            Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status,
+        };
+        use portal_backup::model::BackupMode;
+        use portal_backup::portal::Portal;
+        use portal_backup::secret::{ClientApiKey, SecretString};
+        use portal_backup::store::{BackupStore, StoredShare};
+
+        let (store, envelope, portal) = (&self.store, &self.envelope, &self.portal);
         let api_key = ClientApiKey::new(api_key.clone());
-        let owner = format!("floor-{round}");
         let fresh = Progress {
             status: Status::InProgress,
             backup_mode: BackupMode::SelfManaged,
-            signing_share_pair_ids: [format!("sig-s-{round}"), format!("sig-e-{round}")],
+            signing_share_pair_ids: [format!("sig-s-{owner}"), format!("sig-e-{owner}")],
             shares: None,
         };
         let key = BackupKey::new(client, None, &fresh.signing_share_pair_ids);
-        let started = Instant::now();
         let acquired = store
-            .acquire(&key, &owner, u64::MAX / 2, &fresh)
+            .acquire(&key, owner, u64::MAX / 2, &fresh)
             .await
             .expect("acquire");
-        time("acquire", started);
+        done("acquire");
         assert!(matches!(acquired, Acquired::Run(_)));
-        let started = Instant::now();
         let shares = portal
             .backup(&api_key, &SecretString::new(generate.to_string()))
             .await
             .expect("backup");
-        time("backup", started);
+        done("backup");
         let contexts = shares
             .each_ref()
             .map(|s| EncryptionContext::backup_share(client, &s.id, s.curve));
-        let started = Instant::now();
         let first = envelope
             .seal(&contexts[0], b"a share, as big as one")
             .await
             .expect("seal");
-        time("seal", started);
+        done("seal");
         let second = envelope
             .seal(&contexts[1], b"a share, as big as one")
             .await
             .expect("seal");
+        done("seal2");
         let sealed = [first, second];
         let records = [0, 1].map(|i| SealedRecord {
             curve: shares[i].curve,
@@ -360,43 +394,42 @@ async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
             cipher_text: sealed[i].clone(),
             created_at: 1,
         });
-        let started = Instant::now();
         store
-            .advance_storing(&key, &owner, Status::InProgress, &backed_up, &items)
+            .advance_storing(&key, owner, Status::InProgress, &backed_up, &items)
             .await
             .expect("checkpoint and shares");
-        time("store", started);
-        let started = Instant::now();
+        done("store");
         store
             .cipher_texts(client, [shares[0].id.as_str(), shares[1].id.as_str()])
             .await
             .expect("read back");
-        time("read back", started);
-        let started = Instant::now();
+        done("read back");
         envelope
             .open(&contexts[0], &sealed[0])
             .await
             .expect("decrypt");
-        time("decrypt", started);
+        done("decrypt");
+        envelope
+            .open(&contexts[1], &sealed[1])
+            .await
+            .expect("decrypt");
+        done("decrypt2");
         let ids = shares.each_ref().map(|s| s.id.clone());
-        let started = Instant::now();
         portal.mark_stored(&api_key, &ids).await.expect("mark");
-        time("mark", started);
+        done("mark");
         let stored = Progress {
             status: Status::Stored,
             ..backed_up.clone()
         };
-        let started = Instant::now();
         store
-            .advance(&key, &owner, Status::BackedUp, &stored)
+            .advance(&key, owner, Status::BackedUp, &stored)
             .await
             .expect("STORED");
-        time("stored", started);
-        let started = Instant::now();
+        done("stored");
         store
             .advance(
                 &key,
-                &owner,
+                owner,
                 Status::Stored,
                 &Progress {
                     status: Status::Completed,
@@ -405,7 +438,43 @@ async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
             )
             .await
             .expect("COMPLETED");
-        time("completed", started);
+        done("completed");
+    }
+}
+
+/// The latencies of the calls one portal-backup message makes one after another, each made
+/// alone by this process with the function's own adapters (the same requests, through the same
+/// keep-alive front) and timed by itself: lease, backup, seal, checkpoint with both shares, read
+/// back, decrypt, mark (the STORED checkpoint goes beside it: the longer of the two counts), and
+/// the COMPLETED checkpoint. Calls the function makes two at once (the seals, the decrypts) count
+/// once. Medians of `RUNS` rounds.
+struct Floor {
+    total_ms: f64,
+    portal_ms: f64,
+    kms_ms: f64,
+    ddb_ms: f64,
+}
+
+async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
+    let adapters = Adapters::new(&Endpoints::of(aws, sim)).await;
+    let mut clients = Vec::new();
+    for i in 0..RUNS {
+        clients.push(sim.new_client(base + i).await);
+    }
+    sim.admin("config", json!({"latencyMs": PORTAL_MS})).await;
+    // Per call: the time of each round, from the end of the call before it.
+    let mut t: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for (round, client) in clients.iter().enumerate() {
+        let mut last = Instant::now();
+        let mut done = |name: &'static str| {
+            t.entry(name)
+                .or_default()
+                .push(last.elapsed().as_secs_f64() * 1000.0);
+            last = Instant::now();
+        };
+        adapters
+            .one_message(client, &format!("floor-{round}"), &mut done)
+            .await;
     }
     sim.admin("config", json!({"latencyMs": 0})).await;
     let m = |name: &str| t.get(name).cloned().map_or(f64::NAN, median);
@@ -418,6 +487,84 @@ async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
         kms_ms,
         ddb_ms,
     }
+}
+
+/// Messages behind the CPU of the calls alone, after as many again to warm the pools.
+const CALL_ROUNDS: usize = 500;
+
+/// CPU time of the calling thread, user and kernel mode together, in ms (nanosecond clock).
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "the thread CPU clock is readable");
+    t.tv_sec as f64 * 1000.0 + t.tv_nsec as f64 / 1e6
+}
+
+/// What one message's calls cost in CPU when made alone (see `calls_cpu`), in ms per message.
+struct CallsCpu {
+    total: f64,
+    user: f64,
+    /// The 9 AWS SDK calls, and the 2 Portal calls.
+    aws: f64,
+    portal: f64,
+}
+
+/// CPU per message of one message's calls made by the crate's adapters alone, one after another,
+/// with no workflow, Lambda runtime or logging around them: what the client libraries cost for
+/// the calls a message needs. Measured on a thread of its own with a current-thread runtime, as
+/// the function runs, so that no other task's CPU counts.
+async fn calls_cpu(aws: &Aws, sim: &Sim, base: usize) -> CallsCpu {
+    let at = Endpoints::of(aws, sim);
+    let mut clients = Vec::new();
+    for i in 0..2 * CALL_ROUNDS {
+        clients.push(sim.new_client(base + i).await);
+    }
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let adapters = Adapters::new(&at).await;
+            let (warm, measured) = clients.split_at(CALL_ROUNDS);
+            for (i, client) in warm.iter().enumerate() {
+                adapters
+                    .one_message(client, &format!("warm-{i}"), &mut |_| {})
+                    .await;
+            }
+            let (user, sys, _) = usage("thread-self");
+            let (mut aws_ms, mut portal_ms) = (0.0, 0.0);
+            for (i, client) in measured.iter().enumerate() {
+                let mut last = thread_cpu_ms();
+                let mut done = |name: &'static str| {
+                    let now = thread_cpu_ms();
+                    match name {
+                        "backup" | "mark" => portal_ms += now - last,
+                        _ => aws_ms += now - last,
+                    }
+                    last = now;
+                };
+                adapters
+                    .one_message(client, &format!("cpu-{i}"), &mut done)
+                    .await;
+            }
+            let (user_after, sys_after, _) = usage("thread-self");
+            let per_message = |ms: f64| ms / CALL_ROUNDS as f64;
+            CallsCpu {
+                total: per_message((user_after + sys_after - user - sys) * 1000.0),
+                user: per_message((user_after - user) * 1000.0),
+                aws: per_message(aws_ms),
+                portal: per_message(portal_ms),
+            }
+        })
+    });
+    tokio::task::spawn_blocking(move || thread.join().expect("the calls' thread"))
+        .await
+        .expect("join")
 }
 
 fn which(program: &str) -> Option<String> {
@@ -441,6 +588,7 @@ async fn main() {
     };
     let ours = measure(&rust, &aws, &sim, 0).await;
     let floor = sequential_floor(&aws, &sim, 50_000).await;
+    let calls = calls_cpu(&aws, &sim, 60_000).await;
     let node_dir = format!("{root}/benches/node-baseline");
     // BENCH_PEER=none skips the Node.js peer (quicker A/B runs of this function alone).
     let skip_peer = std::env::var("BENCH_PEER").is_ok_and(|v| v == "none");
@@ -537,6 +685,18 @@ async fn main() {
         ours.user_ms_per_message,
         peer.as_ref().map(|p| p.user_ms_per_message),
         3,
+    );
+    println!(
+        "| CPU per message of its calls alone: the crate's adapters make one message's 9 AWS SDK and 2 Portal calls one after another, {CALL_ROUNDS} messages, no workflow or Lambda runtime around them | {:.3} ms (user {:.3} ms) | – | – |",
+        calls.total, calls.user
+    );
+    println!(
+        "|   of which the 9 AWS SDK calls (KMS, DynamoDB), per call | {:.3} ms | – | – |",
+        calls.aws / 9.0
+    );
+    println!(
+        "|   of which the 2 Portal calls (reqwest), per call | {:.3} ms | – | – |",
+        calls.portal / 2.0
     );
     row(
         "throughput, batches of 10, one process",

@@ -14,6 +14,25 @@ use crate::portal::{HttpPortal, http_client};
 use crate::store::DynamoStore;
 use crate::webhook::{SecretFetchError, WebhookSecret, fetch_secret};
 
+/// The AWS SDK settings of every client the function builds; region, credentials and endpoints
+/// still come from the SDK's usual sources when it loads.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        // Standard retries (3 attempts, backoff with jitter) for throttling and 5xx; each
+        // attempt bounded so a stalled KMS or DynamoDB call cannot eat the invocation.
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(15))
+                .build(),
+        )
+        // Each attempt is already bounded by operation_attempt_timeout, and every response is a
+        // small JSON document: the stalled-stream monitor would only add a timer per body.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+}
+
 /// The workflow wired to its real adapters.
 pub type Service = BackupService<HttpPortal, KmsEnvelope, DynamoStore>;
 
@@ -51,22 +70,7 @@ impl App {
     /// Builds the clients for `config`; the AWS SDK reads region, credentials and
     /// `AWS_ENDPOINT_URL` from its usual sources.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            // Standard retries (3 attempts, backoff with jitter) for throttling and 5xx; each
-            // attempt bounded so a stalled KMS or DynamoDB call cannot eat the invocation.
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(15))
-                    .build(),
-            )
-            // Each attempt is already bounded by operation_attempt_timeout, and every response is a
-            // small JSON document: the stalled-stream monitor would only add a timer per body.
-            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-            .load()
-            .await;
+        let sdk = sdk_loader().load().await;
         let kms = aws_sdk_kms::Client::new(&sdk);
         let store = config
             .table_name
