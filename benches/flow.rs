@@ -324,8 +324,8 @@ impl Adapters {
     }
 
     /// The calls of one self-managed message, one after another: lease, backup, two seals, the
-    /// checkpoint with both shares, the read-back, two decrypts, the mark, the STORED and the
-    /// COMPLETED checkpoints. `done` hears the name of each call as it ends; the second of the
+    /// checkpoint with both shares, the read-back, two decrypts, the mark and the COMPLETED
+    /// checkpoint. `done` hears the name of each call as it ends; the second of the
     /// calls the function makes two at once ends in a name with "2".
     async fn one_message(
         &self,
@@ -417,23 +417,14 @@ impl Adapters {
         let ids = shares.each_ref().map(|s| s.id.clone());
         portal.mark_stored(&api_key, &ids).await.expect("mark");
         done("mark");
-        let stored = Progress {
-            status: Status::Stored,
-            ..backed_up.clone()
-        };
-        store
-            .advance(&key, owner, Status::BackedUp, &stored)
-            .await
-            .expect("STORED");
-        done("stored");
         store
             .advance(
                 &key,
                 owner,
-                Status::Stored,
+                Status::BackedUp,
                 &Progress {
                     status: Status::Completed,
-                    ..stored
+                    ..backed_up
                 },
             )
             .await
@@ -445,8 +436,7 @@ impl Adapters {
 /// The latencies of the calls one portal-backup message makes one after another, each made
 /// alone by this process with the function's own adapters (the same requests, through the same
 /// keep-alive front) and timed by itself: lease, backup, seal, checkpoint with both shares, read
-/// back, decrypt, mark (the STORED checkpoint goes beside it: the longer of the two counts), and
-/// the COMPLETED checkpoint. Calls the function makes two at once (the seals, the decrypts) count
+/// back, decrypt, mark and the COMPLETED checkpoint. Calls the function makes two at once (the seals, the decrypts) count
 /// once. Medians of `RUNS` rounds.
 struct Floor {
     total_ms: f64,
@@ -478,7 +468,7 @@ async fn sequential_floor(aws: &Aws, sim: &Sim, base: usize) -> Floor {
     }
     sim.admin("config", json!({"latencyMs": 0})).await;
     let m = |name: &str| t.get(name).cloned().map_or(f64::NAN, median);
-    let portal_ms = m("backup") + m("mark").max(m("stored"));
+    let portal_ms = m("backup") + m("mark");
     let kms_ms = m("seal") + m("decrypt");
     let ddb_ms = m("acquire") + m("store") + m("read back") + m("completed");
     Floor {
@@ -508,7 +498,7 @@ fn thread_cpu_ms() -> f64 {
 struct CallsCpu {
     total: f64,
     user: f64,
-    /// The 9 AWS SDK calls, and the 2 Portal calls.
+    /// The 8 AWS SDK calls, and the 2 Portal calls.
     aws: f64,
     portal: f64,
 }
@@ -687,12 +677,12 @@ async fn main() {
         3,
     );
     println!(
-        "| CPU per message of its calls alone: the crate's adapters make one message's 9 AWS SDK and 2 Portal calls one after another, {CALL_ROUNDS} messages, no workflow or Lambda runtime around them | {:.3} ms (user {:.3} ms) | – | – |",
+        "| CPU per message of its calls alone: the crate's adapters make one message's 8 AWS SDK and 2 Portal calls one after another, {CALL_ROUNDS} messages, no workflow or Lambda runtime around them | {:.3} ms (user {:.3} ms) | – | – |",
         calls.total, calls.user
     );
     println!(
-        "|   of which the 9 AWS SDK calls (KMS, DynamoDB), per call | {:.3} ms | – | – |",
-        calls.aws / 9.0
+        "|   of which the 8 AWS SDK calls (4 KMS, 4 DynamoDB), per call | {:.3} ms | – | – |",
+        calls.aws / 8.0
     );
     println!(
         "|   of which the 2 Portal calls (reqwest), per call | {:.3} ms | – | – |",

@@ -139,7 +139,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         self.run(req, &inv, &mut RunStats::default()).await
     }
 
-    /// Backs up one wallet: backup → seal → checkpoint → store → verify → checkpoint → mark.
+    /// Backs up one wallet: backup → seal → checkpoint → store → verify → mark → checkpoint.
     ///
     /// Portal is told the backup is stored only after both ciphertexts were read back from where
     /// they were stored and decrypted to the shares Portal returned.
@@ -322,25 +322,26 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             let started = std::time::Instant::now();
             self.verify(req, mode, &sealed, inv, stats).await?;
             stats.timed(Step::Verify, started);
-            // Proven durable and decryptable: Portal may be told, and the STORED checkpoint (so a
-            // retry only marks) is written meanwhile. Marking is safe to repeat, so a checkpoint
-            // that fails while the mark succeeds costs a retry a second mark, nothing more.
+            // Proven durable and decryptable: Portal may be told. Marking and storing are both
+            // safe to repeat, so the STORED checkpoint (a retry then only marks) is written only
+            // when the mark fails: a backup that marks at once costs one write less, and one
+            // whose invocation dies mid-mark resumes from BACKED_UP, storing and proving again.
             inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
             let started = std::time::Instant::now();
-            let (checkpointed, marked) = futures::future::join(
-                advance(
-                    Status::BackedUp,
-                    Progress {
-                        status: Status::Stored,
-                        ..progress.clone()
-                    },
-                ),
-                self.retry
-                    .run(Step::MarkStored, &inv.deadline, &mut stats.retries, mark),
-            )
-            .await;
-            progress = checkpointed?;
-            marked?;
+            let marked = self
+                .retry
+                .run(Step::MarkStored, &inv.deadline, &mut stats.retries, mark)
+                .await;
+            if let Err(e) = marked {
+                let stored = Progress {
+                    status: Status::Stored,
+                    ..progress
+                };
+                if let Err(c) = advance(Status::BackedUp, stored).await {
+                    tracing::warn!(error = %c, "could not checkpoint STORED after the mark failed; the retry stores and proves again");
+                }
+                return Err(e);
+            }
             stats.timed(Step::MarkStored, started);
         } else if progress.status == Status::Stored {
             inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
@@ -350,9 +351,10 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 .await?;
             stats.timed(Step::MarkStored, started);
         }
-        if progress.status == Status::Stored {
+        // Marked: from BACKED_UP (marked at once) or STORED (a retry that only marked).
+        if matches!(progress.status, Status::BackedUp | Status::Stored) {
             advance(
-                Status::Stored,
+                progress.status,
                 Progress {
                     status: Status::Completed,
                     ..progress
@@ -796,6 +798,8 @@ pub(crate) mod tests {
     pub(crate) struct FakeStore {
         pub log: Log,
         pub fail_put: bool,
+        /// A checkpoint write to this status fails (transiently).
+        pub fail_checkpoint: Option<Status>,
         pub lose_writes: bool,
         pub items: Arc<Mutex<HashMap<(String, String), StoredShare>>>,
         pub checkpoints: Arc<Mutex<HashMap<(String, String), Record>>>,
@@ -844,6 +848,13 @@ pub(crate) mod tests {
             to: &Progress,
         ) -> Result<(), StoreError> {
             self.log.push(format!("checkpoint.{}", to.status.as_str()));
+            if self.fail_checkpoint == Some(to.status) {
+                return Err(StoreError::Dynamo {
+                    operation: "UpdateItem",
+                    transient: true,
+                    detail: "throttled".into(),
+                });
+            }
             let mut all = self.checkpoints.lock().unwrap();
             match all.get_mut(&(key.client_id.clone(), key.key.clone())) {
                 Some((p, o, _)) if o == owner && p.status == from => {
@@ -1021,10 +1032,9 @@ pub(crate) mod tests {
         );
         assert_before(&calls, "envelope.seal", "checkpoint.BACKED_UP");
         assert_before(&calls, "checkpoint.BACKED_UP", "store.put");
-        // The checkpoint and Portal's mark go out together, both only once verified.
-        assert_before(&calls, "envelope.open", "checkpoint.STORED");
+        // Portal is told only once verified; a mark that succeeds at once needs no STORED write.
         assert_before(&calls, "envelope.open", "portal.mark");
-        assert_before(&calls, "checkpoint.STORED", "checkpoint.COMPLETED");
+        assert_eq!(count(&calls, "checkpoint.STORED"), 0, "{calls:?}");
         assert_eq!(
             [
                 count(&calls, "envelope.seal"),
@@ -1278,6 +1288,63 @@ pub(crate) mod tests {
                 "checkpoint.COMPLETED"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_mark_left_unrecorded_stores_and_proves_again() {
+        // The mark fails and so does the STORED checkpoint: the table says BACKED_UP, as after
+        // an invocation that died mid-mark.
+        let store = FakeStore::default();
+        let log1 = Log::default();
+        let first = BackupService::new(
+            FakePortal {
+                log: log1.clone(),
+                fail_mark: 1,
+                ..Default::default()
+            },
+            FakeEnvelope::default(),
+            Some(FakeStore {
+                log: log1.clone(),
+                fail_checkpoint: Some(Status::Stored),
+                ..store.clone()
+            }),
+        )
+        .with_retry(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        });
+        let req = request(BackupMode::SelfManaged);
+        assert!(first.back_up(&req).await.is_err());
+        assert!(log1.calls().contains(&"checkpoint.STORED".to_owned()));
+
+        let log2 = Log::default();
+        let retry = BackupService::new(
+            FakePortal {
+                log: log2.clone(),
+                ..Default::default()
+            },
+            FakeEnvelope {
+                log: log2.clone(),
+                ..Default::default()
+            },
+            Some(FakeStore {
+                log: log2.clone(),
+                ..store.clone()
+            }),
+        );
+        let out = retry.back_up(&req).await.unwrap();
+        assert_eq!(out.status, "COMPLETED");
+        let calls = log2.calls();
+        assert_eq!(count(&calls, "portal.backup"), 0, "{calls:?}");
+        // The same ciphertexts again (safe to repeat), read back and opened before the mark.
+        assert_eq!(count(&calls, "store.put"), 2, "{calls:?}");
+        assert_eq!(count(&calls, "envelope.open"), 2, "{calls:?}");
+        assert_before(&calls, "envelope.open", "portal.mark");
+        assert_eq!(
+            calls.last().map(String::as_str),
+            Some("checkpoint.COMPLETED")
+        );
+        assert_eq!(store.items.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -4,8 +4,8 @@
 //! share pair ids; a message's `idempotencyKey` overrides). A delivery takes a lease with a
 //! conditional write (a put for a new backup, an update to resume one; the lease expires with
 //! its invocation, so a timed-out attempt never blocks its retry), then advances
-//! `IN_PROGRESS → BACKED_UP → STORED → COMPLETED`, each step conditional on holding the lease and
-//! on the expected previous status. `BACKED_UP` keeps the backup pair ids and the *encrypted*
+//! `IN_PROGRESS → BACKED_UP → COMPLETED` (through `STORED` when Portal's mark fails, so the retry
+//! only marks), each step conditional on holding the lease and on the expected previous status. `BACKED_UP` keeps the backup pair ids and the *encrypted*
 //! shares, so a redelivery never calls `/v1/backup` again; for self-managed backups it is written
 //! in one transaction with both share items (`advance_storing`). Records are never deleted on
 //! error: that would re-create shares at Portal.
@@ -31,7 +31,7 @@ pub enum Status {
     InProgress,
     /// Portal created the backup shares; their ciphertexts are in the record.
     BackedUp,
-    /// Ciphertexts stored and proven to decrypt.
+    /// Ciphertexts stored and proven to decrypt, and Portal's mark failed: a retry only marks.
     Stored,
     /// Portal marked the shares stored.
     Completed,
