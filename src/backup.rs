@@ -1318,15 +1318,10 @@ pub(crate) mod tests {
         assert!(log1.calls().contains(&"checkpoint.STORED".to_owned()));
 
         let log2 = Log::default();
+        let (portal, envelope, _) = service(&log2);
         let retry = BackupService::new(
-            FakePortal {
-                log: log2.clone(),
-                ..Default::default()
-            },
-            FakeEnvelope {
-                log: log2.clone(),
-                ..Default::default()
-            },
+            portal,
+            envelope,
             Some(FakeStore {
                 log: log2.clone(),
                 ..store.clone()

@@ -386,16 +386,8 @@ mod checkpoints {
     /// The checkpoint record's status and lease owner, read straight from the table.
     async fn record(moto: &Moto, key: &BackupKey) -> (String, String) {
         let item = moto
-            .dynamodb()
-            .get_item()
-            .table_name(&moto.table)
-            .key("pk", AttributeValue::S(client_pk(&key.client_id)))
-            .key("sk", AttributeValue::S(format!("BACKUP#{}", key.key)))
-            .consistent_read(true)
-            .send()
+            .item(&client_pk(&key.client_id), &format!("BACKUP#{}", key.key))
             .await
-            .unwrap()
-            .item
             .unwrap();
         (
             item["status"].as_s().unwrap().clone(),

@@ -49,18 +49,7 @@ fn fields(ct: &str) -> (String, Vec<String>) {
 
 /// The encryption context of a share-bearing attribute, rebuilt from the item.
 async fn context_of(moto: &Moto, pk: &str, sk: &str, attr: &str) -> BTreeMap<String, String> {
-    let item = moto
-        .dynamodb()
-        .get_item()
-        .table_name(&moto.table)
-        .key("pk", AttributeValue::S(pk.into()))
-        .key("sk", AttributeValue::S(sk.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = moto.item(pk, sk).await.unwrap();
     let s = |k: &str| item[k].as_s().unwrap().clone();
     let client = pk.strip_prefix("CLIENT#").unwrap().to_owned();
     let (pair, curve) = match attr {

@@ -114,23 +114,33 @@ impl Moto {
         aws_sdk_dynamodb::Client::new(&self.sdk)
     }
 
+    /// An item of the table by its keys (consistent read), if any.
+    pub async fn item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        self.dynamodb()
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", S(pk.to_owned()))
+            .key("sk", S(sk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+    }
+
     /// A stored share item (consistent read), if any.
     pub async fn share_item(
         &self,
         client: &str,
         pair_id: &str,
     ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        use aws_sdk_dynamodb::types::AttributeValue::S;
-        self.dynamodb()
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", S(format!("CLIENT#{client}")))
-            .key("sk", S(format!("SHARE#{pair_id}")))
-            .consistent_read(true)
-            .send()
+        self.item(&format!("CLIENT#{client}"), &format!("SHARE#{pair_id}"))
             .await
-            .expect("GetItem")
-            .item
     }
 
     /// The moto server's process id (for the benchmark's CPU accounting).
