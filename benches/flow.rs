@@ -1,4 +1,4 @@
-//! `cargo bench --features sim --bench flow` (or `scripts/bench`): the release bootstrap and its
+//! `cargo bench --bench flow` (or `scripts/bench`): the release bootstrap and its
 //! peer, the seed's flow as a Node.js 20 function (`benches/node-baseline/`), each under a local
 //! Lambda Runtime API against the same moto and Portal simulator. Prints one table of medians,
 //! each figure beside the peer's and as a ratio: init time and peak RSS, one message and a batch
@@ -11,6 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Function, Moto, Sim, function_env, message, sqs_event};
+use devstack::keepalive::KeepAliveFront;
 use serde_json::{Value, json};
 
 /// Repetitions behind each median.
@@ -47,59 +48,6 @@ fn usage(entry: impl std::fmt::Display) -> (f64, f64, f64) {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
     (user, sys, hwm_kb / 1024.0)
-}
-
-/// A keep-alive front for moto. moto's server closes every connection after one response, so a
-/// function would pay a TCP connect per AWS call that it never pays in AWS, whose endpoints keep
-/// connections alive. This front keeps the subject's connections open and forwards each request
-/// to moto as it is; both subjects go through it, and its own CPU is not theirs.
-struct KeepAliveFront {
-    url: String,
-}
-
-impl KeepAliveFront {
-    async fn start(upstream: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the keep-alive front");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        let upstream = upstream.to_owned();
-        let client = reqwest::Client::new();
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (client, upstream) = (client.clone(), upstream.clone());
-            async move {
-                let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .unwrap_or_default();
-                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                let mut headers = parts.headers;
-                headers.remove(http::header::HOST);
-                headers.remove(http::header::CONNECTION);
-                let answer = client
-                    .request(parts.method, format!("{upstream}{path}"))
-                    .headers(headers)
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("moto answers the keep-alive front");
-                let mut out = axum::response::Response::builder().status(answer.status());
-                for (name, value) in answer.headers() {
-                    if !matches!(
-                        name.as_str(),
-                        "connection" | "content-length" | "transfer-encoding"
-                    ) {
-                        out = out.header(name, value);
-                    }
-                }
-                let bytes = answer.bytes().await.unwrap_or_default();
-                out.body(axum::body::Body::from(bytes))
-                    .expect("a response from moto's parts")
-            }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url }
-    }
 }
 
 /// The AWS side of the stack. KMS and DynamoDB are separate services behind separate endpoints in
@@ -257,9 +205,9 @@ async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures {
 /// The crate's own adapters, with the function's SDK settings, for calls made outside the
 /// function: the sequential floor and the CPU of the calls alone.
 struct Adapters {
-    store: portal_backup::store::DynamoStore,
-    envelope: portal_backup::envelope::KmsEnvelope,
-    portal: portal_backup::portal::HttpPortal,
+    store: portal_backup::adapters::dynamodb::DynamoStore,
+    envelope: portal_backup::adapters::kms::KmsEnvelope,
+    portal: portal_backup::adapters::portal_http::HttpPortal,
 }
 
 /// Where `Adapters` send their calls (owned, so a thread of its own can take it).
@@ -288,7 +236,7 @@ impl Adapters {
     async fn new(at: &Endpoints) -> Self {
         use aws_config::Region;
         use aws_sdk_dynamodb::config::Credentials;
-        use portal_backup::portal::{HttpTimeouts, http_client};
+        use portal_backup::adapters::portal_http::{HttpTimeouts, http_client};
         // The function's SDK settings (portal_backup::app); the endpoint and credentials are
         // what the function reads from its environment.
         let sdk = |url: String| async move {
@@ -299,11 +247,11 @@ impl Adapters {
                 .load()
                 .await
         };
-        let store = portal_backup::store::DynamoStore::new(
+        let store = portal_backup::adapters::dynamodb::DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&sdk(at.dynamodb.clone()).await),
             &at.table,
         );
-        let envelope = portal_backup::envelope::KmsEnvelope::new(
+        let envelope = portal_backup::adapters::kms::KmsEnvelope::new(
             aws_sdk_kms::Client::new(&sdk(at.kms.clone()).await),
             &at.key_id,
         );
@@ -315,7 +263,8 @@ impl Adapters {
             false,
         )
         .expect("an HTTP client");
-        let portal = portal_backup::portal::HttpPortal::new(http, &at.portal, &at.portal);
+        let portal =
+            portal_backup::adapters::portal_http::HttpPortal::new(http, &at.portal, &at.portal);
         Self {
             store,
             envelope,
@@ -333,14 +282,14 @@ impl Adapters {
         owner: &str,
         done: &mut dyn FnMut(&'static str),
     ) {
-        use portal_backup::envelope::{EncryptionContext, Envelope};
-        use portal_backup::idempotency::{
-            Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status,
-        };
-        use portal_backup::model::BackupMode;
-        use portal_backup::portal::Portal;
-        use portal_backup::secret::{ClientApiKey, SecretString};
-        use portal_backup::store::{BackupStore, StoredShare};
+        use portal_backup::domain::checkpoint::{BackupKey, Progress, SealedRecord, Status};
+        use portal_backup::domain::ciphertext::EncryptionContext;
+        use portal_backup::domain::model::BackupMode;
+        use portal_backup::domain::secret::{ClientApiKey, SecretString};
+        use portal_backup::ports::checkpoints::{Acquired, Checkpoints};
+        use portal_backup::ports::envelope::Envelope;
+        use portal_backup::ports::portal::Portal;
+        use portal_backup::ports::store::{BackupStore, StoredShare};
 
         let (store, envelope, portal) = (&self.store, &self.envelope, &self.portal);
         let api_key = ClientApiKey::new(api_key.clone());

@@ -7,12 +7,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 
-use crate::backup::BackupService;
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::kms::KmsEnvelope;
+use crate::adapters::portal_http::{HttpPortal, http_client};
+use crate::adapters::secrets_manager::{SecretFetchError, fetch_secret};
 use crate::config::{Config, ConfigError, WebhookSecretSource};
-use crate::envelope::KmsEnvelope;
-use crate::portal::{HttpPortal, http_client};
-use crate::store::DynamoStore;
-use crate::webhook::{SecretFetchError, WebhookSecret, fetch_secret};
+use crate::entry::{Handler, Services};
 
 /// The AWS SDK settings of every client the function builds; region, credentials and endpoints
 /// still come from the SDK's usual sources when it loads.
@@ -33,8 +33,8 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
 }
 
-/// The workflow wired to its real adapters.
-pub type Service = BackupService<HttpPortal, KmsEnvelope, DynamoStore>;
+/// The function: every service wired to the real adapters.
+pub type Function = Handler<HttpPortal, KmsEnvelope, DynamoStore>;
 
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,26 +50,16 @@ pub enum StartupError {
     WebhookSecret(#[from] SecretFetchError),
 }
 
-/// Everything an invocation needs.
-pub struct App {
-    /// The validated configuration.
-    pub config: Config,
-    /// The workflow.
-    pub service: Service,
-    /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
-    pub webhook_secret: Option<WebhookSecret>,
+/// Reads the environment and builds the SDK and HTTP clients.
+pub async fn from_env() -> Result<Function, StartupError> {
+    let config = Config::from_env()?;
+    build(&config).await
 }
 
-impl App {
-    /// Reads the environment and builds the SDK and HTTP clients.
-    pub async fn from_env() -> Result<Self, StartupError> {
-        let config = Config::from_env()?;
-        Self::new(config).await
-    }
-
-    /// Builds the clients for `config`; the AWS SDK reads region, credentials and
-    /// `AWS_ENDPOINT_URL` from its usual sources.
-    pub async fn new(config: Config) -> Result<Self, StartupError> {
+/// Builds the clients for `config`, and the services over them; the AWS SDK reads region,
+/// credentials and `AWS_ENDPOINT_URL` from its usual sources.
+pub async fn build(config: &Config) -> Result<Function, StartupError> {
+    {
         let sdk = sdk_loader().load().await;
         let kms = aws_sdk_kms::Client::new(&sdk);
         let store = config
@@ -88,10 +78,11 @@ impl App {
                 Some(fetch_secret(&client, arn).await?)
             }
         };
-        Ok(App {
+        Ok(Handler {
+            services: Services::new(portal, envelope, store),
+            policy: config.request_policy(),
+            max_concurrency: config.max_concurrency,
             webhook_secret,
-            service: BackupService::new(portal, envelope, store),
-            config,
         })
     }
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::model::BackupMode;
-use crate::portal::HttpTimeouts;
-use crate::request::RequestPolicy;
-use crate::webhook::WebhookSecret;
+use crate::adapters::portal_http::HttpTimeouts;
+use crate::domain::model::BackupMode;
+use crate::domain::request::RequestPolicy;
+use crate::domain::secret::WebhookSecret;
 
 /// Portal's Enclave MPC API.
 pub const DEFAULT_PORTAL_MPC_URL: &str = "https://mpc-client.portalhq.io";

@@ -1,34 +1,22 @@
 //! portal-backup: backs up Portal MPC wallets from AWS Lambda.
 //!
-//! Flow (see `backup`): `POST /v1/backup` → envelope-encrypt each client backup share (`envelope`)
-//! → store it (`store`, or Portal) → read back and decrypt → mark it stored at Portal (`portal`).
-//! `handler` is the Lambda entry; `app` builds the clients once per process.
+//! The layers, each a folder (see `docs/layout.md`):
+//! - [`entry`]: decodes each trigger (SQS, API Gateway, direct invoke, Portal's webhooks) and
+//!   encodes its answer; knows Lambda, nothing of KMS or Portal.
+//! - [`workflow`]: the seed's steps as named functions (`backup` → `seal` → `store` → `prove` →
+//!   `mark`), restore, rotation and custody, over the traits of [`ports`].
+//! - [`adapters`]: the real implementations of the ports (Portal over reqwest, KMS, DynamoDB,
+//!   Secrets Manager), and in-memory fakes beside them for unit tests.
+//! - [`domain`]: values and rules with no I/O: model, secrets, the ciphertext format, request
+//!   validation, errors.
+//!
+//! [`app`] builds configuration and clients once per process; `main.rs` only wires.
 
+pub mod adapters;
 pub mod app;
-mod aws;
-pub mod backup;
 pub mod config;
+pub mod domain;
 pub mod entry;
-pub mod envelope;
-pub mod error;
-pub mod idempotency;
-pub mod metrics;
-pub mod model;
-pub mod portal;
-pub mod request;
-pub mod restore;
-pub mod retry;
-pub mod rotation;
-pub mod secret;
-pub mod store;
+pub mod ports;
 pub mod telemetry;
-pub mod webhook;
-
-#[cfg(feature = "sim")]
-pub mod apigw;
-#[cfg(feature = "sim")]
-pub mod poller;
-#[cfg(feature = "sim")]
-pub mod runtime_api;
-#[cfg(feature = "sim")]
-pub mod sim;
+pub mod workflow;

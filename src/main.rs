@@ -4,19 +4,18 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{Error, service_fn};
-use portal_backup::app::App;
 
 // One thread: Lambda gives a function at most one vCPU below 1,769 MB, so worker threads would
 // only add wake-ups between them (about a fifth of the CPU per message in `scripts/bench`).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     portal_backup::telemetry::init();
-    let app = App::from_env().await.inspect_err(|e| {
+    let function = portal_backup::app::from_env().await.inspect_err(|e| {
         tracing::error!(error = %e, "cold start failed");
     })?;
-    let app = &app;
+    let function = &function;
     lambda_runtime::run(service_fn(move |event| {
-        portal_backup::entry::handle(app, event)
+        portal_backup::entry::handle(function, event)
     }))
     .await
 }

@@ -1,11 +1,10 @@
 //! Structured JSON logs for CloudWatch, with a hard cap on what dependencies may log.
 
 use tracing::Level;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Dependencies that log payloads at `trace` (lambda_runtime: the raw event, with API keys and
 /// signing shares; the AWS SDK: responses, with plaintext data keys; hyper and friends: bytes on

@@ -6,9 +6,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::{Moto, python_decrypt};
-use portal_backup::envelope::{EncryptionContext, Envelope, EnvelopeError, KmsEnvelope};
-use portal_backup::model::Curve;
-use portal_backup::store::{BackupStore, DynamoStore, StoreError, StoredShare, client_pk};
+use portal_backup::adapters::dynamodb::{DynamoStore, client_pk};
+use portal_backup::adapters::kms::KmsEnvelope;
+use portal_backup::domain::ciphertext::EncryptionContext;
+use portal_backup::domain::model::Curve;
+use portal_backup::ports::envelope::{Envelope, EnvelopeError};
+use portal_backup::ports::store::{BackupStore, StoreError, StoredShare};
 use serde_json::json;
 
 const PLAINTEXT: &[u8] = br#"{"share":"eyJzZWNyZXQiOiJzaGFyZSJ9","id":"cmbackup1"}"#;
@@ -67,7 +70,7 @@ async fn a_ciphertext_moved_to_another_client_pair_or_curve_does_not_open() {
             .await
             .unwrap_err();
         match &err {
-            EnvelopeError::Kms {
+            EnvelopeError::KeyService {
                 operation,
                 transient,
                 code,
@@ -115,7 +118,7 @@ async fn tampered_truncated_or_unknown_ciphertexts_are_clear_errors() {
     let bad_key = [parts[0], parts[1], &B64.encode(&edk), parts[3], parts[4]].join(".");
     assert!(matches!(
         envelope.open(&c, &bad_key).await,
-        Err(EnvelopeError::Kms {
+        Err(EnvelopeError::KeyService {
             transient: false,
             ..
         })
@@ -151,7 +154,7 @@ async fn an_unknown_key_is_a_permanent_kms_error() {
     assert!(
         matches!(
             err,
-            EnvelopeError::Kms {
+            EnvelopeError::KeyService {
                 operation: "GenerateDataKey",
                 transient: false,
                 ..
@@ -295,7 +298,7 @@ async fn a_missing_table_is_a_permanent_error_naming_dynamodb() {
     assert!(
         matches!(
             err,
-            StoreError::Dynamo {
+            StoreError::Backend {
                 operation: "PutItem",
                 transient: false,
                 ..
@@ -332,7 +335,7 @@ async fn a_ciphertext_pointed_at_another_key_does_not_open() {
     assert!(
         matches!(
             err,
-            EnvelopeError::Kms {
+            EnvelopeError::KeyService {
                 operation: "Decrypt",
                 transient: false,
                 ..
@@ -362,10 +365,9 @@ async fn a_ciphertext_pointed_at_another_key_does_not_open() {
 
 mod checkpoints {
     use super::*;
-    use portal_backup::idempotency::{
-        Acquired, BackupKey, Checkpoints, Progress, SealedRecord, Status,
-    };
-    use portal_backup::model::BackupMode;
+    use portal_backup::domain::checkpoint::{BackupKey, Progress, SealedRecord, Status};
+    use portal_backup::domain::model::BackupMode;
+    use portal_backup::ports::checkpoints::{Acquired, Checkpoints};
 
     fn now_ms() -> u64 {
         std::time::SystemTime::now()

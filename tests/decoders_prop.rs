@@ -2,14 +2,15 @@
 //! webhook bodies, ciphertexts, rotate requests and their cursors) never panic, whatever they are
 //! given, and the ciphertext format round-trips.
 
+use portal_backup::adapters::portal_http::{parse_backup_response, parse_error};
+use portal_backup::domain::ciphertext::{Sealed, open_with_key};
+use portal_backup::domain::model::BackupMode;
+use portal_backup::domain::request::{BackupRequest, RequestPolicy};
+use portal_backup::domain::secret::SecretBytes;
+use portal_backup::domain::share::embedded_pair_id;
 use portal_backup::entry::recognise;
-use portal_backup::envelope::{Sealed, open_with_key};
-use portal_backup::model::BackupMode;
-use portal_backup::portal::{embedded_pair_id, parse_backup_response, parse_error};
-use portal_backup::request::{BackupRequest, RequestPolicy};
-use portal_backup::rotation::{RotateRequest, is_rotate};
-use portal_backup::secret::SecretBytes;
-use portal_backup::webhook::{BackupHook, parse_fetch};
+use portal_backup::workflow::custody::{BackupHook, parse_fetch};
+use portal_backup::workflow::rotation::{RotateRequest, is_rotate};
 use proptest::prelude::*;
 
 /// JSON-looking text: the characters JSON is made of, so the parser gets past the first byte.

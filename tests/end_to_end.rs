@@ -8,7 +8,7 @@ use common::{
     Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt, python_seal,
     sqs_event,
 };
-use portal_backup::runtime_api::Answer;
+use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
 /// The client's backup pairs at the simulator.

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::Sim;
-use portal_backup::model::Curve;
-use portal_backup::portal::{
-    BackupShare, HttpPortal, HttpTimeouts, Portal, PortalError, embedded_pair_id, http_client,
-};
-use portal_backup::secret::{ClientApiKey, SecretString};
+use portal_backup::adapters::portal_http::{HttpPortal, HttpTimeouts, http_client};
+use portal_backup::domain::model::Curve;
+use portal_backup::domain::secret::{ClientApiKey, SecretString};
+use portal_backup::domain::share::embedded_pair_id;
+use portal_backup::ports::portal::{BackupShare, Portal, PortalError};
 use serde_json::{Value, json};
 
 /// Request timeout of the adapter in tests that do not test timeouts.

@@ -11,7 +11,7 @@ use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
-use portal_backup::runtime_api::Answer;
+use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
 /// Every `*CipherText` attribute in the table, by (pk, sk, attribute).

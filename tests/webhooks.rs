@@ -8,7 +8,7 @@ use base64::Engine;
 use common::{
     Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt, sqs_event,
 };
-use portal_backup::runtime_api::Answer;
+use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
 /// moto, the simulator, the webhook function behind a local API Gateway, and the SQS function

@@ -6,66 +6,21 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2httpResponse,
 };
 use aws_lambda_events::encodings::Body;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use http::{HeaderMap, HeaderValue, Method, header};
-use serde_json::{Value, json};
+use http::{HeaderMap, Method, header};
 use zeroize::Zeroizing;
 
-use super::{Ctx, failure, operator, run_request};
-use crate::backup::BackupService;
-use crate::envelope::Envelope;
-use crate::error::BackupError;
-use crate::idempotency::Checkpoints;
-use crate::portal::Portal;
-use crate::request::InputError;
-use crate::restore::Catalogue;
-use crate::store::BackupStore;
-use crate::webhook::{CustodianStore, Hook};
+use super::{Ctx, Services, operator, run_request};
+use crate::entry::http::{HttpAnswer, decode_body, error_answer};
+use crate::ports::catalogue::Catalogue;
+use crate::ports::checkpoints::Checkpoints;
+use crate::ports::custody::CustodianStore;
+use crate::ports::envelope::Envelope;
+use crate::ports::portal::Portal;
+use crate::ports::store::BackupStore;
+use crate::workflow::custody::Hook;
 
 /// The route this function serves.
 pub const ROUTE: &str = "/backups";
-
-/// A response before it is put in the trigger's envelope.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpAnswer {
-    /// HTTP status.
-    pub status: u16,
-    /// JSON body.
-    pub body: Value,
-    /// Extra headers (`Retry-After`, `Allow`).
-    pub headers: Vec<(header::HeaderName, String)>,
-}
-
-impl HttpAnswer {
-    /// An error answer with a stable code and a message that names no secret.
-    pub fn error(status: u16, code: &str, message: String) -> Self {
-        HttpAnswer {
-            status,
-            body: json!({ "error": { "code": code, "message": message } }),
-            headers: Vec::new(),
-        }
-    }
-
-    fn header_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        map.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        map.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        map.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        for (name, value) in &self.headers {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                map.insert(name.clone(), v);
-            }
-        }
-        map
-    }
-}
 
 /// Handles an HTTP API (payload format 2.0) request.
 pub async fn handle_http_api<
@@ -73,7 +28,7 @@ pub async fn handle_http_api<
     E: Envelope,
     S: BackupStore + Checkpoints + Catalogue + CustodianStore,
 >(
-    service: &BackupService<P, E, S>,
+    services: &Services<P, E, S>,
     ctx: Ctx<'_>,
     mut request: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
@@ -85,7 +40,7 @@ pub async fn handle_http_api<
         .to_owned();
     let body = request.body.take().map(Zeroizing::new);
     let mut answer = serve(
-        service,
+        services,
         ctx,
         &request.request_context.http.method,
         &path,
@@ -99,7 +54,7 @@ pub async fn handle_http_api<
     response.headers = answer.header_map();
     response.body = Some(Body::Text(answer.body.to_string()));
     // A webhook fetch answer carries shares: the copy in the answer is wiped.
-    crate::secret::wipe_json(&mut answer.body);
+    crate::domain::secret::wipe_json(&mut answer.body);
     response
 }
 
@@ -109,14 +64,14 @@ pub async fn handle_rest_api<
     E: Envelope,
     S: BackupStore + Checkpoints + Catalogue + CustodianStore,
 >(
-    service: &BackupService<P, E, S>,
+    services: &Services<P, E, S>,
     ctx: Ctx<'_>,
     mut request: ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let path = request.path.clone().unwrap_or_default();
     let body = request.body.take().map(Zeroizing::new);
     let mut answer = serve(
-        service,
+        services,
         ctx,
         &request.http_method,
         &path,
@@ -129,7 +84,7 @@ pub async fn handle_rest_api<
     response.status_code = i64::from(answer.status);
     response.headers = answer.header_map();
     response.body = Some(Body::Text(answer.body.to_string()));
-    crate::secret::wipe_json(&mut answer.body);
+    crate::domain::secret::wipe_json(&mut answer.body);
     response
 }
 
@@ -139,7 +94,7 @@ pub async fn serve<
     E: Envelope,
     S: BackupStore + Checkpoints + Catalogue + CustodianStore,
 >(
-    service: &BackupService<P, E, S>,
+    services: &Services<P, E, S>,
     ctx: Ctx<'_>,
     method: &Method,
     path: &str,
@@ -148,17 +103,17 @@ pub async fn serve<
     base64_encoded: bool,
 ) -> HttpAnswer {
     if let Some(hook) = Hook::from_path(path) {
-        let request = crate::webhook::HttpCall {
+        let request = crate::entry::webhook::HttpCall {
             method,
             headers,
             body,
             base64_encoded,
         };
-        return crate::webhook::serve_http(service, ctx, hook, request).await;
+        return crate::entry::webhook::serve_http(&services.custody, ctx, hook, request).await;
     }
     if let Some(op) = operator::route(path) {
         return match decode_body(body, base64_encoded) {
-            Ok(bytes) => operator::serve(service, method, op, &bytes).await,
+            Ok(bytes) => operator::serve(&services.restore, method, op, &bytes).await,
             Err(answer) => answer,
         };
     }
@@ -174,7 +129,7 @@ pub async fn serve<
         Ok(bytes) => bytes,
         Err(answer) => return answer,
     };
-    match run_request(service, ctx, &bytes).await {
+    match run_request(&services.backup, ctx, &bytes).await {
         Ok(outcome) => HttpAnswer {
             status: 200,
             body: serde_json::to_value(&outcome).unwrap_or_default(),
@@ -184,60 +139,19 @@ pub async fn serve<
     }
 }
 
-/// The body's bytes, decoded from base64 where API Gateway encoded it. No body is an empty one:
-/// the parsers name `body` as the field at fault.
-pub(crate) fn decode_body(
-    body: Option<Zeroizing<String>>,
-    base64_encoded: bool,
-) -> Result<Zeroizing<Vec<u8>>, HttpAnswer> {
-    let body = body.unwrap_or_default();
-    if !base64_encoded {
-        return Ok(Zeroizing::new(body.as_bytes().to_vec()));
-    }
-    STANDARD
-        .decode(body.as_bytes())
-        .map(Zeroizing::new)
-        .map_err(|_| {
-            let problem = InputError {
-                field: "body".into(),
-                problem: "is not valid base64".into(),
-            };
-            error_answer(&problem.into())
-        })
-}
-
-/// The error answer: status, stable code, the step, the field at fault; a message with no secret.
-pub fn error_answer(err: &BackupError) -> HttpAnswer {
-    let f = failure(err);
-    let mut body = json!({ "error": {
-        "code": f.code,
-        "step": err.step.as_str(),
-        "retryable": err.is_transient(),
-        "message": err.to_string(),
-    }});
-    if let Some(field) = err.field() {
-        body["error"]["field"] = json!(field);
-    }
-    let mut headers = Vec::new();
-    if let Some(after) = f.retry_after {
-        headers.push((header::RETRY_AFTER, after.to_string()));
-    }
-    HttpAnswer {
-        status: f.status,
-        body,
-        headers,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
+    use crate::adapters::memory::{FakeEnvelope, FakePortal, FakeStore};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use http::HeaderValue;
+    use serde_json::{Value, json};
 
-    type Svc = BackupService<FakePortal, FakeEnvelope, FakeStore>;
+    type Svc = Services<FakePortal, FakeEnvelope, FakeStore>;
 
     fn svc(portal: FakePortal) -> Svc {
-        BackupService::new(portal, FakeEnvelope::default(), Some(FakeStore::default()))
+        Services::new(portal, FakeEnvelope::default(), Some(FakeStore::default()))
     }
 
     fn good() -> Zeroizing<String> {
@@ -384,7 +298,7 @@ mod tests {
             fail_put: true,
             ..Default::default()
         };
-        let s = BackupService::new(FakePortal::default(), FakeEnvelope::default(), Some(store));
+        let s = Services::new(FakePortal::default(), FakeEnvelope::default(), Some(store));
         let a = call(&s, Method::POST, "/backups", Some(good()), false).await;
         assert_eq!(
             (a.status, a.body["error"]["code"].as_str()),
@@ -418,7 +332,7 @@ mod tests {
             off.status, 404,
             "no secret configured: the routes do not exist"
         );
-        let secret = crate::webhook::WebhookSecret::new("whsec-1".into()).unwrap();
+        let secret = crate::domain::secret::WebhookSecret::new("whsec-1".into()).unwrap();
         let ctx = Ctx {
             webhook_secret: Some(&secret),
             ..crate::entry::test_ctx()

@@ -4,14 +4,16 @@
 
 use lambda_runtime::Diagnostic;
 
-use super::{Ctx, failure, run_request};
-use crate::backup::{BackupService, Outcome};
-use crate::envelope::Envelope;
-use crate::idempotency::Checkpoints;
-use crate::portal::Portal;
-use crate::restore::{ActionAnswer, ActionRequest, Catalogue};
-use crate::rotation::{Rewrap, RotateRequest, RotationTable, is_rotate};
-use crate::store::BackupStore;
+use super::{Ctx, Services, run_request};
+use crate::ports::catalogue::Catalogue;
+use crate::ports::checkpoints::Checkpoints;
+use crate::ports::envelope::Envelope;
+use crate::ports::portal::Portal;
+use crate::ports::rotation::{Rewrap, RotationTable};
+use crate::ports::store::BackupStore;
+use crate::workflow::backup::{BackupService, Outcome};
+use crate::workflow::restore::{ActionAnswer, ActionRequest, RestoreService};
+use crate::workflow::rotation::{RotateRequest, is_rotate};
 
 /// Runs one backup request given as the whole payload.
 pub async fn handle_direct<P, E, S>(
@@ -26,23 +28,20 @@ where
 {
     run_request(service, ctx, payload)
         .await
-        .map_err(|err| Diagnostic {
-            error_type: failure(&err).code.into(),
-            error_message: err.to_string(),
-        })
+        .map_err(Diagnostic::from)
 }
 
 /// Runs list, verify or restore, with one audit line per answered action (a restore hands out
 /// key material); the line names the action, the client and `via`, never the content.
 pub(crate) async fn act_audited<P, E, S>(
-    service: &BackupService<P, E, S>,
+    service: &RestoreService<P, E, S>,
     request: &ActionRequest,
     via: &'static str,
-) -> Result<ActionAnswer, crate::error::BackupError>
+) -> Result<ActionAnswer, crate::workflow::error::BackupError>
 where
     P: Portal,
     E: Envelope,
-    S: BackupStore + Checkpoints + Catalogue,
+    S: BackupStore + Catalogue,
 {
     tracing::Span::current().record("client_id", request.client_id.as_str());
     let answer = service.act(request).await;
@@ -55,10 +54,10 @@ where
 /// Runs an operator action (list, verify, restore, rotate); its failures are function errors like
 /// a backup's.
 pub async fn handle_action<P, E, S>(
-    service: &BackupService<P, E, S>,
+    services: &Services<P, E, S>,
     ctx: Ctx<'_>,
     payload: &[u8],
-) -> Result<ActionAnswer, Diagnostic>
+) -> Result<super::Answer, Diagnostic>
 where
     P: Portal,
     E: Envelope + Rewrap,
@@ -66,23 +65,23 @@ where
 {
     let result = if is_rotate(payload) {
         match RotateRequest::parse(payload) {
-            Ok(request) => service
+            Ok(request) => services
+                .rotation
                 .rotate_keys(&request, &ctx.deadline)
                 .await
-                .map(ActionAnswer::Rotate),
+                .map(super::Answer::Rotate),
             Err(e) => Err(e.into()),
         }
     } else {
         match ActionRequest::parse(payload) {
-            Ok(request) => act_audited(service, &request, "invoke").await,
+            Ok(request) => act_audited(&services.restore, &request, "invoke")
+                .await
+                .map(super::Answer::Action),
             Err(e) => Err(e.into()),
         }
     };
     result.map_err(|err| {
         super::log_failure(&err);
-        Diagnostic {
-            error_type: failure(&err).code.into(),
-            error_message: err.to_string(),
-        }
+        Diagnostic::from(err)
     })
 }

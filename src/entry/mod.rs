@@ -6,23 +6,31 @@
 
 pub mod api;
 pub mod direct;
+pub mod http;
+pub mod metrics;
 pub mod operator;
 pub mod sqs;
+pub mod webhook;
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
-use crate::app::App;
-use crate::backup::{BackupService, Invocation, Outcome, RunStats};
-use crate::envelope::Envelope;
-use crate::error::{BackupError, Cause, Step};
-use crate::idempotency::Checkpoints;
-use crate::portal::{Portal, PortalError};
-use crate::request::{BackupRequest, FIELDS, RequestPolicy};
-use crate::retry::Deadline;
-use crate::store::BackupStore;
+use crate::domain::request::{BackupRequest, FIELDS, RequestPolicy};
+use crate::ports::catalogue::Catalogue;
+use crate::ports::checkpoints::Checkpoints;
+use crate::ports::custody::CustodianStore;
+use crate::ports::envelope::Envelope;
+use crate::ports::portal::{Portal, PortalError};
+use crate::ports::rotation::{Rewrap, RotationTable};
+use crate::ports::store::BackupStore;
+use crate::workflow::backup::{BackupService, Invocation, Outcome, RunStats};
+use crate::workflow::custody::CustodyService;
+use crate::workflow::error::{BackupError, Cause, Step};
+use crate::workflow::restore::RestoreService;
+use crate::workflow::retry::Deadline;
+use crate::workflow::rotation::RotationService;
 
 /// What every entry needs to run a request.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +42,7 @@ pub struct Ctx<'a> {
     /// Lambda's request id, for leases and logs.
     pub request_id: &'a str,
     /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
-    pub webhook_secret: Option<&'a crate::webhook::WebhookSecret>,
+    pub webhook_secret: Option<&'a crate::domain::secret::WebhookSecret>,
 }
 
 /// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
@@ -70,7 +78,7 @@ where
         ),
         Err(err) => log_failure(err),
     }
-    crate::metrics::emit(result.as_ref().map(|_| ()), &stats);
+    crate::entry::metrics::emit(result.as_ref().map(|_| ()), &stats);
     result
 }
 
@@ -89,7 +97,7 @@ pub fn log_failure(err: &BackupError) {
 #[cfg(test)]
 pub(crate) fn test_ctx() -> Ctx<'static> {
     Ctx {
-        policy: RequestPolicy::new(crate::model::BackupMode::SelfManaged),
+        policy: RequestPolicy::new(crate::domain::model::BackupMode::SelfManaged),
         deadline: Deadline::none(),
         request_id: "test-request",
         webhook_secret: None,
@@ -201,16 +209,70 @@ pub enum Answer {
     RestApi(aws_lambda_events::apigw::ApiGatewayProxyResponse),
     /// The backup's outcome.
     Direct(Outcome),
-    /// An operator action's answer.
-    Action(crate::restore::ActionAnswer),
+    /// An operator action's answer (list, verify, restore).
+    Action(crate::workflow::restore::ActionAnswer),
+    /// A key rotation's answer: counts and where to continue.
+    Rotate(crate::workflow::rotation::RotateAnswer),
+}
+
+/// The services an invocation can reach, each over the same adapters.
+#[derive(Debug, Clone)]
+pub struct Services<P, E, S> {
+    /// The backup workflow (SQS, the API's `POST /backups`, direct invoke).
+    pub backup: BackupService<P, E, S>,
+    /// List, verify and restore (operator actions and routes).
+    pub restore: RestoreService<P, E, S>,
+    /// Key rotation (an operator action).
+    pub rotation: RotationService<E, S>,
+    /// Portal's custodian webhooks.
+    pub custody: CustodyService<E, S>,
+}
+
+impl<P, E, S> Services<P, E, S>
+where
+    P: Portal + Clone,
+    E: Envelope + Clone,
+    S: BackupStore + Checkpoints + CustodianStore + Clone,
+{
+    /// Every service over one set of adapters (clients are shared, not rebuilt); `store` is
+    /// `None` when no table is configured.
+    pub fn new(portal: P, envelope: E, store: Option<S>) -> Self {
+        Self {
+            backup: BackupService::new(portal.clone(), envelope.clone(), store.clone()),
+            restore: RestoreService::new(portal, envelope.clone(), store.clone()),
+            rotation: RotationService::new(envelope.clone(), store.clone()),
+            custody: CustodyService::new(envelope, store),
+        }
+    }
+}
+
+/// Everything an invocation needs, built once per process (see `app`).
+#[derive(Debug)]
+pub struct Handler<P, E, S> {
+    /// The services.
+    pub services: Services<P, E, S>,
+    /// How requests are read.
+    pub policy: RequestPolicy,
+    /// How many messages of one SQS batch run at once.
+    pub max_concurrency: usize,
+    /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
+    pub webhook_secret: Option<crate::domain::secret::WebhookSecret>,
 }
 
 /// Handles any invocation. The raw event is read once per trigger and wiped afterwards: it holds
 /// API keys and signing shares.
-pub async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Answer, Diagnostic> {
+pub async fn handle<P, E, S>(
+    app: &Handler<P, E, S>,
+    event: LambdaEvent<Box<RawValue>>,
+) -> Result<Answer, Diagnostic>
+where
+    P: Portal,
+    E: Envelope + Rewrap,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable + CustodianStore,
+{
     let mut raw: Box<str> = event.payload.into();
     let ctx = Ctx {
-        policy: app.config.request_policy(),
+        policy: app.policy,
         deadline: Deadline::from_epoch_ms(event.context.deadline),
         request_id: &event.context.request_id,
         webhook_secret: app.webhook_secret.as_ref(),
@@ -220,8 +282,17 @@ pub async fn handle(app: &App, event: LambdaEvent<Box<RawValue>>) -> Result<Answ
     result
 }
 
-async fn dispatch(app: &App, ctx: Ctx<'_>, raw: &str) -> Result<Answer, Diagnostic> {
-    let config = &app.config;
+async fn dispatch<P, E, S>(
+    app: &Handler<P, E, S>,
+    ctx: Ctx<'_>,
+    raw: &str,
+) -> Result<Answer, Diagnostic>
+where
+    P: Portal,
+    E: Envelope + Rewrap,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable + CustodianStore,
+{
+    let services = &app.services;
     let decode = |what: &str, e: serde_json::Error| Diagnostic {
         error_type: "InvalidEvent".into(),
         error_message: format!("the {what} event could not be decoded ({e})"),
@@ -229,27 +300,25 @@ async fn dispatch(app: &App, ctx: Ctx<'_>, raw: &str) -> Result<Answer, Diagnost
     match recognise(raw)? {
         Trigger::Sqs => {
             let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;
-            let answer = sqs::handle_sqs(&app.service, ctx, config.max_concurrency, event).await?;
+            let answer = sqs::handle_sqs(&services.backup, ctx, app.max_concurrency, event).await?;
             Ok(Answer::Sqs(answer))
         }
         Trigger::HttpApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("HTTP API", e))?;
             Ok(Answer::HttpApi(
-                api::handle_http_api(&app.service, ctx, request).await,
+                api::handle_http_api(services, ctx, request).await,
             ))
         }
         Trigger::RestApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("REST API", e))?;
             Ok(Answer::RestApi(
-                api::handle_rest_api(&app.service, ctx, request).await,
+                api::handle_rest_api(services, ctx, request).await,
             ))
         }
         Trigger::Direct => Ok(Answer::Direct(
-            direct::handle_direct(&app.service, ctx, raw.as_bytes()).await?,
+            direct::handle_direct(&services.backup, ctx, raw.as_bytes()).await?,
         )),
-        Trigger::Action => Ok(Answer::Action(
-            direct::handle_action(&app.service, ctx, raw.as_bytes()).await?,
-        )),
+        Trigger::Action => direct::handle_action(services, ctx, raw.as_bytes()).await,
     }
 }
 
@@ -269,7 +338,19 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 /// Seconds to suggest after Portal's rate limit (50 requests a minute) when it did not say.
 const RATE_LIMIT_RETRY_AFTER: u64 = 60;
 
-/// Classifies an error: bad input 400, the client key refused 401/403, Portal refusing the
+/// A failed backup or action as a function error (direct invoke): its stable code as
+/// `errorType`, so Step Functions can `Retry` on the transient ones, and its display (never a
+/// value) as `errorMessage`.
+impl From<BackupError> for Diagnostic {
+    fn from(err: BackupError) -> Self {
+        Diagnostic {
+            error_type: failure(&err).code.into(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// Classifies an error, the one place an error becomes a status and a code: bad input 400, the client key refused 401/403, Portal refusing the
 /// request 400, upstream failures 502/503/504 (with `Retry-After` when retrying can help).
 pub fn failure(err: &BackupError) -> Failure {
     let f = |status, code, retry_after| Failure {

@@ -13,16 +13,15 @@ use http::{Method, header};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::api::{HttpAnswer, error_answer};
-use crate::backup::BackupService;
-use crate::envelope::Envelope;
-use crate::error::BackupError;
-use crate::idempotency::Checkpoints;
-use crate::portal::Portal;
-use crate::request::InputError;
-use crate::restore::{Action, ActionRequest, Catalogue};
-use crate::secret::wipe_json;
-use crate::store::BackupStore;
+use super::http::{HttpAnswer, error_answer};
+use crate::domain::request::InputError;
+use crate::domain::secret::wipe_json;
+use crate::ports::catalogue::Catalogue;
+use crate::ports::envelope::Envelope;
+use crate::ports::portal::Portal;
+use crate::ports::store::BackupStore;
+use crate::workflow::error::BackupError;
+use crate::workflow::restore::{Action, ActionRequest, RestoreService};
 
 /// An operator route, read from the path: the client (still percent-encoded) and the action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +58,7 @@ fn bad(field: &str, problem: &str) -> BackupError {
 
 /// Serves one operator route; `body` is already decoded from base64 where it was encoded.
 pub async fn serve<P, E, S>(
-    service: &BackupService<P, E, S>,
+    service: &RestoreService<P, E, S>,
     method: &Method,
     op: OperatorRoute<'_>,
     body: &[u8],
@@ -67,7 +66,7 @@ pub async fn serve<P, E, S>(
 where
     P: Portal,
     E: Envelope,
-    S: BackupStore + Checkpoints + Catalogue,
+    S: BackupStore + Catalogue,
 {
     let allowed = if op.action == Action::List {
         Method::GET
@@ -192,7 +191,7 @@ mod tests {
         ] {
             let e = request(&op, body).unwrap_err();
             assert!(!e.to_string().contains("sk_live_9"), "{e}");
-            assert_eq!(e.step, crate::error::Step::Input);
+            assert_eq!(e.step, crate::workflow::error::Step::Input);
         }
         let empty = OperatorRoute {
             client_id: "",

@@ -5,11 +5,11 @@ use futures::StreamExt;
 use tracing::{Instrument, info_span};
 
 use super::{Ctx, run_request};
-use crate::backup::BackupService;
-use crate::envelope::Envelope;
-use crate::idempotency::Checkpoints;
-use crate::portal::Portal;
-use crate::store::BackupStore;
+use crate::ports::checkpoints::Checkpoints;
+use crate::ports::envelope::Envelope;
+use crate::ports::portal::Portal;
+use crate::ports::store::BackupStore;
+use crate::workflow::backup::BackupService;
 
 /// An SQS batch that cannot be answered record by record.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::tests::{FakeEnvelope, FakePortal, FakeStore};
+    use crate::adapters::memory::{FakeEnvelope, FakePortal, FakeStore};
     use aws_lambda_events::event::sqs::SqsMessage;
 
     fn record(id: &str, body: &str) -> SqsMessage {

@@ -11,7 +11,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_kms::config::Credentials;
-use portal_backup::runtime_api::{Answer, RuntimeApi, lambda_environment};
+use devstack::client::SimClient;
+use devstack::runtime_api::{Answer, RuntimeApi, lambda_environment};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -202,100 +203,61 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
         .expect("create table");
 }
 
-/// The Portal simulator binary on its own port.
+/// The Portal simulator on its own port, driven by devstack's typed client.
 pub struct Sim {
-    _child: Child,
     pub url: String,
     pub http: reqwest::Client,
+    pub client: SimClient,
 }
 
 impl Sim {
+    /// The simulator in this process, on a thread of its own (see `devstack::sim::spawn`).
     pub async fn start() -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portal-sim"))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start portal-sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-            .await
-            .expect("portal-sim announced its port")
-            .expect("read")
-            .expect("a line");
-        let url = line.rsplit(' ').next().expect("url").to_owned();
+        let addr = devstack::sim::spawn(devstack::sim::SimOptions::default())
+            .expect("start the Portal simulator");
+        let url = format!("http://{addr}");
+        let client = SimClient::new(&url);
         Sim {
-            _child: child,
+            http: client.http().clone(),
             url,
-            http: reqwest::Client::new(),
+            client,
         }
     }
 
     pub async fn admin(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_sim/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("admin call");
-        assert!(r.status().is_success(), "admin {path}: {}", r.status());
+        self.client.admin(path, &body).await.expect("admin call");
     }
 
     /// Fails the next `count` calls of `route` with `status`.
     pub async fn fault(&self, route: &str, count: u32, status: u16) {
-        self.admin(
-            "faults",
-            json!({"route": route, "count": count, "status": status}),
-        )
-        .await;
+        self.client
+            .fault(route, count, status)
+            .await
+            .expect("fault");
     }
 
     pub async fn register(&self, api_key: &str, client_id: &str) {
-        self.admin("clients", json!({"apiKey": api_key, "clientId": client_id}))
-            .await;
+        self.client
+            .register(api_key, client_id)
+            .await
+            .expect("register");
     }
 
     pub async fn state(&self) -> Value {
-        self.http
-            .get(format!("{}/_sim/state", self.url))
-            .send()
-            .await
-            .expect("state")
-            .json()
-            .await
-            .expect("json")
+        self.client.state().await.expect("state")
     }
 
     pub async fn pair(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}/_sim/pairs/{id}", self.url))
-            .send()
-            .await
-            .expect("pair")
-            .json()
-            .await
-            .expect("json")
+        self.client.pair(id).await.expect("pair")
     }
 
     pub async fn calls(&self, route: &str) -> u64 {
-        self.state().await["calls"][route].as_u64().unwrap_or(0)
+        self.client.calls(route).await.expect("calls")
     }
 
     /// A fresh generate response (signing shares) for a registered client.
     pub async fn generate(&self, api_key: &str) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/v1/generate", self.url))
-            .bearer_auth(api_key)
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("generate");
-        assert!(r.status().is_success(), "generate: {}", r.status());
-        r.json().await.expect("json")
+        self.client.generate(api_key).await.expect("generate")
     }
 
     /// A registered client with its generate response: (client id, api key, generate response).
@@ -540,7 +502,7 @@ impl Webhooks {
         env.push(("WEBHOOK_SECRET_ARN".into(), secret_arn.clone()));
         let function = Arc::new(Function::start(&env).await);
         let behind = function.clone();
-        let addr = portal_backup::apigw::start(move |event: Value| {
+        let addr = devstack::apigw::start(move |event: Value| {
             let f = behind.clone();
             async move { f.invoke_within(&event, Duration::from_secs(29)).await }
         })

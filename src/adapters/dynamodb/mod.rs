@@ -1,0 +1,84 @@
+//! Adapters over DynamoDB: one `DynamoStore` (client and table) implements each storage port,
+//! one file per what it stores.
+
+pub(crate) mod catalogue;
+pub(crate) mod checkpoints;
+pub(crate) mod custodian;
+pub(crate) mod rotation;
+pub(crate) mod shares;
+
+pub use custodian::{CUSTODIAN_PREFIX, custodian_sk};
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::ports::store::StoreError;
+
+/// The adapter over aws-sdk-dynamodb.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// Uses `table`, which must have string keys `pk` (hash) and `sk` (range).
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The SDK client (shared with the checkpoint store).
+    pub(crate) fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    /// The table name.
+    pub(crate) fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// The key of an item: `pk` and `sk`.
+pub(crate) fn item_key(
+    pk: String,
+    sk: String,
+) -> std::collections::HashMap<String, AttributeValue> {
+    std::collections::HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk)),
+    ])
+}
+
+/// Partition key of a client's items.
+pub fn client_pk(client_id: &str) -> String {
+    format!("CLIENT#{client_id}")
+}
+
+/// Sort key of a share item.
+pub fn share_sk(backup_share_pair_id: &str) -> String {
+    format!("SHARE#{backup_share_pair_id}")
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+/// A DynamoDB SDK error as a `StoreError` (shared with the checkpoint store).
+pub(crate) fn dynamo_error<E>(
+    operation: &'static str,
+    err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    StoreError::Backend {
+        operation,
+        transient: crate::adapters::aws_error::is_transient(err),
+        detail: crate::adapters::aws_error::describe(err),
+    }
+}

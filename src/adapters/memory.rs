@@ -1,0 +1,344 @@
+//! In-memory fakes of every port, beside the real adapters: the workflow's, the entry points'
+//! and custody's unit tests run against them. Each records the calls it serves, in order, and can
+//! be told to fail a step.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::domain::checkpoint::{BackupKey, Progress, Status};
+use crate::domain::ciphertext::EncryptionContext;
+use crate::domain::model::Curve;
+use crate::domain::secret::{ClientApiKey, SecretBytes, SecretString};
+use crate::ports::catalogue::{Catalogue, Listed};
+use crate::ports::checkpoints::{Acquired, Checkpoints};
+use crate::ports::custody::{CustodianShare, CustodianStore};
+use crate::ports::envelope::{Envelope, EnvelopeError};
+use crate::ports::portal::{BackupShare, Portal, PortalError};
+use crate::ports::store::{BackupStore, StoreError, StoredShare};
+
+/// Records every port call, in order.
+#[derive(Clone, Default)]
+pub(crate) struct Log(pub Arc<Mutex<Vec<String>>>);
+impl Log {
+    fn push(&self, s: impl Into<String>) {
+        self.0.lock().unwrap().push(s.into());
+    }
+    pub(crate) fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct FakePortal {
+    pub log: Log,
+    pub fail_backup: Option<u16>,
+    pub fail_mark: u32,
+    pub fail_store: bool,
+    pub corrupt_read: bool,
+    pub stored: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Portal for FakePortal {
+    async fn backup(
+        &self,
+        _: &ClientApiKey,
+        g: &SecretString,
+    ) -> Result<[BackupShare; 2], PortalError> {
+        self.log.push("portal.backup");
+        if let Some(status) = self.fail_backup {
+            return Err(PortalError::Status {
+                call: "backup",
+                status,
+                error_id: None,
+                message: "x".into(),
+                retry_after: None,
+            });
+        }
+        let tag = g.expose().len();
+        Ok(Curve::ALL.map(|curve| BackupShare {
+            curve,
+            id: format!("bk-{curve}-{tag}"),
+            share: SecretString::new(fake_share(&format!("bk-{curve}-{tag}"))),
+        }))
+    }
+    async fn store_cipher_text(
+        &self,
+        _: &ClientApiKey,
+        id: &str,
+        ct: &str,
+    ) -> Result<(), PortalError> {
+        self.log.push(format!("portal.store {id}"));
+        if self.fail_store {
+            return Err(PortalError::Transport {
+                call: "store",
+                detail: "reset".into(),
+                timeout: false,
+            });
+        }
+        self.stored.lock().unwrap().insert(id.into(), ct.into());
+        Ok(())
+    }
+    async fn cipher_text(&self, _: &ClientApiKey, id: &str) -> Result<String, PortalError> {
+        self.log.push(format!("portal.read {id}"));
+        let ct = self
+            .stored
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        Ok(if self.corrupt_read {
+            format!("{ct}x")
+        } else {
+            ct
+        })
+    }
+    async fn mark_stored(&self, _: &ClientApiKey, ids: &[String]) -> Result<(), PortalError> {
+        self.log.push(format!("portal.mark {}", ids.join(",")));
+        if self.fail_mark > 0 {
+            return Err(PortalError::Status {
+                call: "mark",
+                status: 503,
+                error_id: None,
+                message: "x".into(),
+                retry_after: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A share as Portal makes them: base64 of JSON naming its backup share pair.
+pub(crate) fn fake_share(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!(
+        r#"{{"backupSharePairId":"{id}","share":"5ecret"}}"#
+    ))
+}
+
+/// "Encrypts" as `context-json|plaintext`, so a wrong context fails to open.
+#[derive(Clone, Default)]
+pub(crate) struct FakeEnvelope {
+    pub log: Log,
+    pub wrong_plaintext: bool,
+}
+
+impl Envelope for FakeEnvelope {
+    async fn seal(&self, ctx: &EncryptionContext, p: &[u8]) -> Result<String, EnvelopeError> {
+        self.log.push("envelope.seal");
+        Ok(format!(
+            "{}|{}",
+            String::from_utf8(ctx.aad()).unwrap(),
+            String::from_utf8(p.to_vec()).unwrap()
+        ))
+    }
+    async fn open(&self, ctx: &EncryptionContext, c: &str) -> Result<SecretBytes, EnvelopeError> {
+        self.log.push("envelope.open");
+        let (aad, p) = c
+            .split_once('|')
+            .ok_or(EnvelopeError::Malformed("no bar"))?;
+        if aad.as_bytes() != ctx.aad() {
+            return Err(EnvelopeError::Authentication);
+        }
+        let p = if self.wrong_plaintext { "other" } else { p };
+        Ok(SecretBytes::new(p.as_bytes().to_vec()))
+    }
+}
+
+/// A checkpoint: progress, lease owner, lease expiry (ms).
+type Record = (Progress, String, u64);
+
+#[derive(Clone, Default)]
+pub(crate) struct FakeStore {
+    pub log: Log,
+    pub fail_put: bool,
+    /// A checkpoint write to this status fails (transiently).
+    pub fail_checkpoint: Option<Status>,
+    pub lose_writes: bool,
+    pub items: Arc<Mutex<HashMap<(String, String), StoredShare>>>,
+    pub checkpoints: Arc<Mutex<HashMap<(String, String), Record>>>,
+    pub custodian: Arc<Mutex<HashMap<(String, String), crate::ports::custody::CustodianShare>>>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Checkpoints for FakeStore {
+    async fn acquire(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        until: u64,
+        fresh: &Progress,
+    ) -> Result<Acquired, StoreError> {
+        self.log.push("checkpoint.acquire");
+        let mut all = self.checkpoints.lock().unwrap();
+        let k = (key.client_id.clone(), key.key.clone());
+        match all.get_mut(&k) {
+            None => {
+                all.insert(k, (fresh.clone(), owner.into(), until));
+                Ok(Acquired::Run(fresh.clone()))
+            }
+            Some((p, _, _)) if p.status == Status::Completed => Ok(Acquired::Completed(p.clone())),
+            Some((_, _, exp)) if *exp >= now_ms() => Ok(Acquired::Busy),
+            Some((p, o, exp)) => {
+                *o = owner.into();
+                *exp = until;
+                Ok(Acquired::Run(p.clone()))
+            }
+        }
+    }
+    async fn advance(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        from: Status,
+        to: &Progress,
+    ) -> Result<(), StoreError> {
+        self.log.push(format!("checkpoint.{}", to.status.as_str()));
+        if self.fail_checkpoint == Some(to.status) {
+            return Err(StoreError::Backend {
+                operation: "UpdateItem",
+                transient: true,
+                detail: "throttled".into(),
+            });
+        }
+        let mut all = self.checkpoints.lock().unwrap();
+        match all.get_mut(&(key.client_id.clone(), key.key.clone())) {
+            Some((p, o, _)) if o == owner && p.status == from => {
+                *p = to.clone();
+                Ok(())
+            }
+            _ => Err(StoreError::LeaseLost(key.key.clone())),
+        }
+    }
+    async fn advance_storing(
+        &self,
+        key: &BackupKey,
+        owner: &str,
+        from: Status,
+        to: &Progress,
+        shares: &[StoredShare; 2],
+    ) -> Result<(), StoreError> {
+        // All or nothing, as the DynamoDB transaction.
+        if self.fail_put {
+            return Err(StoreError::Backend {
+                operation: "TransactWriteItems",
+                transient: true,
+                detail: "throttled".into(),
+            });
+        }
+        self.advance(key, owner, from, to).await?;
+        for share in shares {
+            self.put(share).await?;
+        }
+        Ok(())
+    }
+    async fn release(&self, key: &BackupKey, owner: &str) -> Result<(), StoreError> {
+        self.log.push("checkpoint.release");
+        if let Some((_, o, exp)) = self
+            .checkpoints
+            .lock()
+            .unwrap()
+            .get_mut(&(key.client_id.clone(), key.key.clone()))
+        {
+            if o == owner {
+                *exp = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BackupStore for FakeStore {
+    async fn put(&self, s: &StoredShare) -> Result<(), StoreError> {
+        self.log
+            .push(format!("store.put {}", s.backup_share_pair_id));
+        if self.fail_put {
+            return Err(StoreError::Backend {
+                operation: "PutItem",
+                transient: true,
+                detail: "throttled".into(),
+            });
+        }
+        if !self.lose_writes {
+            self.items.lock().unwrap().insert(
+                (s.client_id.clone(), s.backup_share_pair_id.clone()),
+                s.clone(),
+            );
+        }
+        Ok(())
+    }
+    async fn cipher_text(&self, c: &str, id: &str) -> Result<Option<String>, StoreError> {
+        self.log.push(format!("store.get {id}"));
+        Ok(self
+            .items
+            .lock()
+            .unwrap()
+            .get(&(c.to_owned(), id.to_owned()))
+            .map(|s| s.cipher_text.clone()))
+    }
+    async fn cipher_texts(
+        &self,
+        c: &str,
+        ids: [&str; 2],
+    ) -> Result<[Option<String>; 2], StoreError> {
+        self.log.push(format!("store.get {}", ids.join(",")));
+        let items = self.items.lock().unwrap();
+        Ok(ids.map(|id| {
+            items
+                .get(&(c.to_owned(), id.to_owned()))
+                .map(|s| s.cipher_text.clone())
+        }))
+    }
+}
+
+/// Lists the fake's checkpoints, so operator actions run against the same fakes.
+impl Catalogue for FakeStore {
+    async fn list(&self, client_id: &str) -> Result<Vec<Listed>, StoreError> {
+        let all = self.checkpoints.lock().unwrap();
+        Ok(all
+            .iter()
+            .filter(|((client, _), _)| client == client_id)
+            .map(|((_, key), (progress, _, _))| Listed {
+                key: key.clone(),
+                progress: progress.clone(),
+                created_at: 1,
+                updated_at: 2,
+                completed_at: (progress.status == Status::Completed).then_some(3),
+            })
+            .collect())
+    }
+}
+
+impl CustodianStore for FakeStore {
+    async fn put_custodian(&self, share: &CustodianShare) -> Result<(), StoreError> {
+        if self.fail_put {
+            return Err(StoreError::Backend {
+                operation: "PutItem",
+                transient: true,
+                detail: "down".into(),
+            });
+        }
+        self.custodian.lock().unwrap().insert(
+            (share.client_id.clone(), share.backup_share_pair_id.clone()),
+            share.clone(),
+        );
+        Ok(())
+    }
+    async fn custodian_shares(&self, client_id: &str) -> Result<Vec<CustodianShare>, StoreError> {
+        Ok(self
+            .custodian
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.client_id == client_id)
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,10 @@
+//! Adapters: the real implementations of the ports, each owning its client, timeouts and error
+//! mapping; and `memory`, the in-memory fakes beside them.
+
+pub(crate) mod aws_error;
+pub mod dynamodb;
+pub mod kms;
+#[cfg(test)]
+pub(crate) mod memory;
+pub mod portal_http;
+pub mod secrets_manager;

@@ -1,0 +1,10 @@
+//! The domain: values and rules with no I/O. Everything above depends on it; it depends on
+//! nothing of the crate.
+
+pub mod checkpoint;
+pub mod ciphertext;
+pub mod model;
+pub mod request;
+pub mod secret;
+pub mod share;
+pub mod text;

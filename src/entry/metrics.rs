@@ -1,0 +1,114 @@
+//! CloudWatch metrics as Embedded Metric Format lines on stdout: no agent, no extra service.
+//!
+//! One line per backup: `BackupsCompleted` or `BackupFailures` (by step and kind), `Retries`,
+//! `ResumedCheckpoints`, `BackupCalls` and each step's latency in milliseconds.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use crate::workflow::backup::RunStats;
+use crate::workflow::error::BackupError;
+
+/// CloudWatch namespace of every metric.
+pub const NAMESPACE: &str = "PortalBackup";
+
+/// The EMF document for one backup's result.
+pub fn document(result: Result<(), &BackupError>, stats: &RunStats) -> Value {
+    let mut fields = Map::new();
+    let mut metrics = Vec::new();
+    let mut count = |name: &str, value: u64, fields: &mut Map<String, Value>| {
+        metrics.push(json!({"Name": name, "Unit": "Count"}));
+        fields.insert(name.to_owned(), json!(value));
+    };
+    let dimensions = match result {
+        Ok(()) => {
+            count("BackupsCompleted", 1, &mut fields);
+            json!([["Service"]])
+        }
+        Err(err) => {
+            count("BackupFailures", 1, &mut fields);
+            fields.insert("Step".into(), json!(err.step.as_str()));
+            fields.insert("Kind".into(), json!(err.kind()));
+            json!([["Service"], ["Service", "Step", "Kind"]])
+        }
+    };
+    count("Retries", u64::from(stats.retries), &mut fields);
+    count(
+        "ResumedCheckpoints",
+        u64::from(stats.resumed_from.is_some()),
+        &mut fields,
+    );
+    count("BackupCalls", u64::from(stats.called_backup), &mut fields);
+    for (step, ms) in &stats.step_ms {
+        let name = format!("{}LatencyMs", step.as_str());
+        metrics.push(json!({"Name": name, "Unit": "Milliseconds"}));
+        fields.insert(name, json!(ms));
+    }
+    if let Some(resumed) = stats.resumed_from {
+        fields.insert("ResumedFrom".into(), json!(resumed.as_str()));
+    }
+    fields.insert("Service".into(), json!("portal-backup"));
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    fields.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": dimensions, "Metrics": metrics}],
+        }),
+    );
+    Value::Object(fields)
+}
+
+/// Writes one EMF line for a backup's result (the line holds counts, names and timings only).
+pub fn emit(result: Result<(), &BackupError>, stats: &RunStats) {
+    let line = document(result, stats).to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::checkpoint::Status;
+    use crate::workflow::error::{Cause, Mismatch, Step};
+
+    #[test]
+    fn documents_follow_the_embedded_metric_format() {
+        let stats = RunStats {
+            retries: 2,
+            resumed_from: Some(Status::BackedUp),
+            called_backup: false,
+            step_ms: vec![(Step::Store, 12), (Step::Verify, 7)],
+        };
+        let ok = document(Ok(()), &stats);
+        let spec = &ok["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(spec["Namespace"], NAMESPACE);
+        assert_eq!(spec["Dimensions"], json!([["Service"]]));
+        // Every declared metric has a value at the top level, as EMF requires.
+        for m in spec["Metrics"].as_array().unwrap() {
+            assert!(ok[m["Name"].as_str().unwrap()].is_number(), "{m}");
+        }
+        assert_eq!(
+            (ok["BackupsCompleted"].as_u64(), ok["Retries"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(ok["storeLatencyMs"], 12);
+        assert_eq!(ok["ResumedFrom"], "BACKED_UP");
+
+        let err = BackupError::new(Step::Verify, Cause::Mismatch(Mismatch::Differs("x".into())));
+        let failed = document(Err(&err), &RunStats::default());
+        assert_eq!(failed["BackupFailures"], 1);
+        assert_eq!(
+            (failed["Step"].as_str(), failed["Kind"].as_str()),
+            (Some("verify"), Some("permanent"))
+        );
+        assert_eq!(
+            failed["_aws"]["CloudWatchMetrics"][0]["Dimensions"][1],
+            json!(["Service", "Step", "Kind"])
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The ports: the small traits the workflow runs over. Their errors are backend-neutral (what
+//! failed, and whether trying again can help); adapters map their backend's errors onto them.
+
+pub mod catalogue;
+pub mod checkpoints;
+pub mod custody;
+pub mod envelope;
+pub mod portal;
+pub mod rotation;
+pub mod store;

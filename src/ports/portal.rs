@@ -1,0 +1,120 @@
+//! Port: Portal's Enclave MPC API and client API, as the workflow uses them.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::domain::model::Curve;
+use crate::domain::secret::{ClientApiKey, SecretString};
+
+/// One curve's client backup share, as `/v1/backup` returned it.
+#[derive(Debug, Clone)]
+pub struct BackupShare {
+    /// The curve.
+    pub curve: Curve,
+    /// The backup share pair id.
+    pub id: String,
+    /// The client backup share (base64 JSON), secret.
+    pub share: SecretString,
+}
+
+/// A Portal call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    /// Portal answered with an error status.
+    #[error("Portal {call} answered HTTP {status}{}: {message} ({})", error_id.as_deref().map(|id| format!(" {id}")).unwrap_or_default(), hint(*status))]
+    Status {
+        /// The call, e.g. `POST /v1/backup`.
+        call: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Portal's error id (`AUTH_FAILED`, `WEBHOOK_FAILED`, …), when it sent one.
+        error_id: Option<String>,
+        /// Portal's message, shortened.
+        message: String,
+        /// `Retry-After`, when sent.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused, reset, or timed out.
+    #[error("Portal {call} could not be reached ({detail}); transient: retry later")]
+    Transport {
+        /// The call.
+        call: &'static str,
+        /// What failed (no body, no header).
+        detail: String,
+        /// Whether it was a timeout (connect or whole request).
+        timeout: bool,
+    },
+    /// Portal answered 2xx with a body that does not follow its contract.
+    #[error(
+        "Portal {call} answered outside its documented contract: {detail}; permanent: report to Portal"
+    )]
+    Contract {
+        /// The call.
+        call: &'static str,
+        /// What is wrong (never a value).
+        detail: String,
+    },
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "permanent: the client API key or session token was refused",
+        404 => "permanent: Portal does not know this resource for this client",
+        408 | 429 => "transient: retry later",
+        s if s >= 500 => "transient: retry later",
+        _ => "permanent: the request was refused",
+    }
+}
+
+impl PortalError {
+    /// 408, 429, 5xx and transport failures are transient; other 4xx and contract breaks are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PortalError::Status { status, .. } => {
+                *status == 408 || *status == 429 || *status >= 500
+            }
+            PortalError::Transport { .. } => true,
+            PortalError::Contract { .. } => false,
+        }
+    }
+
+    /// The HTTP status, when Portal answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            PortalError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What the workflow needs of Portal.
+pub trait Portal: Send + Sync {
+    /// `POST /v1/backup`: new client backup shares, one per curve (SECP256K1, ED25519).
+    fn backup(
+        &self,
+        api_key: &ClientApiKey,
+        generate_response: &SecretString,
+    ) -> impl Future<Output = Result<[BackupShare; 2], PortalError>> + Send;
+
+    /// Stores a client backup share's ciphertext with Portal (Portal-managed backups).
+    fn store_cipher_text(
+        &self,
+        api_key: &ClientApiKey,
+        backup_share_pair_id: &str,
+        cipher_text: &str,
+    ) -> impl Future<Output = Result<(), PortalError>> + Send;
+
+    /// Reads back a ciphertext stored with Portal.
+    fn cipher_text(
+        &self,
+        api_key: &ClientApiKey,
+        backup_share_pair_id: &str,
+    ) -> impl Future<Output = Result<String, PortalError>> + Send;
+
+    /// Marks backup share pairs `STORED_CLIENT_BACKUP_SHARE`.
+    fn mark_stored(
+        &self,
+        api_key: &ClientApiKey,
+        backup_share_pair_ids: &[String],
+    ) -> impl Future<Output = Result<(), PortalError>> + Send;
+}

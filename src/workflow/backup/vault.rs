@@ -1,0 +1,145 @@
+//! Where a backup's client ciphertexts go: the backup table (self-managed) or Portal
+//! (Portal-managed). The choice is made once per backup, by [`BackupService::vault`]; `store` and
+//! `prove` only ask the vault to put and to read back.
+
+use futures::future::{join, try_join};
+
+use super::{BackupService, RunStats};
+use crate::domain::model::BackupMode;
+use crate::domain::request::BackupRequest;
+use crate::ports::checkpoints::Checkpoints;
+use crate::ports::envelope::Envelope;
+use crate::ports::portal::Portal;
+use crate::ports::store::{BackupStore, StoredShare};
+use crate::workflow::error::{BackupError, Cause, Step};
+use crate::workflow::retry::{Deadline, RetryPolicy};
+
+/// The place a backup's two ciphertexts are kept.
+pub(super) enum Vault<'a, P, S> {
+    /// The backup table: both items in one write, read back in one consistent read.
+    Table(&'a S),
+    /// Portal, one ciphertext per backup share pair; each curve retries on its own.
+    Portal(&'a P),
+}
+
+impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S> {
+    /// The vault of a backup in `mode`. A self-managed backup without a table is refused before
+    /// the workflow starts (see `run`), so the table is there whenever the mode asks for it.
+    pub(super) fn vault(&self, mode: BackupMode) -> Vault<'_, P, S> {
+        match (&self.store, mode) {
+            (Some(store), BackupMode::SelfManaged) => Vault::Table(store),
+            _ => Vault::Portal(&self.portal),
+        }
+    }
+}
+
+impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
+    /// Writes both ciphertexts; safe to repeat (the table's write is conditional on the same
+    /// ciphertext, Portal's `PATCH` replaces it with itself).
+    pub(super) async fn put(
+        &self,
+        retry: &RetryPolicy,
+        req: &BackupRequest,
+        items: &[StoredShare; 2],
+        deadline: &Deadline,
+        stats: &mut RunStats,
+    ) -> Result<(), BackupError> {
+        let step = |c: Cause| BackupError::new(Step::Store, c);
+        match self {
+            Vault::Table(store) => {
+                try_join(store.put(&items[0]), store.put(&items[1]))
+                    .await
+                    .map_err(|e| step(Cause::Store(e)))?;
+            }
+            Vault::Portal(portal) => {
+                let ((ra, na), (rb, nb)) = join(
+                    store_one(*portal, retry, req, &items[0], deadline),
+                    store_one(*portal, retry, req, &items[1], deadline),
+                )
+                .await;
+                stats.retries += na + nb;
+                ra?;
+                rb?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads both ciphertexts back, as stored (`None`: not found).
+    pub(super) async fn read_back(
+        &self,
+        retry: &RetryPolicy,
+        req: &BackupRequest,
+        ids: [&str; 2],
+        deadline: &Deadline,
+        stats: &mut RunStats,
+    ) -> Result<[Option<String>; 2], BackupError> {
+        let step = |c: Cause| BackupError::new(Step::Verify, c);
+        match self {
+            // Both items in one strongly consistent read.
+            Vault::Table(store) => {
+                let mut retries = 0;
+                let read = retry
+                    .run(Step::Verify, deadline, &mut retries, || async {
+                        store
+                            .cipher_texts(&req.client_id, ids)
+                            .await
+                            .map_err(|e| step(e.into()))
+                    })
+                    .await;
+                stats.retries += retries;
+                read
+            }
+            Vault::Portal(portal) => {
+                let ((ra, na), (rb, nb)) = join(
+                    read_one(*portal, retry, req, ids[0], deadline),
+                    read_one(*portal, retry, req, ids[1], deadline),
+                )
+                .await;
+                stats.retries += na + nb;
+                Ok([ra?, rb?])
+            }
+        }
+    }
+}
+
+/// Sends one ciphertext to Portal under the retry policy; answers the result and its retries.
+async fn store_one<P: Portal>(
+    portal: &P,
+    retry: &RetryPolicy,
+    req: &BackupRequest,
+    item: &StoredShare,
+    deadline: &Deadline,
+) -> (Result<(), BackupError>, u32) {
+    let mut retries = 0;
+    let result = retry
+        .run(Step::Store, deadline, &mut retries, || async {
+            portal
+                .store_cipher_text(&req.api_key, &item.backup_share_pair_id, &item.cipher_text)
+                .await
+                .map_err(|e| BackupError::new(Step::Store, e))
+        })
+        .await;
+    (result, retries)
+}
+
+/// Reads one ciphertext back from Portal under the retry policy; answers it and its retries.
+async fn read_one<P: Portal>(
+    portal: &P,
+    retry: &RetryPolicy,
+    req: &BackupRequest,
+    id: &str,
+    deadline: &Deadline,
+) -> (Result<Option<String>, BackupError>, u32) {
+    let mut retries = 0;
+    let result = retry
+        .run(Step::Verify, deadline, &mut retries, || async {
+            portal
+                .cipher_text(&req.api_key, id)
+                .await
+                .map(Some)
+                .map_err(|e| BackupError::new(Step::Verify, e))
+        })
+        .await;
+    (result, retries)
+}

@@ -1,0 +1,14 @@
+//! The workflow: plain async Rust over the ports, no AWS, HTTP or Lambda types.
+//!
+//! - `backup`: the seed's steps, one function each, under a checkpoint lease.
+//! - `restore`: list, verify and restore stored backups.
+//! - `rotation`: re-wrap every stored data key under the current KMS key.
+//! - `custody`: Portal's custodian webhooks (self-managed backups).
+//! - `retry`: retries and the invocation's deadline.
+
+pub mod backup;
+pub mod custody;
+pub mod error;
+pub mod restore;
+pub mod retry;
+pub mod rotation;
