@@ -3,19 +3,33 @@
 // The handler future nests the workflow's futures deeply; rustc's default (128) is too low.
 #![recursion_limit = "256"]
 
-use lambda_runtime::{Error, service_fn};
+use std::process::ExitCode;
+
+use lambda_runtime::service_fn;
 
 // One thread: Lambda gives a function at most one vCPU below 1,769 MB, so worker threads would
 // only add wake-ups between them (about a fifth of the CPU per message in `scripts/bench`).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
+async fn main() -> ExitCode {
     portal_backup::telemetry::init();
-    let function = portal_backup::app::from_env().await.inspect_err(|e| {
-        tracing::error!(error = %e, "cold start failed");
-    })?;
+    // A failed cold start is one structured log line and a non-zero exit (Lambda reports it as
+    // Runtime.ExitError), never a Debug dump of the error.
+    let function = match portal_backup::app::from_env().await {
+        Ok(function) => function,
+        Err(e) => {
+            tracing::error!(error = %e, "cold start failed");
+            return ExitCode::FAILURE;
+        }
+    };
     let function = &function;
-    lambda_runtime::run(service_fn(move |event| {
+    let run = lambda_runtime::run(service_fn(move |event| {
         portal_backup::entry::handle(function, event)
-    }))
-    .await
+    }));
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the runtime loop stopped");
+            ExitCode::FAILURE
+        }
+    }
 }

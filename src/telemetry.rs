@@ -1,7 +1,7 @@
 //! Structured JSON logs for CloudWatch, with a hard cap on what dependencies may log.
 
 use tracing::Level;
-use tracing_subscriber::filter::{FilterExt, Targets};
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -54,6 +54,17 @@ fn cap() -> Targets {
         })
 }
 
+/// The runtime's own line for a handler error: `lambda_runtime`'s catch-panic layer logs every
+/// `Err` the handler returns as `error!("{error:?}")`, the `Diagnostic`'s Debug text in one
+/// `message` field. The function has already logged that failure as structured fields (step,
+/// kind, code), so the line is dropped. A panic is logged by the same layer with an `error`
+/// field, and is kept.
+fn is_runtime_echo(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "lambda_runtime::layers::panic"
+        && *meta.level() == Level::ERROR
+        && meta.fields().field("error").is_none()
+}
+
 /// Installs a JSON subscriber on stdout.
 pub fn init() {
     // Spans carry the correlation ids: lambda_runtime's (requestId, xrayTraceId) and ours
@@ -65,6 +76,10 @@ pub fn init() {
         .flatten_event(true)
         .with_target(false)
         .with_writer(std::io::stdout)
-        .with_filter(env_filter().and(cap()));
+        .with_filter(
+            env_filter()
+                .and(cap())
+                .and(filter_fn(|meta| !is_runtime_echo(meta))),
+        );
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }

@@ -493,6 +493,17 @@ async fn api_and_direct_failures_are_structured_and_name_the_problem() {
         panic!()
     };
     assert_eq!(e["errorType"], "UnrecognizedEvent");
+    // Each failure is logged once, as structured fields: the runtime's echo of the error as
+    // Debug text is dropped, and every log line is JSON.
+    let logs = f.logs();
+    assert!(!logs.contains("Diagnostic {"), "{logs}");
+    assert!(logs.contains("\"step\":\"input\""), "{logs}");
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "a log line that is not JSON: {line}"
+        );
+    }
     let Answer::Response(r) = f
         .invoke(&json!({"clientId": client, "clientApiKey": key, "generateResponse": generate}))
         .await

@@ -32,7 +32,7 @@ impl Curve {
         Curve::ALL.into_iter().find(|c| c.as_str() == name)
     }
 
-    /// Every key under which Portal's documents put this curve's entry (see portal-api.md).
+    /// Every key under which Portal's documents put this curve's entry (see docs/portal-api.md).
     fn keys(self, seed_form: bool) -> &'static [&'static str] {
         match (self, seed_form) {
             (Curve::Secp256k1, false) => &["SECP256K1", "secp256k1"],

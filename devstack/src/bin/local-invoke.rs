@@ -9,13 +9,18 @@
 //! inherits this process's environment (source `.stack/env`
 //! first). Answers are printed as JSON on stdout; the function's own logs go to stderr.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devstack::poller::{Queues, poll_once};
 use devstack::runtime_api::{Answer, RuntimeApi, lambda_command};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// How many of the function's last log lines are shown when it dies.
+const RECENT_LINES: usize = 20;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -69,22 +74,59 @@ async fn run() -> Result<ExitCode, String> {
     if events.is_empty() && queue.is_none() && gateway.is_none() {
         return Err("name at least one event file, --queue URL or --gateway HOST:PORT".into());
     }
-    let api = RuntimeApi::start().await.map_err(|e| e.to_string())?;
+    let api = Arc::new(RuntimeApi::start().await.map_err(|e| e.to_string())?);
     let mut child = lambda_command(&bootstrap, &api.endpoint())
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bootstrap.display()))?;
-    // The function logs JSON lines on stdout, as in Lambda; pass them to stderr.
-    if let Some(out) = child.stdout.take() {
+    // The function logs JSON lines on stdout, as in Lambda; pass them to stderr, keeping the
+    // last few to show if the function dies.
+    let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT_LINES)));
+    let reader = child.stdout.take().map(|out| {
+        let recent = recent.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("  [function] {line}");
+                if let Ok(mut recent) = recent.lock() {
+                    if recent.len() == RECENT_LINES {
+                        recent.pop_front();
+                    }
+                    recent.push_back(line);
+                }
             }
-        });
-    }
+        })
+    });
+    // Stop as soon as the function exits: no invocation could be answered any more.
+    let result = tokio::select! {
+        result = serve(api.clone(), queue, gateway, events, timeout) => result,
+        status = child.wait() => {
+            // Let the reader take the function's last lines before they are shown.
+            if let Some(reader) = reader {
+                let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+            }
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            let shown: Vec<String> = recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+            eprintln!("local-invoke: the function exited ({status}) before answering; its last log lines:");
+            for line in shown {
+                eprintln!("  {line}");
+            }
+            Err("the function is not running (did you `source .stack/env`?)".to_owned())
+        }
+    };
+    let _ = child.kill().await;
+    result
+}
+
+/// Runs the gateway, drains the queue or invokes with each event, as the arguments ask.
+async fn serve(
+    api: Arc<RuntimeApi>,
+    queue: Option<String>,
+    gateway: Option<std::net::SocketAddr>,
+    events: Vec<PathBuf>,
+    timeout: Duration,
+) -> Result<ExitCode, String> {
     if let Some(addr) = gateway {
-        let api = std::sync::Arc::new(api);
         let behind = api.clone();
         let bound = devstack::apigw::start_on(addr, move |event: serde_json::Value| {
             let api = behind.clone();
@@ -99,7 +141,6 @@ async fn run() -> Result<ExitCode, String> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        let _ = child.kill().await;
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
@@ -128,7 +169,6 @@ async fn run() -> Result<ExitCode, String> {
             serde_json::to_string_pretty(&shown).unwrap_or_default()
         );
     }
-    let _ = child.kill().await;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
