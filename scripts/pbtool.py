@@ -5,6 +5,9 @@
   decrypt --endpoint URL --context JSON CIPHERTEXT      decrypt one pbe1 ciphertext (prints plaintext)
   show --endpoint URL --table T                         list stored backups and decrypt each one
   enqueue --endpoint URL --queue-url Q EVENT.json…       send the bodies of SQS sample events to a queue
+  report --endpoint URL --table T --sim URL --answers FILE EVENT.json…
+                                                        the local run's summary: each sample's outcome,
+                                                        then the stored items, redacted, in a fixed order
   seal --endpoint URL --key-id K --client-id C < generate.json
                                                         seal a /v1/generate response for the queue
                                                         (prints a pbe1 string for sealedGenerateResponse)
@@ -86,6 +89,18 @@ def provision(kms, ddb, sqs, table, alias):
     print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table, "queueUrl": queue}))
 
 
+# The order every stored item's fields are printed in, whatever order DynamoDB answers.
+SHOWN_ORDER = ["pk", "sk", "clientId", "backupSharePairId", "curve", "signingSharePairId",
+               "backupMethod", "status", "backupMode", "createdAt", "updatedAt", "cipherText",
+               "decrypted", "decryptedIdMatches"]
+
+
+def ordered(row):
+    """`row` with its keys in SHOWN_ORDER, then any others sorted."""
+    keys = [k for k in SHOWN_ORDER if k in row] + sorted(k for k in row if k not in SHOWN_ORDER)
+    return {k: row[k] for k in keys}
+
+
 def show(kms, ddb, table):
     items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
     for item in sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])):
@@ -100,8 +115,8 @@ def show(kms, ddb, table):
             context = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
                        "backupSharePairId": row["backupSharePairId"]}
             plain = decrypt(kms, ct, context)
-            print(json.dumps({**row, "cipherText": ct[:40] + "…",
-                              "decrypted": "<custodian share, %d bytes, redacted>" % len(plain)}))
+            print(json.dumps(ordered({**row, "cipherText": ct[:40] + "…",
+                                      "decrypted": "<custodian share, %d bytes, redacted>" % len(plain)})))
             continue
         context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
                    "curve": row["curve"]}
@@ -109,13 +124,134 @@ def show(kms, ddb, table):
         shown = {**row, "cipherText": ct[:40] + "…",
                  "decrypted": {"id": plain["id"], "share": "<%d base64 chars, redacted>" % len(plain["share"])},
                  "decryptedIdMatches": plain["id"] == row["backupSharePairId"]}
-        print(json.dumps(shown))
+        print(json.dumps(ordered(shown)))
     print(f"{len(items)} item(s) in {table}: client and custodian shares, and the backups' checkpoints", file=sys.stderr)
+
+
+def answers_in(path):
+    """The JSON values local-invoke printed, one after another (pretty-printed or not)."""
+    text, out, at = open(path).read(), [], 0
+    decoder = json.JSONDecoder()
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            return out
+        value, at = decoder.raw_decode(text, at)
+        out.append(value)
+
+
+def table(rows, header):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    print(line(header))
+    print(line(["-" * w for w in widths]))
+    for r in rows:
+        print(line(r))
+
+
+def report(kms, ddb, table_name, sim, answers_path, events):
+    """What a user wants to see of a local run, once, and no secret: each sample's outcome, then
+    the stored items (decrypted to check them, printed redacted)."""
+    import urllib.request
+    state = json.load(urllib.request.urlopen(sim + "/_sim/state"))
+    at_portal = {p["id"]: p["status"] for p in state["pairs"]}
+    portal_of = lambda ids: ", ".join(sorted({at_portal.get(i, "?") for i in ids})) if ids else "-"
+    where = {"SELF_MANAGED": "DynamoDB", "PORTAL_MANAGED": "Portal"}
+    rows = []
+    # SQS samples: each message's checkpoint says how it ended.
+    for path in events:
+        name = os.path.basename(path)
+        for n, record in enumerate(json.load(open(path))["Records"], 1):
+            label = f"{name} #{n}"
+            expected_failure = "poison" in name
+            try:
+                body = json.loads(record["body"])
+                client, key = body["clientId"], body.get("idempotencyKey")
+            except (ValueError, KeyError, TypeError):
+                rows.append([label, "SQS", "failed → DLQ (expected: not a backup request)", "-", "-", "-"])
+                continue
+            item = ddb.get_item(TableName=table_name, ConsistentRead=True, Key={
+                "pk": {"S": f"CLIENT#{client}"}, "sk": {"S": f"BACKUP#{key}"}}).get("Item") if key else None
+            if item and item.get("status", {}).get("S") == "COMPLETED":
+                ids = [item[k]["S"] for k in ("secp256k1PairId", "ed25519PairId") if k in item]
+                mode = item.get("backupMode", {}).get("S", "")
+                rows.append([label, "SQS", "completed", " ".join(ids), where.get(mode, mode), portal_of(ids)])
+            elif expected_failure:
+                missing = [f for f in ("clientApiKey", "generateResponse", "sealedGenerateResponse") if f not in body]
+                why = "refused: no clientApiKey" if "clientApiKey" in missing else "refused"
+                rows.append([label, "SQS", f"failed → DLQ (expected: {why})", "-", "-", "-"])
+            else:
+                rows.append([label, "SQS", "NOT COMPLETED (unexpected: see the raw log)", "-", "-", "-"])
+    # The other triggers: what the function answered (answers carry no secrets but the
+    # webhook fetch's shares, which are counted, never shown).
+    for a in answers_in(answers_path):
+        if "event" not in a:
+            continue
+        name = os.path.basename(a["event"])
+        value = a.get("response", a.get("error"))
+        trigger, outcome, ids, stored = "direct", "", [], "-"
+        if isinstance(value, dict) and "statusCode" in value:
+            trigger = "API"
+            try:
+                body = json.loads(value.get("body") or "null")
+            except ValueError:
+                body = None
+            status = value["statusCode"]
+            if isinstance(body, dict) and "backupShares" in body:
+                outcome = f"{status}: {len(body['backupShares'])} custodian share(s) returned (not shown)"
+                trigger = "webhook"
+            elif "webhook" in name:
+                trigger, outcome = "webhook", f"{status}: custodian share stored" if status == 200 else f"{status}"
+            elif isinstance(body, dict) and "error" in body:
+                outcome = f"{status}: {body['error'].get('code')}"
+            else:
+                outcome = f"{status}: {(body or {}).get('status', '')}".strip()
+                ids = (body or {}).get("backupSharePairIds", [])
+                stored = where.get((body or {}).get("backupMode", ""), "-")
+        elif "error" in a:
+            outcome = f"error: {value.get('errorType')}"
+        elif isinstance(value, dict) and "curves" in value:
+            curves = ", ".join(f"{c} {r}" for c, r in sorted(value["curves"].items()))
+            outcome = f"verify: {'ok' if value.get('ok') else 'FAILED'} ({curves})"
+            ids = value.get("backupSharePairIds", [])
+        else:
+            outcome = value.get("status", "") if isinstance(value, dict) else ""
+            ids = value.get("backupSharePairIds", []) if isinstance(value, dict) else []
+            stored = where.get(value.get("backupMode", ""), "-") if isinstance(value, dict) else "-"
+        rows.append([name, trigger, outcome, " ".join(ids) or "-", stored, portal_of(ids)])
+    print("Samples")
+    table(rows, ["event", "trigger", "outcome", "backup share pair ids", "stored in", "at Portal"])
+    # The stored items, each decrypted (to prove it opens), printed redacted.
+    items = ddb.scan(TableName=table_name, ConsistentRead=True)["Items"]
+    out = []
+    for item in sorted(items, key=lambda i: (i["sk"]["S"].split("#")[0], i["pk"]["S"], i["sk"]["S"])):
+        row = {k: list(v.values())[0] for k, v in item.items()}
+        kind = row["sk"].split("#")[0]
+        if kind == "BACKUP":
+            out.append(["checkpoint", row["sk"][7:], row.get("status", ""), row.get("backupMode", ""), "-"])
+            continue
+        ct = row["cipherText"]
+        if kind == "CUSTODIAN":
+            context = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
+                       "backupSharePairId": row["backupSharePairId"]}
+            plain = decrypt(kms, ct, context)
+            out.append(["custodian share", row["backupSharePairId"], row.get("backupMethod", ""), "",
+                        f"opens: {len(plain)} bytes (redacted)"])
+            continue
+        context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
+                   "curve": row["curve"]}
+        plain = json.loads(decrypt(kms, ct, context))
+        check = "opens, names its pair" if plain.get("id") == row["backupSharePairId"] else "OPENS TO ANOTHER PAIR"
+        out.append(["client share", row["backupSharePairId"], row["curve"], "", f"{check} (share redacted)"])
+    print()
+    print(f"Stored in DynamoDB table {table_name}: {len(items)} item(s), each decrypted by scripts/pbtool.py")
+    table(out, ["item", "id", "curve / state", "mode", "check"])
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["provision", "decrypt", "show", "seal", "enqueue"])
+    p.add_argument("command", choices=["provision", "decrypt", "show", "seal", "enqueue", "report"])
     p.add_argument("ciphertext", nargs="?")
     p.add_argument("events", nargs="*", help="SQS sample events (enqueue)")
     p.add_argument("--queue-url")
@@ -124,6 +260,8 @@ def main():
     p.add_argument("--table", default="portal-backup")
     p.add_argument("--alias", default="alias/portal-backup")
     p.add_argument("--context", help="encryption context as JSON")
+    p.add_argument("--sim", help="the Portal simulator's base URL (report)")
+    p.add_argument("--answers", help="what local-invoke printed (report)")
     p.add_argument("--key-id", help="KMS key id, ARN or alias (seal)")
     p.add_argument("--client-id", help="Portal client id the sealed generate response belongs to (seal)")
     a = p.parse_intermixed_args()
@@ -140,6 +278,9 @@ def main():
         print(f"sent {n} message(s) to {a.queue_url}", file=sys.stderr)
     elif a.command == "show":
         show(kms, ddb, a.table)
+    elif a.command == "report":
+        files = ([a.ciphertext] if a.ciphertext else []) + a.events
+        report(kms, ddb, a.table, a.sim, a.answers, files)
     elif a.command == "seal":
         context = {"clientId": a.client_id, "purpose": "generate-response"}
         print(seal(kms, a.key_id or a.alias, sys.stdin.buffer.read(), context))
