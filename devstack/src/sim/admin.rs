@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::Sim;
-use super::routes::{Reject, bad_request, portal_error};
+use super::reject::{Reject, bad_request, portal_error};
 use super::state::{Fault, ResponseForm, Route};
 
 /// Parses an admin request body into `T`, or answers 400.

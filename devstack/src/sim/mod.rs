@@ -7,8 +7,10 @@
 //! real key material and the simulator only checks that a client sends back what it issued.
 
 mod admin;
+mod reject;
 mod routes;
 mod state;
+mod time;
 mod webhook;
 
 use std::sync::{Arc, Mutex, MutexGuard};

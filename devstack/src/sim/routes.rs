@@ -11,78 +11,17 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::Sim;
+use super::reject::{Reject, bad_request, error_body, portal_error};
 use super::state::{
-    Curve, Fault, Issued, Kind, Pair, PubKey, ResponseForm, Route, SimError, curve_keyed, rfc3339,
+    Curve, Fault, Issued, Kind, Pair, PubKey, ResponseForm, Route, SimError, curve_keyed,
 };
+use super::time::rfc3339;
 
 /// How long a `hang` fault keeps the request open (effectively forever for a client).
 const HANG: Duration = Duration::from_secs(24 * 3600);
 
-/// An error answer of a Portal route (small, so `Result`s stay cheap).
-#[derive(Debug)]
-pub(crate) enum Reject {
-    /// 400 in Portal's shape 1: `{"id":"BAD_REQUEST","message":…}`.
-    BadRequest(String),
-    /// An error in Portal's shape 2: `{"error":{"id","message","code"}}`.
-    Portal {
-        /// HTTP status (also the body's `code`).
-        status: StatusCode,
-        /// Portal error id.
-        id: &'static str,
-        /// Human-readable message.
-        message: String,
-    },
-    /// A prepared response (401 string body, injected fault, 405 with `Allow`).
-    Response(Box<Response>),
-}
-
-impl IntoResponse for Reject {
-    fn into_response(self) -> Response {
-        match self {
-            Reject::BadRequest(message) => {
-                let body = json!({"id": "BAD_REQUEST", "message": message});
-                (StatusCode::BAD_REQUEST, Json(body)).into_response()
-            }
-            Reject::Portal {
-                status,
-                id,
-                message,
-            } => (status, Json(error_body(status, id, message))).into_response(),
-            Reject::Response(response) => *response,
-        }
-    }
-}
-
-impl From<Response> for Reject {
-    fn from(response: Response) -> Self {
-        Reject::Response(Box::new(response))
-    }
-}
-
 /// Result of a Portal route.
 type Outcome = Result<Response, Reject>;
-
-/// 400 in Portal's shape 1.
-pub(crate) fn bad_request(message: impl Into<String>) -> Reject {
-    Reject::BadRequest(message.into())
-}
-
-/// An error in Portal's shape 2.
-pub(crate) fn portal_error(
-    status: StatusCode,
-    id: &'static str,
-    message: impl Into<String>,
-) -> Reject {
-    Reject::Portal {
-        status,
-        id,
-        message: message.into(),
-    }
-}
-
-fn error_body(status: StatusCode, id: &str, message: impl Into<String>) -> Value {
-    json!({"error": {"id": id, "message": message.into(), "code": status.as_u16()}})
-}
 
 /// 500 for a failure of the simulator itself.
 fn internal(error: &SimError) -> Reject {

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::time::rfc3339;
 use super::webhook::WebhookTarget;
 use super::{DEMO_API_KEY, DEMO_CLIENT_ID, SimOptions};
 
@@ -672,68 +673,5 @@ pub(crate) fn new_id() -> Result<String, SimError> {
     Ok(id)
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, e.g. `2024-01-01T00:00:00.000Z`.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
-        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
-        let t = UNIX_EPOCH + Duration::from_secs(DEMO_CREATED_AT_SECS);
-        assert_eq!(rfc3339(t), "2024-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn ids_look_like_cuids() {
-        let id = new_id().unwrap();
-        assert_eq!(id.len(), 25);
-        assert!(id.starts_with("cm"));
-        assert!(
-            id.chars()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
-        );
-    }
-
-    #[test]
-    fn demo_generate_is_deterministic() {
-        assert_eq!(demo_generate(), demo_generate());
-        let doc = demo_generate();
-        let share = doc["SECP256K1"]["share"].as_str().unwrap();
-        let decoded: Value = serde_json::from_slice(&STANDARD.decode(share).unwrap()).unwrap();
-        assert_eq!(decoded["clientId"], DEMO_CLIENT_ID);
-        assert_eq!(decoded["signingSharePairId"], "cmdemosecp256k1signing000");
-        assert_eq!(decoded["share"].as_str().unwrap().len(), 64);
-        assert_eq!(doc["ED25519"]["id"], "cmdemoed25519signing0000");
-    }
-}
+mod tests;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Sim;
-use super::routes::{Reject, bad_request};
+use super::reject::{Reject, bad_request};
 
 /// Portal's limit for each webhook call.
 pub(crate) const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);

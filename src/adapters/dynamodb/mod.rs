@@ -7,8 +7,6 @@ pub(crate) mod custodian;
 pub(crate) mod rotation;
 pub(crate) mod shares;
 
-pub use custodian::{CUSTODIAN_PREFIX, custodian_sk};
-
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
