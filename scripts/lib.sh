@@ -5,7 +5,8 @@ VENV="$ROOT/.venv"
 STACK_DIR="$ROOT/.stack"
 export SAM_CLI_TELEMETRY=0
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# A phase line, with the time since the script started, so a slow phase shows where it is.
+log() { printf '\033[1m==> [%2dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 # Creates .venv and installs scripts/requirements.txt when it changed (a stamp keeps it idempotent).
 ensure_venv() {

@@ -665,6 +665,68 @@ async fn redelivered_and_concurrent_duplicates_create_one_backup() {
     );
 }
 
+#[tokio::test]
+async fn a_reused_idempotency_key_with_another_wallet_is_refused_never_answered_with_the_old_backup()
+ {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let (client, key, generate) = sim.new_client(21).await;
+    let with_key = |generate: &Value| {
+        let mut body: Value =
+            serde_json::from_str(&message(&client, &key, generate, None)).unwrap();
+        body["idempotencyKey"] = json!("one-key-two-wallets");
+        body
+    };
+    let Answer::Response(first) = f.invoke(&with_key(&generate)).await else {
+        panic!("the first backup completes")
+    };
+    assert_eq!(first["status"], "COMPLETED", "{first}");
+    // A second wallet of the same client, sent with the same key.
+    let second = sim.generate(&key).await;
+    let Answer::Error(e) = f.invoke(&with_key(&second)).await else {
+        panic!("a reused key with another wallet must fail")
+    };
+    assert_eq!(e["errorType"], "IDEMPOTENCY_KEY_REUSED", "{e}");
+    assert_eq!(
+        sim.calls("backup").await,
+        1,
+        "no backup was made for the second wallet"
+    );
+    // Through the API the same refusal is a 422 with its code, and SQS fails the message.
+    let (status, body) = api_act_body(&f, &with_key(&second)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("IDEMPOTENCY_KEY_REUSED")),
+        "{body}"
+    );
+    let failed = failed_ids(
+        &f.invoke(&sqs_event(&[("m-1".into(), with_key(&second).to_string())]))
+            .await,
+    );
+    assert_eq!(failed, ["m-1"]);
+    // The first wallet's own retry still answers its backup.
+    let Answer::Response(again) = f.invoke(&with_key(&generate)).await else {
+        panic!("the first wallet's retry answers")
+    };
+    assert_eq!(again["backupSharePairIds"], first["backupSharePairIds"]);
+    assert_eq!(sim.calls("backup").await, 1);
+}
+
+/// `POST /backups` through the HTTP API with `body`: the status and the JSON answer.
+async fn api_act_body(f: &Function, body: &Value) -> (i64, Value) {
+    let event = json!({
+        "version": "2.0", "routeKey": "POST /backups", "rawPath": "/backups",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/backups"}},
+        "body": body.to_string(), "isBase64Encoded": false
+    });
+    let Answer::Response(r) = f.invoke(&event).await else {
+        panic!("the API answers")
+    };
+    let answer = serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+    (r["statusCode"].as_i64().unwrap_or(0), answer)
+}
+
 /// Kills the function while Portal hangs on `route`, then redelivers to a fresh process once
 /// the dead attempt's lease has expired: the backup completes without a second `/v1/backup`.
 async fn crash_while(route: &str, mode: &str) -> (Sim, Moto, String) {

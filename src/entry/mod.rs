@@ -407,6 +407,7 @@ pub fn failure(err: &BackupError) -> Failure {
         Cause::NoBackup(_) => f(404, "NO_COMPLETED_BACKUP", None),
         Cause::Deadline(_) => f(503, "DEADLINE", Some(DEFAULT_RETRY_AFTER)),
         Cause::InProgress => f(409, "IN_PROGRESS", Some(DEFAULT_RETRY_AFTER)),
+        Cause::IdempotencyKeyReused(_) => f(422, "IDEMPOTENCY_KEY_REUSED", None),
     }
 }
 

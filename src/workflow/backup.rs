@@ -178,12 +178,21 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
         let progress = match acquired {
             Acquired::Completed(done) => {
+                // A key names one wallet's backup: a completed backup of another never answers.
+                same_wallet(&key, &done, &fresh)?;
                 stats.resumed_from = Some(Status::Completed);
                 return outcome(req, &done);
             }
             Acquired::Busy => return Err(BackupError::new(Step::Checkpoint, Cause::InProgress)),
             Acquired::Run(progress) => progress,
         };
+        if let Err(e) = same_wallet(&key, &progress, &fresh) {
+            // The lease just taken is let go; the other wallet's checkpoint is left as it was.
+            if let Err(r) = store.release(&key, &inv.owner).await {
+                tracing::warn!(error = %r, "could not release the backup lease; it expires with the invocation");
+            }
+            return Err(e);
+        }
         stats.resumed_from = (progress.status != Status::InProgress).then_some(progress.status);
         let result = self
             .resume(req, generate, Some((store, &key)), progress, inv, stats)
@@ -252,6 +261,20 @@ struct Run<'a, S> {
     req: &'a BackupRequest,
     checkpoints: Option<(&'a S, &'a BackupKey)>,
     inv: &'a Invocation,
+}
+
+/// Refuses a checkpoint recorded for another wallet's backup under the same key: its fingerprint
+/// (the signing share pair ids and the backup mode) must be this request's.
+fn same_wallet(key: &BackupKey, recorded: &Progress, fresh: &Progress) -> Result<(), BackupError> {
+    if recorded.signing_share_pair_ids == fresh.signing_share_pair_ids
+        && recorded.backup_mode == fresh.backup_mode
+    {
+        return Ok(());
+    }
+    Err(BackupError::new(
+        Step::Checkpoint,
+        Cause::IdempotencyKeyReused(key.key.clone()),
+    ))
 }
 
 /// The outcome of a completed backup, rebuilt from its checkpoint.

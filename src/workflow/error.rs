@@ -77,6 +77,12 @@ pub enum Cause {
     /// Too little of the invocation is left to start this step; SQS will redeliver.
     #[error("not started: only {0:?} of the invocation left (transient: the message is retried)")]
     Deadline(std::time::Duration),
+    /// The idempotency key already names the backup of another wallet (other signing share
+    /// pairs, or another mode): answering that backup would leave this wallet without one.
+    #[error(
+        "idempotencyKey {0:?} already names the backup of other signing share pairs or another backup mode (permanent: give each wallet's backup a key of its own)"
+    )]
+    IdempotencyKeyReused(String),
     /// Another delivery of the same backup holds its lease.
     #[error(
         "another delivery of this backup is in progress (transient: retried after the visibility timeout)"
@@ -137,7 +143,10 @@ impl BackupError {
     /// Whether the same request may succeed later (throttling, timeouts, 5xx).
     pub fn is_transient(&self) -> bool {
         match &self.cause {
-            Cause::Input(_) | Cause::Mismatch(_) | Cause::NoBackup(_) => false,
+            Cause::Input(_)
+            | Cause::Mismatch(_)
+            | Cause::NoBackup(_)
+            | Cause::IdempotencyKeyReused(_) => false,
             Cause::Deadline(_) | Cause::InProgress => true,
             Cause::Portal(e) => e.is_transient(),
             Cause::Envelope(e) => e.is_transient(),

@@ -459,3 +459,76 @@ async fn work_that_cannot_finish_is_not_started() {
     assert!(matches!(err.cause, Cause::Deadline(_)) && err.is_transient());
     assert!(log.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_reused_idempotency_key_is_refused_and_never_answers_another_wallets_backup() {
+    let store = FakeStore::default();
+    let log = Log::default();
+    let svc = BackupService::new(
+        FakePortal {
+            log: log.clone(),
+            ..Default::default()
+        },
+        FakeEnvelope::default(),
+        Some(store.clone()),
+    );
+    let mut first = request(BackupMode::SelfManaged);
+    first.idempotency_key = Some("wallet-key".into());
+    svc.back_up(&first).await.unwrap();
+    assert_eq!(count(&log.calls(), "portal.backup"), 1);
+
+    // The same key with another wallet's signing shares: refused, permanently, with no work.
+    let mut other_wallet = request(BackupMode::SelfManaged);
+    other_wallet.idempotency_key = Some("wallet-key".into());
+    other_wallet.generate = GenerateInput::Plain(GenerateResponse {
+        json: SecretString::new("{}".into()),
+        signing_share_pair_ids: ["other-s".into(), "other-e".into()],
+    });
+    let err = svc.back_up(&other_wallet).await.unwrap_err();
+    assert!(
+        matches!(&err.cause, Cause::IdempotencyKeyReused(k) if k == "wallet-key"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    // The same key and wallet in another mode is another backup too.
+    let mut other_mode = request(BackupMode::PortalManaged);
+    other_mode.idempotency_key = Some("wallet-key".into());
+    let err = svc.back_up(&other_mode).await.unwrap_err();
+    assert!(matches!(err.cause, Cause::IdempotencyKeyReused(_)), "{err}");
+    assert_eq!(
+        count(&log.calls(), "portal.backup"),
+        1,
+        "no new backup was made"
+    );
+    // The first backup's checkpoint is untouched: its own retry still answers it.
+    assert!(svc.back_up(&first).await.is_ok());
+
+    // An unfinished checkpoint of another wallet is refused too, and its lease let go.
+    let unfinished = FakeStore::default();
+    let svc = BackupService::new(
+        FakePortal::default(),
+        FakeEnvelope::default(),
+        Some(unfinished.clone()),
+    );
+    let key = BackupKey::new("client-1", Some("wallet-key"), &["a".into(), "b".into()]);
+    let theirs = Progress {
+        status: Status::InProgress,
+        backup_mode: BackupMode::SelfManaged,
+        signing_share_pair_ids: ["a".into(), "b".into()],
+        shares: None,
+    };
+    unfinished
+        .acquire(&key, "crashed-delivery", now_ms() - 1, &theirs)
+        .await
+        .unwrap();
+    let err = svc.back_up(&first).await.unwrap_err();
+    assert!(matches!(err.cause, Cause::IdempotencyKeyReused(_)), "{err}");
+    let acquired = unfinished
+        .acquire(&key, "its-own-retry", now_ms() + 60_000, &theirs)
+        .await
+        .unwrap();
+    assert!(
+        matches!(acquired, Acquired::Run(ref p) if p.signing_share_pair_ids == theirs.signing_share_pair_ids),
+        "the other wallet's retry takes its checkpoint back"
+    );
+}
