@@ -37,7 +37,9 @@ wait_for_port() {
 ensure_cargo_deny() {
   if [ ! -x "$ROOT/.tools/bin/cargo-deny" ]; then
     log "installing cargo-deny into .tools (one time, a few minutes)"
-    cargo install --quiet --locked cargo-deny --version 0.20.2 --root "$ROOT/.tools"
+    # A debug build: cargo-deny's release profile (fat LTO, one codegen unit) takes three times
+    # as long to compile, and a check of this workspace takes seconds either way.
+    cargo install --quiet --locked --debug cargo-deny --version 0.20.2 --root "$ROOT/.tools"
   fi
   export PATH="$ROOT/.tools/bin:$PATH"
 }
