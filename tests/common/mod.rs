@@ -2,6 +2,8 @@
 //! under a local Runtime API, each started by the test itself and stopped when dropped.
 #![allow(dead_code)]
 
+pub mod checks;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
