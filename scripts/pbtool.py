@@ -26,8 +26,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 def clients(endpoint, region):
-    kw = dict(endpoint_url=endpoint, region_name=region,
-              aws_access_key_id="test", aws_secret_access_key="test")
+    """Clients of the local stack (an --endpoint: moto's test credentials), or of AWS (no
+    --endpoint: the usual credential chain, as the AWS CLI uses it)."""
+    kw = dict(region_name=region)
+    if endpoint:
+        kw.update(endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test")
     return boto3.client("kms", **kw), boto3.client("dynamodb", **kw), boto3.client("sqs", **kw)
 
 
@@ -255,7 +258,7 @@ def main():
     p.add_argument("ciphertext", nargs="?")
     p.add_argument("events", nargs="*", help="SQS sample events (enqueue)")
     p.add_argument("--queue-url")
-    p.add_argument("--endpoint", required=True)
+    p.add_argument("--endpoint", help="the local stack's endpoint (omit it to use AWS itself)")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--table", default="portal-backup")
     p.add_argument("--alias", default="alias/portal-backup")
