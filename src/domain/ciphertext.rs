@@ -180,6 +180,51 @@ pub fn open_with_key(
     Ok(buf)
 }
 
+/// Why sealing or opening failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The key service (KMS in AWS) failed.
+    #[error("KMS {operation} failed ({}): {detail}", if *.transient { "transient: retry later" } else { "permanent: check the key id, the key policy and the encryption context" })]
+    KeyService {
+        /// `GenerateDataKey`, `Decrypt`, `DescribeKey` or `ReEncrypt`.
+        operation: &'static str,
+        /// Whether retrying may help.
+        transient: bool,
+        /// The service's error code, if any.
+        code: Option<String>,
+        /// What the SDK said.
+        detail: String,
+    },
+    /// The key service answered without a field it must send.
+    #[error("KMS {0} answered without {1}")]
+    KeyServiceContract(&'static str, &'static str),
+    /// The string is not a ciphertext of a known version.
+    #[error("ciphertext format version is not supported (expected `{FORMAT_V1}`)")]
+    UnknownVersion,
+    /// The string is not well formed.
+    #[error("ciphertext is malformed: {0}")]
+    Malformed(&'static str),
+    /// GCM refused: the ciphertext, its context or its data key do not match.
+    #[error("ciphertext failed authentication: altered, or bound to another context or key")]
+    Authentication,
+    /// The local cipher could not run (never expected).
+    #[error("AES-256-GCM is unavailable")]
+    Cipher,
+}
+
+impl EnvelopeError {
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EnvelopeError::KeyService {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,50 +299,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-}
-
-/// Why sealing or opening failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EnvelopeError {
-    /// The key service (KMS in AWS) failed.
-    #[error("KMS {operation} failed ({}): {detail}", if *.transient { "transient: retry later" } else { "permanent: check the key id, the key policy and the encryption context" })]
-    KeyService {
-        /// `GenerateDataKey`, `Decrypt`, `DescribeKey` or `ReEncrypt`.
-        operation: &'static str,
-        /// Whether retrying may help.
-        transient: bool,
-        /// The service's error code, if any.
-        code: Option<String>,
-        /// What the SDK said.
-        detail: String,
-    },
-    /// The key service answered without a field it must send.
-    #[error("KMS {0} answered without {1}")]
-    KeyServiceContract(&'static str, &'static str),
-    /// The string is not a ciphertext of a known version.
-    #[error("ciphertext format version is not supported (expected `{FORMAT_V1}`)")]
-    UnknownVersion,
-    /// The string is not well formed.
-    #[error("ciphertext is malformed: {0}")]
-    Malformed(&'static str),
-    /// GCM refused: the ciphertext, its context or its data key do not match.
-    #[error("ciphertext failed authentication: altered, or bound to another context or key")]
-    Authentication,
-    /// The local cipher could not run (never expected).
-    #[error("AES-256-GCM is unavailable")]
-    Cipher,
-}
-
-impl EnvelopeError {
-    /// Whether retrying may help.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            EnvelopeError::KeyService {
-                transient: true,
-                ..
-            }
-        )
     }
 }
