@@ -114,7 +114,7 @@ def show(kms, ddb, table):
             continue
         ct = row.pop("cipherText")
         if row["sk"].startswith("CUSTODIAN#"):
-            # A custodian backup share Portal sent to the webhook (src/webhook.rs).
+            # A custodian backup share Portal sent to the webhook (src/workflow/custody.rs).
             context = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
                        "backupSharePairId": row["backupSharePairId"]}
             plain = decrypt(kms, ct, context)
