@@ -118,6 +118,24 @@ impl RetryPolicy {
     ///
     /// Each attempt is also cut off where the invocation's reserve begins, so a stalled call
     /// fails (transiently, at `step`) in time for the function to answer and release its lease.
+    ///
+    /// This form answers the result and the retries it took, for calls that run side by side.
+    pub async fn counted<T, F, Fut>(
+        &self,
+        step: Step,
+        deadline: &Deadline,
+        call: F,
+    ) -> (Result<T, BackupError>, u32)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, BackupError>>,
+    {
+        let mut retries = 0;
+        let result = self.run(step, deadline, &mut retries, call).await;
+        (result, retries)
+    }
+
+    /// As [`RetryPolicy::counted`], adding the retries to `retries`.
     pub async fn run<T, F, Fut>(
         &self,
         step: Step,

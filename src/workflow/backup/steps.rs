@@ -19,7 +19,6 @@ use crate::ports::envelope::Envelope;
 use crate::ports::portal::{BackupShare, Portal};
 use crate::ports::store::{BackupStore, StoreError, StoredShare};
 use crate::workflow::error::{BackupError, Cause, Mismatch, Step};
-use crate::workflow::retry::Deadline;
 
 /// A client backup share after sealing: what is stored, and what it must decrypt to (unknown
 /// when resuming from a checkpoint).
@@ -34,17 +33,21 @@ pub(super) fn from_checkpoint(
     req: &BackupRequest,
     progress: &Progress,
 ) -> Result<[SealedShare; 2], BackupError> {
-    let records = progress.shares.clone().ok_or_else(|| {
-        BackupError::new(
-            Step::Checkpoint,
-            Cause::Mismatch(Mismatch::CheckpointLacksShares),
-        )
-    })?;
-    Ok(records.map(|record| SealedShare {
+    Ok(records(progress)?.clone().map(|record| SealedShare {
         context: EncryptionContext::backup_share(&req.client_id, &record.id, record.curve),
         record,
         plaintext: None,
     }))
+}
+
+/// The sealed shares a checkpoint past `seal` must hold.
+fn records(progress: &Progress) -> Result<&[SealedRecord; 2], BackupError> {
+    progress.shares.as_ref().ok_or_else(|| {
+        BackupError::new(
+            Step::Checkpoint,
+            Cause::Mismatch(Mismatch::CheckpointLacksShares),
+        )
+    })
 }
 
 impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S> {
@@ -213,10 +216,10 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             .read_back(&self.retry, run.req, ids, deadline, stats)
             .await?;
         let ((ra, na), (rb, nb)) = join(
-            self.retried(Step::Verify, deadline, || {
+            self.retry.counted(Step::Verify, deadline, || {
                 self.check_opens(&sealed[0], a.as_deref())
             }),
-            self.retried(Step::Verify, deadline, || {
+            self.retry.counted(Step::Verify, deadline, || {
                 self.check_opens(&sealed[1], b.as_deref())
             }),
         )
@@ -238,13 +241,8 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         progress: Progress,
         stats: &mut RunStats,
     ) -> Result<Progress, BackupError> {
-        let records = progress.shares.as_ref().ok_or_else(|| {
-            BackupError::new(
-                Step::Checkpoint,
-                Cause::Mismatch(Mismatch::CheckpointLacksShares),
-            )
-        })?;
-        let ids = [records[0].id.clone(), records[1].id.clone()];
+        let [a, b] = records(&progress)?;
+        let ids = [a.id.clone(), b.id.clone()];
         run.inv.deadline.check(Step::MarkStored, STEP_BUDGET)?;
         let started = Instant::now();
         let marked = self
@@ -280,22 +278,6 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             ..progress
         };
         advance(run, from, done).await
-    }
-
-    /// Runs `call` under the retry policy; answers its result and the retries it took.
-    pub(super) async fn retried<T, F, Fut>(
-        &self,
-        step: Step,
-        deadline: &Deadline,
-        call: F,
-    ) -> (Result<T, BackupError>, u32)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, BackupError>>,
-    {
-        let mut retries = 0;
-        let result = self.retry.run(step, deadline, &mut retries, call).await;
-        (result, retries)
     }
 
     /// Proves that `stored`, the ciphertext read back, is the one sealed and opens to its share.

@@ -78,9 +78,8 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
         match self {
             // Both items in one strongly consistent read.
             Vault::Table(store) => {
-                let mut retries = 0;
-                let read = retry
-                    .run(Step::Verify, deadline, &mut retries, || async {
+                let (read, retries) = retry
+                    .counted(Step::Verify, deadline, || async {
                         store
                             .cipher_texts(&req.client_id, ids)
                             .await
@@ -111,16 +110,14 @@ async fn store_one<P: Portal>(
     item: &StoredShare,
     deadline: &Deadline,
 ) -> (Result<(), BackupError>, u32) {
-    let mut retries = 0;
-    let result = retry
-        .run(Step::Store, deadline, &mut retries, || async {
+    retry
+        .counted(Step::Store, deadline, || async {
             portal
                 .store_cipher_text(&req.api_key, &item.backup_share_pair_id, &item.cipher_text)
                 .await
                 .map_err(|e| BackupError::new(Step::Store, e))
         })
-        .await;
-    (result, retries)
+        .await
 }
 
 /// Reads one ciphertext back from Portal under the retry policy; answers it and its retries.
@@ -131,15 +128,13 @@ async fn read_one<P: Portal>(
     id: &str,
     deadline: &Deadline,
 ) -> (Result<Option<String>, BackupError>, u32) {
-    let mut retries = 0;
-    let result = retry
-        .run(Step::Verify, deadline, &mut retries, || async {
+    retry
+        .counted(Step::Verify, deadline, || async {
             portal
                 .cipher_text(&req.api_key, id)
                 .await
                 .map(Some)
                 .map_err(|e| BackupError::new(Step::Verify, e))
         })
-        .await;
-    (result, retries)
+        .await
 }
