@@ -92,6 +92,16 @@ def provision(kms, ddb, sqs, table, alias):
     print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table, "queueUrl": queue}))
 
 
+def item_context(row):
+    """The encryption context a stored item was sealed under: a custodian share's or a client
+    backup share's (src/domain/ciphertext.rs)."""
+    if row["sk"].startswith("CUSTODIAN#"):
+        return {"clientId": row["clientId"], "purpose": "custodian-backup-share",
+                "backupSharePairId": row["backupSharePairId"]}
+    return {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
+            "curve": row["curve"]}
+
+
 # The order every stored item's fields are printed in, whatever order DynamoDB answers.
 SHOWN_ORDER = ["pk", "sk", "clientId", "backupSharePairId", "curve", "signingSharePairId",
                "backupMethod", "status", "backupMode", "createdAt", "updatedAt", "cipherText",
@@ -115,14 +125,12 @@ def show(kms, ddb, table):
         ct = row.pop("cipherText")
         if row["sk"].startswith("CUSTODIAN#"):
             # A custodian backup share Portal sent to the webhook (src/workflow/custody.rs).
-            context = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
-                       "backupSharePairId": row["backupSharePairId"]}
+            context = item_context(row)
             plain = decrypt(kms, ct, context)
             print(json.dumps(ordered({**row, "cipherText": ct[:40] + "…",
                                       "decrypted": "<custodian share, %d bytes, redacted>" % len(plain)})))
             continue
-        context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
-                   "curve": row["curve"]}
+        context = item_context(row)
         plain = json.loads(decrypt(kms, ct, context))
         shown = {**row, "cipherText": ct[:40] + "…",
                  "decrypted": {"id": plain["id"], "share": "<%d base64 chars, redacted>" % len(plain["share"])},
@@ -236,14 +244,12 @@ def report(kms, ddb, table_name, sim, answers_path, events):
             continue
         ct = row["cipherText"]
         if kind == "CUSTODIAN":
-            context = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
-                       "backupSharePairId": row["backupSharePairId"]}
+            context = item_context(row)
             plain = decrypt(kms, ct, context)
             out.append(["custodian share", row["backupSharePairId"], row.get("backupMethod", ""), "",
                         f"opens: {len(plain)} bytes (redacted)"])
             continue
-        context = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
-                   "curve": row["curve"]}
+        context = item_context(row)
         plain = json.loads(decrypt(kms, ct, context))
         check = "opens, names its pair" if plain.get("id") == row["backupSharePairId"] else "OPENS TO ANOTHER PAIR"
         out.append(["client share", row["backupSharePairId"], row["curve"], "", f"{check} (share redacted)"])

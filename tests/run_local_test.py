@@ -61,10 +61,8 @@ def stored_secrets(env):
         row = {k: list(v.values())[0] for k, v in item.items()}
         if "cipherText" not in row or row["sk"].startswith("BACKUP#"):
             continue
+        plain = pbtool.decrypt(kms, row["cipherText"], pbtool.item_context(row)).decode()
         if row["sk"].startswith("CUSTODIAN#"):
-            ctx = {"clientId": row["clientId"], "purpose": "custodian-backup-share",
-                   "backupSharePairId": row["backupSharePairId"]}
-            plain = pbtool.decrypt(kms, row["cipherText"], ctx).decode()
             out.add(plain)
             try:
                 share = json.loads(plain)
@@ -72,9 +70,7 @@ def stored_secrets(env):
             except ValueError:
                 pass
             continue
-        ctx = {"clientId": row["clientId"], "backupSharePairId": row["backupSharePairId"],
-               "curve": row["curve"]}
-        share = json.loads(pbtool.decrypt(kms, row["cipherText"], ctx))["share"]
+        share = json.loads(plain)["share"]
         out.add(share)
         out.update(inner(share))
     return out
