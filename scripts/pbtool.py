@@ -74,13 +74,16 @@ def seal(kms, key_id, plaintext, context):
     return "pbe1." + ".".join(b64url_encode(f) for f in fields)
 
 
-def provision(kms, ddb, sqs, table, alias):
+def provision_key(kms, alias, description):
     aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
     if alias in aliases:
-        key_id = aliases[alias]
-    else:
-        key_id = kms.create_key(Description="portal-backup local key")["KeyMetadata"]["KeyId"]
-        kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+        return aliases[alias]
+    key_id = kms.create_key(Description=description)["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return key_id
+
+
+def provision_table(ddb, table):
     if table not in ddb.list_tables()["TableNames"]:
         ddb.create_table(
             TableName=table, BillingMode="PAY_PER_REQUEST",
@@ -88,8 +91,19 @@ def provision(kms, ddb, sqs, table, alias):
                                   {"AttributeName": "sk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                        {"AttributeName": "sk", "KeyType": "RANGE"}])
+
+
+def provision(kms, ddb, sqs, table, alias, custody_table, custody_alias):
+    """The two trust domains, as template.yaml makes them: the backup key and table (client
+    shares, checkpoints) and the custody key and table (custodian shares), and the queue."""
+    key_id = provision_key(kms, alias, "portal-backup local key (client backup shares)")
+    custody_key_id = provision_key(kms, custody_alias, "portal-backup local key (custodian shares)")
+    provision_table(ddb, table)
+    provision_table(ddb, custody_table)
     queue = provision_queue(sqs, "portal-backup-requests")
-    print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table, "queueUrl": queue}))
+    print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table,
+                      "custodyKmsKeyId": custody_key_id, "custodyKmsAlias": custody_alias,
+                      "custodyTable": custody_table, "queueUrl": queue}))
 
 
 def item_context(row):
@@ -161,7 +175,7 @@ def table(rows, header):
         print(line(r))
 
 
-def report(kms, ddb, table_name, sim, answers_path, events):
+def report(kms, ddb, table_name, custody_table, sim, answers_path, events):
     """What a user wants to see of a local run, once, and no secret: each sample's outcome, then
     the stored items (decrypted to check them, printed redacted)."""
     import urllib.request
@@ -233,7 +247,12 @@ def report(kms, ddb, table_name, sim, answers_path, events):
         rows.append([name, trigger, outcome, " ".join(ids) or "-", stored, portal_of(ids)])
     print("Samples")
     table(rows, ["event", "trigger", "outcome", "backup share pair ids", "stored in", "at Portal"])
-    # The stored items, each decrypted (to prove it opens), printed redacted.
+    # The stored items of both tables, each decrypted (to prove it opens), printed redacted.
+    for name in (table_name, custody_table):
+        stored_items(kms, ddb, name)
+
+
+def stored_items(kms, ddb, table_name):
     items = ddb.scan(TableName=table_name, ConsistentRead=True)["Items"]
     out = []
     for item in sorted(items, key=lambda i: (i["sk"]["S"].split("#")[0], i["pk"]["S"], i["sk"]["S"])):
@@ -255,7 +274,8 @@ def report(kms, ddb, table_name, sim, answers_path, events):
         out.append(["client share", row["backupSharePairId"], row["curve"], "", f"{check} (share redacted)"])
     print()
     print(f"Stored in DynamoDB table {table_name}: {len(items)} item(s), each decrypted by scripts/pbtool.py")
-    table(out, ["item", "id", "curve / state", "mode", "check"])
+    if out:
+        table(out, ["item", "id", "curve / state", "mode", "check"])
 
 
 def main():
@@ -268,6 +288,9 @@ def main():
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--table", default="portal-backup")
     p.add_argument("--alias", default="alias/portal-backup")
+    p.add_argument("--custody-table", default="portal-backup-custody",
+                   help="the custody function's table (provision, show, report)")
+    p.add_argument("--custody-alias", default="alias/portal-backup-custody")
     p.add_argument("--context", help="encryption context as JSON")
     p.add_argument("--sim", help="the Portal simulator's base URL (report)")
     p.add_argument("--answers", help="what local-invoke printed (report)")
@@ -276,7 +299,7 @@ def main():
     a = p.parse_intermixed_args()
     kms, ddb, sqs = clients(a.endpoint, a.region)
     if a.command == "provision":
-        provision(kms, ddb, sqs, a.table, a.alias)
+        provision(kms, ddb, sqs, a.table, a.alias, a.custody_table, a.custody_alias)
     elif a.command == "enqueue":
         files = ([a.ciphertext] if a.ciphertext else []) + a.events
         n = 0
@@ -287,9 +310,10 @@ def main():
         print(f"sent {n} message(s) to {a.queue_url}", file=sys.stderr)
     elif a.command == "show":
         show(kms, ddb, a.table)
+        show(kms, ddb, a.custody_table)
     elif a.command == "report":
         files = ([a.ciphertext] if a.ciphertext else []) + a.events
-        report(kms, ddb, a.table, a.sim, a.answers, files)
+        report(kms, ddb, a.table, a.custody_table, a.sim, a.answers, files)
     elif a.command == "seal":
         context = {"clientId": a.client_id, "purpose": "generate-response"}
         print(seal(kms, a.key_id or a.alias, sys.stdin.buffer.read(), context))

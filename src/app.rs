@@ -2,17 +2,19 @@
 
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::kms::KmsEnvelope;
 use crate::adapters::portal_http::{HttpPortal, http_client};
 use crate::adapters::secrets_manager::{SecretFetchError, fetch_secret};
-use crate::config::{Config, ConfigError, WebhookSecretSource};
+use crate::config::{Config, ConfigError, CustodyConfig, FunctionConfig, WebhookSecretSource};
+use crate::entry::webhook::CustodyHandler;
 use crate::entry::{Handler, Services};
+use crate::workflow::custody::CustodyService;
 
 /// The AWS SDK settings of every client the function builds; region, credentials and endpoints
 /// still come from the SDK's usual sources when it loads.
@@ -33,8 +35,22 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
 }
 
-/// The function: every service wired to the real adapters.
-pub type Function = Handler<HttpPortal, KmsEnvelope, DynamoStore>;
+/// The backup function: every backup service wired to the real adapters.
+pub type BackupFunction = Handler<HttpPortal, KmsEnvelope, DynamoStore>;
+
+/// The custody function: Portal's webhooks over the custody table and key.
+pub type CustodyFunction = CustodyHandler<KmsEnvelope, DynamoStore>;
+
+/// What this process runs, chosen by `FUNCTION_ROLE`. Built once per process, so the size
+/// difference between the variants costs nothing.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Function {
+    /// The backup function.
+    Backup(BackupFunction),
+    /// The custody function.
+    Custody(CustodyFunction),
+}
 
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,37 +68,45 @@ pub enum StartupError {
 
 /// Reads the environment and builds the SDK and HTTP clients.
 pub async fn from_env() -> Result<Function, StartupError> {
-    let config = Config::from_env()?;
-    build(&config).await
+    let sdk = sdk_loader().load().await;
+    match FunctionConfig::from_env()? {
+        FunctionConfig::Backup(config) => Ok(Function::Backup(build(&sdk, &config)?)),
+        FunctionConfig::Custody(config) => {
+            Ok(Function::Custody(build_custody(&sdk, &config).await?))
+        }
+    }
 }
 
-/// Builds the clients for `config`, and the services over them; the AWS SDK reads region,
-/// credentials and `AWS_ENDPOINT_URL` from its usual sources.
-pub async fn build(config: &Config) -> Result<Function, StartupError> {
-    {
-        let sdk = sdk_loader().load().await;
-        let kms = aws_sdk_kms::Client::new(&sdk);
-        let store = config
-            .table_name
-            .as_ref()
-            .map(|t| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), t));
-        let http = http_client(config.portal_timeouts, config.https_only())?;
-        let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
-        let envelope = KmsEnvelope::new(kms, &config.kms_key_id);
-        // Read once per cold start: a secret that cannot be read stops the function from starting.
-        let webhook_secret = match &config.webhook_secret {
-            None => None,
-            Some(WebhookSecretSource::Value(secret)) => Some(secret.clone()),
-            Some(WebhookSecretSource::SecretsManager(arn)) => {
-                let client = aws_sdk_secretsmanager::Client::new(&sdk);
-                Some(fetch_secret(&client, arn).await?)
-            }
-        };
-        Ok(Handler {
-            services: Services::new(portal, envelope, store),
-            policy: config.request_policy(),
-            max_concurrency: config.max_concurrency,
-            webhook_secret,
-        })
-    }
+/// Builds the backup function's clients and services for `config`; the AWS SDK reads region,
+/// credentials and `AWS_ENDPOINT_URL` from `sdk`.
+pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, StartupError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let http = http_client(config.portal_timeouts, config.https_only())?;
+    let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
+    let envelope = KmsEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id);
+    Ok(Handler {
+        services: Services::new(portal, envelope, store),
+        policy: config.request_policy(),
+        max_concurrency: config.max_concurrency,
+    })
+}
+
+/// Builds the custody function: its own table and key, and the webhook secret, read once per
+/// cold start (a secret that cannot be read stops the function from starting).
+pub async fn build_custody(
+    sdk: &SdkConfig,
+    config: &CustodyConfig,
+) -> Result<CustodyFunction, StartupError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let envelope = KmsEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id);
+    let secret = match &config.webhook_secret {
+        WebhookSecretSource::Value(secret) => secret.clone(),
+        WebhookSecretSource::SecretsManager(arn) => {
+            fetch_secret(&aws_sdk_secretsmanager::Client::new(sdk), arn).await?
+        }
+    };
+    Ok(CustodyHandler {
+        custody: CustodyService::new(envelope, store),
+        secret,
+    })
 }

@@ -19,24 +19,55 @@ pub struct Config {
     pub backup_mode: BackupMode,
     /// KMS key that wraps data keys (`KMS_KEY_ID`: id, ARN or alias).
     pub kms_key_id: String,
-    /// DynamoDB table for self-managed backups (`BACKUP_TABLE_NAME`; required in that mode).
-    pub table_name: Option<String>,
+    /// DynamoDB table of the checkpoints and the self-managed client ciphertexts
+    /// (`BACKUP_TABLE_NAME`; required in every mode: it is what makes a backup exactly-once).
+    pub table_name: String,
     /// Enclave MPC API base URL (`PORTAL_MPC_URL`).
     pub portal_mpc_url: String,
     /// Client API base URL (`PORTAL_API_URL`).
     pub portal_api_url: String,
     /// Messages of one batch processed at once (`MAX_CONCURRENCY`, 1–100, default 10).
     pub max_concurrency: usize,
-    /// Refuse `generateResponse` in the clear (`REQUIRE_SEALED_INPUT`, `true`/`false`, default
-    /// `false`).
+    /// Refuse `generateResponse` and `clientApiKey` in the clear (`REQUIRE_SEALED_INPUT`,
+    /// `true`/`false`, default `true`).
     pub require_sealed_input: bool,
     /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
     /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
     pub portal_timeouts: HttpTimeouts,
-    /// Where the secret of Portal's webhooks comes from (`WEBHOOK_SECRET_ARN`, or `WEBHOOK_SECRET`
-    /// for local runs); `None` turns the webhook routes off.
-    pub webhook_secret: Option<WebhookSecretSource>,
 }
+
+/// Which function this process is: the two trust domains run the same binary under different
+/// roles, each given only its own table and key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FunctionConfig {
+    /// `FUNCTION_ROLE=backup` (the default): the backup workflow, operator actions, rotation.
+    Backup(Config),
+    /// `FUNCTION_ROLE=custody`: Portal's custodian webhooks only.
+    Custody(CustodyConfig),
+}
+
+/// The custody function's settings: its own table, key and webhook secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustodyConfig {
+    /// KMS key that wraps the custodian shares' data keys (`CUSTODY_KMS_KEY_ID`).
+    pub kms_key_id: String,
+    /// DynamoDB table of the custodian shares (`CUSTODY_TABLE_NAME`).
+    pub table_name: String,
+    /// Where the secret of Portal's webhooks comes from (`WEBHOOK_SECRET_ARN`, or
+    /// `WEBHOOK_SECRET` for local runs).
+    pub webhook_secret: WebhookSecretSource,
+}
+
+/// Variables only the custody function reads: set on the backup function, they are a mistake.
+const CUSTODY_ONLY: [&str; 4] = [
+    "CUSTODY_KMS_KEY_ID",
+    "CUSTODY_TABLE_NAME",
+    "WEBHOOK_SECRET_ARN",
+    "WEBHOOK_SECRET",
+];
+/// Variables only the backup function reads: the custody function must not reach the client
+/// shares' key or table, so naming them there is refused.
+const BACKUP_ONLY: [&str; 2] = ["KMS_KEY_ID", "BACKUP_TABLE_NAME"];
 
 /// Where the webhook secret comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +95,7 @@ fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-impl Config {
+impl FunctionConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -77,27 +108,88 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let refuse = |vars: &[&'static str], why: &str| match vars.iter().find(|v| get(v).is_some())
+        {
+            Some(var) => Err(bad(var, why.to_owned())),
+            None => Ok(()),
+        };
+        match get("FUNCTION_ROLE").as_deref() {
+            None | Some("backup") => {
+                refuse(
+                    &CUSTODY_ONLY,
+                    "belongs to the custody function (FUNCTION_ROLE=custody), not the backup function",
+                )?;
+                Config::read(&get).map(FunctionConfig::Backup)
+            }
+            Some("custody") => {
+                refuse(
+                    &BACKUP_ONLY,
+                    "must not be set on the custody function: it may not reach the client shares' key or table",
+                )?;
+                CustodyConfig::read(&get).map(FunctionConfig::Custody)
+            }
+            Some(_) => Err(bad("FUNCTION_ROLE", "must be backup or custody")),
+        }
+    }
+}
+
+impl CustodyConfig {
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let kms_key_id = get("CUSTODY_KMS_KEY_ID").ok_or_else(|| {
+            bad(
+                "CUSTODY_KMS_KEY_ID",
+                "is required (the custody key: an id, ARN or alias/…)",
+            )
+        })?;
+        let table_name =
+            get("CUSTODY_TABLE_NAME").ok_or_else(|| bad("CUSTODY_TABLE_NAME", "is required"))?;
+        if !valid_table_name(&table_name) {
+            return Err(bad(
+                "CUSTODY_TABLE_NAME",
+                "must be 3 to 255 of [A-Za-z0-9_.-]",
+            ));
+        }
+        let webhook_secret = match (get("WEBHOOK_SECRET_ARN"), get("WEBHOOK_SECRET")) {
+            (Some(arn), _) => WebhookSecretSource::SecretsManager(arn),
+            (None, Some(value)) => WebhookSecretSource::Value(
+                WebhookSecret::new(value).ok_or_else(|| bad("WEBHOOK_SECRET", "is empty"))?,
+            ),
+            (None, None) => {
+                return Err(bad(
+                    "WEBHOOK_SECRET_ARN",
+                    "is required (the secret Portal's webhook calls carry)",
+                ));
+            }
+        };
+        Ok(CustodyConfig {
+            kms_key_id,
+            table_name,
+            webhook_secret,
+        })
+    }
+}
+
+impl Config {
+    /// Reads the backup function's settings through `get` (values already trimmed).
+    fn read(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let backup_mode = match get("BACKUP_MODE") {
             None => BackupMode::SelfManaged,
             Some(v) => v.parse().map_err(|e: String| bad("BACKUP_MODE", e))?,
         };
         let kms_key_id = get("KMS_KEY_ID")
             .ok_or_else(|| bad("KMS_KEY_ID", "is required (a key id, ARN or alias/…)"))?;
-        let table_name = get("BACKUP_TABLE_NAME");
-        match &table_name {
-            None if backup_mode == BackupMode::SelfManaged => {
-                return Err(bad(
-                    "BACKUP_TABLE_NAME",
-                    "is required when BACKUP_MODE is SELF_MANAGED",
-                ));
-            }
-            Some(t) if !valid_table_name(t) => {
-                return Err(bad(
-                    "BACKUP_TABLE_NAME",
-                    "must be 3 to 255 of [A-Za-z0-9_.-]",
-                ));
-            }
-            _ => {}
+        // Required in every mode: the checkpoints live there.
+        let table_name = get("BACKUP_TABLE_NAME").ok_or_else(|| {
+            bad(
+                "BACKUP_TABLE_NAME",
+                "is required (the table of checkpoints and self-managed backups)",
+            )
+        })?;
+        if !valid_table_name(&table_name) {
+            return Err(bad(
+                "BACKUP_TABLE_NAME",
+                "must be 3 to 255 of [A-Za-z0-9_.-]",
+            ));
         }
         let portal_mpc_url = portal_url(
             get("PORTAL_MPC_URL"),
@@ -109,9 +201,10 @@ impl Config {
             "PORTAL_API_URL",
             DEFAULT_PORTAL_API_URL,
         )?;
+        // On unless turned off: a generate response in the clear sits readable in the queue.
         let require_sealed_input = match get("REQUIRE_SEALED_INPUT").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
+            None | Some("true") => true,
+            Some("false") => false,
             Some(_) => return Err(bad("REQUIRE_SEALED_INPUT", "must be true or false")),
         };
         let max_concurrency = number(get("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 10, 1, 100)?;
@@ -129,21 +222,7 @@ impl Config {
             100,
             900_000,
         )?;
-        let webhook_secret = match (get("WEBHOOK_SECRET_ARN"), get("WEBHOOK_SECRET")) {
-            (Some(arn), _) => Some(WebhookSecretSource::SecretsManager(arn)),
-            (None, Some(value)) => Some(WebhookSecretSource::Value(
-                WebhookSecret::new(value).ok_or_else(|| bad("WEBHOOK_SECRET", "is empty"))?,
-            )),
-            (None, None) => None,
-        };
-        if webhook_secret.is_some() && table_name.is_none() {
-            return Err(bad(
-                "BACKUP_TABLE_NAME",
-                "is required when a webhook secret is set (custodian shares are stored there)",
-            ));
-        }
         Ok(Config {
-            webhook_secret,
             backup_mode,
             kms_key_id,
             table_name,
@@ -233,12 +312,19 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn load(pairs: &[(&str, &str)]) -> Result<FunctionConfig, ConfigError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        FunctionConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        match load(pairs)? {
+            FunctionConfig::Backup(c) => Ok(c),
+            FunctionConfig::Custody(_) => panic!("a backup configuration"),
+        }
     }
 
     #[test]
@@ -248,27 +334,40 @@ mod tests {
         assert_eq!(c.portal_mpc_url, DEFAULT_PORTAL_MPC_URL);
         assert_eq!(c.portal_api_url, DEFAULT_PORTAL_API_URL);
         assert_eq!(c.max_concurrency, 10);
+        assert!(c.require_sealed_input, "sealed input unless turned off");
         assert!(c.https_only());
-        assert_eq!(c.webhook_secret, None);
     }
 
     #[test]
-    fn webhook_secret_from_secrets_manager_or_the_environment() {
-        let base = [("KMS_KEY_ID", "k"), ("BACKUP_TABLE_NAME", "backups")];
+    fn the_custody_function_reads_only_its_own_table_key_and_secret() {
+        let base = [
+            ("FUNCTION_ROLE", "custody"),
+            ("CUSTODY_KMS_KEY_ID", "alias/custody"),
+            ("CUSTODY_TABLE_NAME", "custody"),
+        ];
         let with = |extra: &[(&str, &str)]| {
             let mut v = base.to_vec();
             v.extend_from_slice(extra);
-            cfg(&v)
+            load(&v)
         };
         let arn = "arn:aws:secretsmanager:us-east-1:1:secret:wh";
-        assert_eq!(
+        let Ok(FunctionConfig::Custody(c)) =
             with(&[("WEBHOOK_SECRET_ARN", arn), ("WEBHOOK_SECRET", "local")])
-                .unwrap()
-                .webhook_secret,
-            Some(WebhookSecretSource::SecretsManager(arn.into()))
+        else {
+            panic!("a custody configuration")
+        };
+        assert_eq!(
+            c.webhook_secret,
+            WebhookSecretSource::SecretsManager(arn.into())
         );
-        let c = with(&[("WEBHOOK_SECRET", "local-secret")]).unwrap();
-        let Some(WebhookSecretSource::Value(s)) = &c.webhook_secret else {
+        assert_eq!(
+            (c.kms_key_id.as_str(), c.table_name.as_str()),
+            ("alias/custody", "custody")
+        );
+        let Ok(FunctionConfig::Custody(c)) = with(&[("WEBHOOK_SECRET", "local-secret")]) else {
+            panic!("a custody configuration")
+        };
+        let WebhookSecretSource::Value(s) = &c.webhook_secret else {
             panic!("value")
         };
         assert!(s.matches(b"local-secret"));
@@ -276,12 +375,26 @@ mod tests {
             !format!("{c:?}").contains("local-secret"),
             "Debug redacts it"
         );
-        let no_table = cfg(&[
-            ("KMS_KEY_ID", "k"),
-            ("BACKUP_MODE", "PORTAL_MANAGED"),
-            ("WEBHOOK_SECRET", "x"),
-        ]);
-        assert_eq!(no_table.unwrap_err().var, "BACKUP_TABLE_NAME");
+        assert_eq!(with(&[]).unwrap_err().var, "WEBHOOK_SECRET_ARN");
+        // The client shares' key and table are never the custody function's.
+        for var in ["KMS_KEY_ID", "BACKUP_TABLE_NAME"] {
+            let e = with(&[("WEBHOOK_SECRET", "s"), (var, "x")]).unwrap_err();
+            assert_eq!(e.var, var);
+        }
+        // And the backup function takes none of the custody settings.
+        for var in CUSTODY_ONLY {
+            let e = load(&[
+                ("KMS_KEY_ID", "k"),
+                ("BACKUP_TABLE_NAME", "backups"),
+                (var, "x"),
+            ])
+            .unwrap_err();
+            assert_eq!(e.var, var);
+        }
+        assert_eq!(
+            load(&[("FUNCTION_ROLE", "both")]).unwrap_err().var,
+            "FUNCTION_ROLE"
+        );
     }
 
     #[test]
@@ -307,8 +420,11 @@ mod tests {
             with(("REQUIRE_SEALED_INPUT", "yes")),
             "REQUIRE_SEALED_INPUT"
         );
+        // Checkpoints exist in every mode: no table is a mistake even Portal-managed.
         assert_eq!(
-            cfg(&[("KMS_KEY_ID", "k")]).unwrap_err().var,
+            cfg(&[("KMS_KEY_ID", "k"), ("BACKUP_MODE", "PORTAL_MANAGED")])
+                .unwrap_err()
+                .var,
             "BACKUP_TABLE_NAME"
         );
     }
@@ -317,12 +433,14 @@ mod tests {
     fn loopback_http_is_allowed_for_local_runs() {
         let c = cfg(&[
             ("KMS_KEY_ID", "k"),
+            ("BACKUP_TABLE_NAME", "backups"),
             ("BACKUP_MODE", "PORTAL_MANAGED"),
+            ("REQUIRE_SEALED_INPUT", "false"),
             ("PORTAL_MPC_URL", "http://127.0.0.1:5060/"),
             ("PORTAL_API_URL", "http://localhost:5060"),
         ])
         .unwrap();
-        assert_eq!(c.table_name, None);
+        assert!(!c.require_sealed_input);
         assert_eq!(c.portal_mpc_url, "http://127.0.0.1:5060");
         assert!(!c.https_only());
     }

@@ -21,11 +21,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let function = &function;
-    let run = lambda_runtime::run(service_fn(move |event| {
-        portal_backup::entry::handle(function, event)
-    }));
-    match run.await {
+    // Two functions, one binary: FUNCTION_ROLE chose which (see src/config.rs).
+    let run = match &function {
+        portal_backup::app::Function::Backup(backup) => {
+            lambda_runtime::run(service_fn(move |event| {
+                portal_backup::entry::handle(backup, event)
+            }))
+            .await
+        }
+        portal_backup::app::Function::Custody(custody) => {
+            lambda_runtime::run(service_fn(move |event| {
+                portal_backup::entry::webhook::handle(custody, event)
+            }))
+            .await
+        }
+    };
+    match run {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "the runtime loop stopped");

@@ -4,12 +4,12 @@
 
 use portal_backup::adapters::portal_http::{parse_backup_response, parse_error};
 use portal_backup::domain::ciphertext::{Sealed, open_with_key};
+use portal_backup::domain::hook::{BackupHook, parse_fetch};
 use portal_backup::domain::model::BackupMode;
 use portal_backup::domain::request::{BackupRequest, RequestPolicy};
 use portal_backup::domain::secret::SecretBytes;
 use portal_backup::domain::share::embedded_pair_id;
 use portal_backup::entry::recognise;
-use portal_backup::workflow::custody::{BackupHook, parse_fetch};
 use portal_backup::workflow::rotation::{RotateRequest, is_rotate};
 use proptest::prelude::*;
 

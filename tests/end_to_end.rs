@@ -16,7 +16,7 @@ async fn self_managed_sqs_message_is_stored_verified_and_marked() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
     let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
     // As Portal runs self-managed custody: the custodian shares go to the webhooks meanwhile.
-    let hooks = Webhooks::start(&moto, &sim, &function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let hooks = Webhooks::start(&moto, &sim).await;
     let (client, key, generate) = sim.new_client(1).await;
     let answer = f
         .invoke(&sqs_event(&[(
@@ -43,6 +43,7 @@ async fn self_managed_sqs_message_is_stored_verified_and_marked() {
         secrets.extend(inner_secret(share));
     }
     assert_no_secret_in(&hooks.function.logs(), &secrets);
+    assert_two_trust_domains(&moto).await;
     let logs = f.logs();
     assert!(
         logs.contains("backup completed") && logs.contains("m-1") && logs.contains("req-"),
@@ -262,10 +263,12 @@ fn check_sample(name: &str, answer: &Answer) {
 #[tokio::test]
 async fn every_sample_event_runs_against_a_fresh_stack() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-    // The webhook samples carry the local stack's secret (scripts/stack).
-    let mut env = function_env(&moto, &sim, "SELF_MANAGED");
-    env.push(("WEBHOOK_SECRET".into(), "local-webhook-secret".into()));
-    let f = Function::start(&env).await;
+    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    // The webhook samples go to the custody function, with the local stack's secret
+    // (scripts/stack); the backup function does not serve them.
+    let mut custody_env = moto.custody_env();
+    custody_env.push(("WEBHOOK_SECRET".into(), "local-webhook-secret".into()));
+    let custody = Function::start(&custody_env).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -279,9 +282,21 @@ async fn every_sample_event_runs_against_a_fresh_stack() {
         let event: Value =
             serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{name}")).unwrap())
                 .unwrap();
+        if name.starts_with("webhook-") {
+            let Answer::Response(refused) = f.invoke(&event).await else {
+                panic!("{name}: the backup function answers")
+            };
+            assert_eq!(
+                refused["statusCode"], 404,
+                "{name}: not the backup function's route"
+            );
+            check_sample(name, &custody.invoke(&event).await);
+            continue;
+        }
         let answer = f.invoke(&event).await;
         check_sample(name, &answer);
     }
+    assert_two_trust_domains(&moto).await;
     // Self-managed: sqs-self-managed, one message of the batch, http-api and direct; two items each.
     assert_self_managed_backup_count(&moto, 8).await;
     let completed = sim.state().await["pairs"]

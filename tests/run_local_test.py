@@ -5,7 +5,7 @@ secret from any step. Run by scripts/test after the Rust tests (the binaries are
 
 Secrets looked for in everything the command prints: every API key, signing share and custodian
 share of the sample events (and the secrets inside each share's base64 JSON), the local webhook
-secret, and every share stored by the run (each item of the table decrypted here).
+secret, and every share stored by the run (each item of both tables decrypted here).
 """
 import base64
 import glob
@@ -54,10 +54,24 @@ def event_secrets():
     return out
 
 
+def read_env(name):
+    env = {}
+    for line in open(os.path.join(ROOT, ".stack", name)):
+        if line.startswith("export "):
+            k, v = line[7:].strip().split("=", 1)
+            env[k] = v
+    return env
+
+
+CUSTODY = {}
+
+
 def stored_secrets(env):
     kms, ddb, _ = pbtool.clients(env["AWS_ENDPOINT_URL"], env["AWS_REGION"])
     out = set()
-    for item in ddb.scan(TableName=env["BACKUP_TABLE_NAME"], ConsistentRead=True)["Items"]:
+    items = [i for t in (env["BACKUP_TABLE_NAME"], CUSTODY["CUSTODY_TABLE_NAME"])
+             for i in ddb.scan(TableName=t, ConsistentRead=True)["Items"]]
+    for item in items:
         row = {k: list(v.values())[0] for k, v in item.items()}
         if "cipherText" not in row or row["sk"].startswith("BACKUP#"):
             continue
@@ -84,11 +98,12 @@ def main():
     failures = []
     if run.returncode != 0:
         failures.append(f"scripts/run-local exited {run.returncode}")
-    env = {}
-    for line in open(os.path.join(ROOT, ".stack", "env")):
-        if line.startswith("export "):
-            k, v = line[7:].strip().split("=", 1)
-            env[k] = v
+    env = read_env("env")
+    CUSTODY.update(read_env("custody.env"))
+    # Two trust domains: the backup function's environment names nothing of custody's.
+    for var in ("CUSTODY_TABLE_NAME", "CUSTODY_KMS_KEY_ID", "WEBHOOK_SECRET"):
+        if var in env:
+            failures.append(f".stack/env (the backup function's) sets {var}")
     secrets = {s for s in event_secrets() | stored_secrets(env) | {WEBHOOK_SECRET} if len(s) >= 8}
     if len(secrets) < 10:
         failures.append(f"only {len(secrets)} secrets collected: the scan would prove nothing")

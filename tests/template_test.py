@@ -38,31 +38,42 @@ def getatt(res, attr="Arn"):
     return {"Fn::GetAtt": [res, attr]}
 
 
-# The function: runtime, architecture, build, configuration from parameters.
+# Two functions, one binary: the backup function and the custody function (FUNCTION_ROLE).
 functions = of_type("AWS::Serverless::Function")
-check(list(functions) == ["BackupFunction"], "exactly one function (one binary serves every trigger)")
+check(sorted(functions) == ["BackupFunction", "CustodyFunction"], "two functions: backup and custody")
+config_rs = (ROOT / "src/config.rs").read_text()
+for name, role in [("BackupFunction", "backup"), ("CustodyFunction", "custody")]:
+    f = functions[name]
+    fp_ = f["Properties"]
+    check(fp_["Runtime"] == "provided.al2023" and fp_["Architectures"] == ["arm64"], f"{name}: provided.al2023 on arm64")
+    check(fp_["Handler"] == "bootstrap", f"{name}: Handler bootstrap")
+    check(f["Metadata"]["BuildMethod"] == "rust-cargolambda", f"{name}: BuildMethod rust-cargolambda")
+    check(f["Metadata"]["BuildProperties"]["Binary"] == "portal-backup", f"{name}: builds the portal-backup binary")
+    check(fp_["Environment"]["Variables"]["FUNCTION_ROLE"] == role, f"{name}: FUNCTION_ROLE={role}")
+    check(fp_["Role"] == getatt(f"{name}Role"), f"{name}: its own role, {name}Role")
+    for var in fp_["Environment"]["Variables"]:
+        check(f'"{var}"' in config_rs, f"{name}: {var} is read by src/config.rs")
 fn = functions["BackupFunction"]
 fp = fn["Properties"]
-check(fp["Runtime"] == "provided.al2023", "runtime provided.al2023")
-check(fp["Architectures"] == ["arm64"], "arm64")
-check(fp["Handler"] == "bootstrap", "Handler: bootstrap")
-check(fn["Metadata"]["BuildMethod"] == "rust-cargolambda", "BuildMethod rust-cargolambda")
-check(fn["Metadata"]["BuildProperties"]["Binary"] == "portal-backup", "builds the portal-backup binary")
 check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("FunctionMemory"), "timeout and memory are parameters")
 env = fp["Environment"]["Variables"]
-config_rs = (ROOT / "src/config.rs").read_text()
 for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY",
-            "REQUIRE_SEALED_INPUT", "WEBHOOK_SECRET_ARN"]:
+            "REQUIRE_SEALED_INPUT"]:
     check(var in env, f"environment sets {var}")
-    check(f'"{var}"' in config_rs, f"{var} is read by src/config.rs")
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
-check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput"), "a deployment can refuse unsealed input")
+check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput") and P["RequireSealedInput"]["Default"] == "true",
+      "sealed input by default; a deployer may turn it off")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 CURRENT_KEY = {"Fn::If": ["UseStackKey", getatt("BackupKey"), ref("KmsKeyArn")]}
 check(env["KMS_KEY_ID"] == CURRENT_KEY and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key (or KmsKeyArn) and table")
 check(template["Conditions"]["UseStackKey"] == {"Fn::Equals": [ref("KmsKeyArn"), ""]} and P["KmsKeyArn"]["Default"] == "", "the stack's own key unless KmsKeyArn names another")
 check(P["RetiredKmsKeyArns"]["Type"] == "CommaDelimitedList" and P["RetiredKmsKeyArns"]["Default"] == "", "no retired keys by default")
-check(env["WEBHOOK_SECRET_ARN"] == ref("WebhookSecret"), "the webhook secret is the stack's own")
+cenv = functions["CustodyFunction"]["Properties"]["Environment"]["Variables"]
+check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("CustodyKey"), "CUSTODY_TABLE_NAME": ref("CustodyTable"),
+               "WEBHOOK_SECRET_ARN": ref("WebhookSecret")}, "the custody function is given its own key, table and secret, nothing else")
+check("WEBHOOK_SECRET_ARN" not in env, "the backup function has no webhook secret")
+check(functions["CustodyFunction"]["Properties"]["ReservedConcurrentExecutions"] == ref("CustodyReservedConcurrency"),
+      "the custody function has reserved concurrency")
 secret = R["WebhookSecret"]
 check(secret["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in secret["Properties"], "the webhook secret is generated, never in the template")
 for url in ["PortalMpcUrl", "PortalApiUrl"]:
@@ -71,7 +82,9 @@ for url in ["PortalMpcUrl", "PortalApiUrl"]:
 # SQS: SSE, DLQ by redrive, visibility >= 6x the function timeout for every allowed timeout.
 queue = R["BackupQueue"]["Properties"]
 dlq = R["DeadLetterQueue"]["Properties"]
-check(queue.get("SqsManagedSseEnabled") is True and dlq.get("SqsManagedSseEnabled") is True, "both queues encrypted")
+check(queue.get("KmsMasterKeyId") == ref("QueueKey") and dlq.get("KmsMasterKeyId") == ref("QueueKey"),
+      "both queues SSE-KMS with the queue key (not SSE-SQS)")
+check("SqsManagedSseEnabled" not in queue and "SqsManagedSseEnabled" not in dlq, "no SSE-SQS")
 check(queue["RedrivePolicy"]["deadLetterTargetArn"] == getatt("DeadLetterQueue"), "redrive to the DLQ")
 check(queue["RedrivePolicy"]["maxReceiveCount"] == ref("MaxReceiveCount") and P["MaxReceiveCount"]["Default"] == 5, "maxReceiveCount parameter, default 5")
 check(queue["VisibilityTimeout"] == {"Fn::FindInMap": ["Visibility", "Timeout", ref("FunctionTimeout")]}, "visibility from the timeout table")
@@ -81,6 +94,7 @@ for t in P["FunctionTimeout"]["AllowedValues"]:
 
 # The event source mapping.
 events = fp["Events"]
+custody_events = functions["CustodyFunction"]["Properties"]["Events"]
 sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
 check(len(sqs) == 1, "one SQS trigger")
 sqs = sqs[0]
@@ -90,8 +104,11 @@ check(sqs["BatchSize"] == ref("BatchSize") and sqs["ScalingConfig"]["MaximumConc
 
 # The HTTP API: backups and the operator routes behind IAM auth (SigV4); Portal's webhooks without
 # (Portal cannot sign: the secret header is their auth).
-api = [e["Properties"] for e in events.values() if e["Type"] == "HttpApi"]
+api = [e["Properties"] for e in list(events.values()) + list(custody_events.values()) if e["Type"] == "HttpApi"]
 routes = {(a["Method"], a["Path"]): a["Auth"]["Authorizer"] for a in api}
+check(all(e["Type"] == "HttpApi" for e in custody_events.values()), "the custody function has no queue trigger")
+check({(e["Properties"]["Method"], e["Properties"]["Path"]) for e in custody_events.values()}
+      == {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}, "the custody function serves exactly the webhooks")
 iam_routes = {
     ("POST", "/backups"),
     ("GET", "/clients/{clientId}/backups"),
@@ -109,22 +126,121 @@ for method, path in sorted(webhook_routes):
     check(f'"{path}"' in webhook_rs, f"{path} is routed by src/workflow/custody.rs")
 check("constant_time" in webhook_rs and "x-webhook-secret" in webhook_rs, "the webhook secret is checked in constant time")
 check(R["BackupApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True, "IAM authorizer enabled")
+route_settings = R["BackupApi"]["Properties"]["RouteSettings"]
+for method, path in sorted(webhook_routes):
+    rs = route_settings[f"{method} {path}"]
+    check(rs["ThrottlingRateLimit"] < R["BackupApi"]["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"],
+          f"{path}: a throttle of its own")
 
-# The table: durable, encrypted, retained, with the key schema the code writes.
-t = R["BackupTable"]
-tp = t["Properties"]
-check(t["DeletionPolicy"] == "Retain" and t["UpdateReplacePolicy"] == "Retain", "table retained")
-check(tp["BillingMode"] == "PAY_PER_REQUEST", "on-demand")
-check(tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, "point-in-time recovery")
-check(tp["SSESpecification"]["SSEEnabled"] is True and tp["SSESpecification"]["SSEType"] == "KMS", "SSE with KMS")
-check(tp["DeletionProtectionEnabled"] is True, "deletion protection")
-check([(k["AttributeName"], k["KeyType"]) for k in tp["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")], "pk/sk as in src/adapters/dynamodb")
+# The tables: durable, encrypted, retained, with the key schema the code writes.
+check(sorted(of_type("AWS::DynamoDB::Table")) == ["BackupTable", "CustodyTable"], "two tables: backup and custody")
+for name in ["BackupTable", "CustodyTable"]:
+    t = R[name]
+    tp = t["Properties"]
+    check(t["DeletionPolicy"] == "Retain" and t["UpdateReplacePolicy"] == "Retain", f"{name} retained")
+    check(tp["BillingMode"] == "PAY_PER_REQUEST", f"{name} on-demand")
+    check(tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, f"{name} point-in-time recovery")
+    check(tp["SSESpecification"]["SSEEnabled"] is True and tp["SSESpecification"]["SSEType"] == "KMS", f"{name} SSE with KMS")
+    check(tp["DeletionProtectionEnabled"] is True, f"{name} deletion protection")
+    check([(k["AttributeName"], k["KeyType"]) for k in tp["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")], f"{name}: pk/sk as in src/adapters/dynamodb")
 
-# The key: rotation, alias, retained.
-key = R["BackupKey"]
-check(key["Properties"]["EnableKeyRotation"] is True, "key rotation")
-check(key["DeletionPolicy"] == "Retain", "key retained (backups are useless without it)")
-check(any(a["Properties"]["TargetKeyId"] == ref("BackupKey") for a in of_type("AWS::KMS::Alias").values()), "key alias")
+# The keys: rotation, alias, retained.
+for name in ["BackupKey", "CustodyKey"]:
+    key = R[name]
+    check(key["Properties"]["EnableKeyRotation"] is True, f"{name} rotation")
+    check(key["DeletionPolicy"] == "Retain" and key["UpdateReplacePolicy"] == "Retain", f"{name} retained (backups are useless without it)")
+    check(any(a["Properties"]["TargetKeyId"] == ref(name) for a in of_type("AWS::KMS::Alias").values()), f"{name} alias")
+check(R["QueueKey"]["Properties"]["EnableKeyRotation"] is True, "QueueKey rotation")
+
+# Keys for named roles: no key policy lets the account root or "*" use a key; the root keeps the
+# administrative actions (the key can never be locked out).
+CRYPTO = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncrypt", "kms:*", "kms:CreateGrant", "*")
+def is_crypto(action):
+    return any(action == c or action.startswith(c) for c in CRYPTO) or action in ("kms:Create*", "kms:Generate*", "kms:Re*")
+def unwrap(statements):
+    """Statements, with `!If [cond, statement, AWS::NoValue]` as their true branch."""
+    out = []
+    for st in statements:
+        if "Fn::If" in st:
+            cond, then, other = st["Fn::If"]
+            check(other == ref("AWS::NoValue") or then == ref("AWS::NoValue"), "a conditional statement is present or absent")
+            st = other if then == ref("AWS::NoValue") else then
+        out.append(st)
+    return out
+def actions(st):
+    return st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+ROOT_ARN = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+keys = of_type("AWS::KMS::Key")
+check(sorted(keys) == ["BackupKey", "CustodyKey", "QueueKey"], "three keys: backup, custody, queue")
+key_users = {}  # key -> {principal (as its template expression, str) -> actions}
+for kname, k in keys.items():
+    root_seen = False
+    for st in unwrap(k["Properties"]["KeyPolicy"]["Statement"]):
+        check(st["Effect"] == "Allow", f"{kname}/{st['Sid']}: allow only")
+        principal = st["Principal"]["AWS"] if isinstance(st["Principal"], dict) else st["Principal"]
+        check(principal != "*", f"{kname}/{st['Sid']}: no wildcard principal")
+        if principal == ROOT_ARN:
+            root_seen = True
+            for a in actions(st):
+                check(not is_crypto(a), f"{kname}: the account root is not granted cryptographic use ({a})")
+            check("kms:PutKeyPolicy" in actions(st) and "kms:ScheduleKeyDeletion" in actions(st), f"{kname}: the root administers the key")
+            continue
+        uses = [a for a in actions(st) if is_crypto(a)]
+        if uses:
+            key_users.setdefault(kname, {}).setdefault(str(principal), set()).update(uses)
+    check(root_seen, f"{kname}: the account root administers it")
+for kname, users in key_users.items():
+    for principal, acts in users.items():
+        check("kms:*" not in acts, f"{kname}: no kms:* for {principal}")
+
+# The role map: every table and key each function's role can reach (IAM statements, and key
+# policy statements naming the role). No table and no key is reachable from both functions.
+roles = of_type("AWS::IAM::Role")
+check(sorted(roles) == ["BackupFunctionRole", "CustodyFunctionRole"], "one role per function")
+reach = {}
+for rname, role in roles.items():
+    r = reach.setdefault(rname, set())
+    for pol in role["Properties"]["Policies"]:
+        for st in unwrap(pol["PolicyDocument"]["Statement"]):
+            res = st["Resource"]
+            if isinstance(res, dict) and "Fn::GetAtt" in res:
+                r.add(res["Fn::GetAtt"][0])
+            elif isinstance(res, dict) and "Ref" in res:
+                r.add(res["Ref"])
+            elif isinstance(res, dict) and "Fn::Sub" in res and ":sqs:" in res["Fn::Sub"]:
+                r.add("BackupQueue" if res["Fn::Sub"].endswith("-backup-requests") else res["Fn::Sub"])
+            else:
+                check(False, f"{rname}/{st['Sid']}: a resource the map knows ({res})")
+            check("*" not in str(res), f"{rname}/{st['Sid']}: no wildcard resource")
+    for kname, users in key_users.items():
+        if str(getatt(rname)) in users:
+            r.add(kname)
+print(f"  role map: " + "; ".join(f"{r} -> {sorted(v)}" for r, v in sorted(reach.items())))
+shared = reach["BackupFunctionRole"] & reach["CustodyFunctionRole"]
+check(not shared, f"no table, key or secret reachable from both functions: {sorted(shared)}")
+check({"BackupTable", "BackupKey", "QueueKey"} <= reach["BackupFunctionRole"], "the backup role reaches its table and keys")
+check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret"}, "the custody role reaches exactly its table, key and secret")
+for kname in ["BackupKey", "CustodyKey"]:
+    users = {p for p, a in key_users.get(kname, {}).items() if any(x.startswith("kms:Decrypt") for x in a)}
+    for other in {"BackupKey", "CustodyKey"} - {kname}:
+        both = users & {p for p, a in key_users.get(other, {}).items() if any(x.startswith("kms:Decrypt") for x in a)}
+        check(not both, f"no principal decrypts with both the backup and the custody key: {both}")
+recovery = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("RecoveryRoleArn")]
+check(len(recovery) == 1 and actions(recovery[0]) == ["kms:Decrypt"], "RecoveryRoleArn may Decrypt with the backup key, nothing else")
+check(P["RecoveryRoleArn"]["Default"] == "" and P["ProducerRoleArn"]["Default"] == "", "recovery and producer roles are optional")
+producer_queue = [st for st in unwrap(R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
+check(len(producer_queue) == 1 and "kms:ViaService" in str(producer_queue[0]["Condition"]), "the producer uses the queue key through SQS only")
+producer_seal = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
+check(len(producer_seal) == 1 and actions(producer_seal[0]) == ["kms:GenerateDataKey"]
+      and producer_seal[0]["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"] == "generate-response",
+      "the producer may only seal generate responses with the backup key")
+
+# An EventBridge rule and an alarm watch the keys' policy, disable and deletion.
+rule = R["KeyPolicyChangeRule"]["Properties"]["EventPattern"]
+check(sorted(rule["detail"]["eventName"]) == ["DisableKey", "PutKeyPolicy", "ScheduleKeyDeletion"], "the rule watches PutKeyPolicy, DisableKey, ScheduleKeyDeletion")
+check(sorted(a["Fn::GetAtt"][0] for a in rule["detail"]["resources"]["ARN"]) == sorted(keys), "the rule watches every key of the stack")
+check(any(a["Properties"].get("Dimensions", [{}])[0].get("Value") == ref("KeyPolicyChangeRule") for a in of_type("AWS::CloudWatch::Alarm").values()),
+      "an alarm on the key rule")
 
 # Least privilege: the policies name exactly the actions the code calls, on the stack's own key and table.
 # ReEncrypt needs two actions: ReEncryptFrom on the source key, ReEncryptTo on the destination.
@@ -145,41 +261,43 @@ for path in (ROOT / "src").rglob("*.rs"):
     for op in re.findall(r"[.\s(&]client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
         check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
         called.update(SDK_TO_IAM[op])
-# A statement under `!If [HasRetiredKeys, statement, AWS::NoValue]` counts as granted (its true branch).
-statements, retired = [], []
-for p in fp["Policies"]:
-    for s in p["Statement"]:
-        if "Fn::If" in s:
-            cond, then, other = s["Fn::If"]
-            check(cond == "HasRetiredKeys" and other == ref("AWS::NoValue"), "the only conditional statement is the retired keys'")
-            retired.append(then)
-            statements.append(then)
-        else:
-            statements.append(s)
+# Granted: each role's IAM statements (conditional ones count, as their true branch) and the key
+# policy statements that name a function's role.
+statements = []
+for rname, role in roles.items():
+    for pol in role["Properties"]["Policies"]:
+        statements.extend(unwrap(pol["PolicyDocument"]["Statement"]))
+for kname, k in keys.items():
+    for st in unwrap(k["Properties"]["KeyPolicy"]["Statement"]):
+        if st.get("Principal", {}).get("AWS") in [getatt(r) for r in roles]:
+            statements.append(st)
+retired = [st for st in statements if st.get("Sid") == "RetiredKeysOpenAndReEncryptFromOnly"]
 check(len(retired) == 1, "one statement for retired keys")
 retired = retired[0]
 check(template["Conditions"]["HasRetiredKeys"] == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("RetiredKmsKeyArns")]}, ""]}]}, "retired keys are granted only when some are listed")
 check(retired["Resource"] == ref("RetiredKmsKeyArns"), "retired keys: only the listed ARNs")
 check(sorted(retired["Action"]) == ["kms:Decrypt", "kms:ReEncryptFrom"], "retired keys: open and re-wrap from, never seal or re-wrap to")
-granted = {a for s in statements for a in s["Action"]}
+# SQS polling is the event source mapping's, made with the function's role; not in src/.
+called |= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+granted = {a for st in statements for a in actions(st)}
 check(granted == called, f"policies grant exactly the calls the code makes: granted {sorted(granted)}, called {sorted(called)}")
-for s in statements:
-    check(s["Effect"] == "Allow", "allow statements only")
-    check("*" not in str(s["Resource"]), f"{s['Sid']}: no wildcard resource")
-    services = {a.split(":")[0] for a in s["Action"]}
-    check(len(services) == 1, f"{s['Sid']}: one service per statement")
-    own = {"kms": CURRENT_KEY, "dynamodb": getatt("BackupTable"), "secretsmanager": ref("WebhookSecret")}[services.pop()]
-    check(s is retired or s["Resource"] == own, f"{s['Sid']}: only the stack's own resource")
-    check("kms:ReEncryptFrom" not in s["Action"] or s is retired, f"{s['Sid']}: ReEncryptFrom only on retired keys")
-kms = next(s for s in statements if s["Action"][0].startswith("kms:"))
-check("kms:ReEncryptTo" in kms["Action"] and kms["Resource"] == CURRENT_KEY, "rotation re-wraps only into the current key")
-for s in statements:
-    if s["Action"] != ["kms:DescribeKey"] and s["Action"][0].startswith("kms:"):
-        check(s["Condition"] == kms["Condition"], f"{s['Sid']}: the same encryption context condition")
+for st in statements:
+    check(st["Effect"] == "Allow", "allow statements only")
+    services = {a.split(":")[0] for a in actions(st)}
+    check(len(services) == 1, f"{st['Sid']}: one service per statement")
+    check("kms:ReEncryptFrom" not in actions(st) or st is retired, f"{st['Sid']}: ReEncryptFrom only on retired keys")
+kms = next(st for st in statements if st["Sid"] == "BackupFunctionSealsAndOpensBackupShares")
+check("kms:ReEncryptTo" in kms["Action"], "rotation re-wraps into the current key")
+for st in statements:
+    if st is not kms and actions(st)[0].startswith("kms:") and actions(st) != ["kms:DescribeKey"] and "ViaService" not in str(st.get("Condition")) and "Custody" not in st["Sid"]:
+        check(st["Condition"] == kms["Condition"], f"{st['Sid']}: the same encryption context condition")
 envelope_rs = (ROOT / "src/domain/ciphertext.rs").read_text()
 context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response", "pub fn custodian_share"]
                        for k in re.findall(r'\("(\w+)", ', envelope_rs.split(ctor)[1].split("}")[0])})
 check(len(context_keys) == 4, f"every encryption context found in src/domain/ciphertext.rs: {context_keys}")
+custody_kms = next(st for st in statements if st["Sid"] == "CustodyFunctionSealsAndOpensCustodianShares")
+check(sorted(actions(custody_kms)) == ["kms:Decrypt", "kms:GenerateDataKey"], "the custody function seals and opens, nothing more")
+check(custody_kms["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"] == "custodian-backup-share", "the custody key opens custodian shares only")
 check(sorted(kms["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
       f"KMS use conditioned on the encryption context keys the code sends ({context_keys})")
 check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encryption context is required")
@@ -187,7 +305,7 @@ check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encr
 # Operations: DLQ alarm and outputs.
 alarms = of_type("AWS::CloudWatch::Alarm")
 check(any(a["Properties"]["Dimensions"][0]["Value"] == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()), "an alarm on the DLQ's depth")
-for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl"]:
+for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn"]:
     check(out in template["Outputs"], f"output {out}")
 
 print(f"template.yaml: {checks} checks passed")

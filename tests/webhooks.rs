@@ -1,6 +1,7 @@
 //! Portal's webhooks end to end: the Portal simulator, in self-managed custody, calls them through
-//! a local API Gateway in front of a second function process, while the first one serves the SQS
-//! message and waits inside `/v1/backup`. The secret comes from Secrets Manager (moto).
+//! a local API Gateway in front of the custody function (its own key and table), while the backup
+//! function serves the SQS message and waits inside `/v1/backup`. The secret comes from Secrets
+//! Manager (moto).
 
 mod common;
 
@@ -11,8 +12,7 @@ use common::{
 use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
-/// moto, the simulator, the webhook function behind a local API Gateway, and the SQS function
-/// (same configuration: the secret's ARN too).
+/// moto, the simulator, the custody function behind a local API Gateway, and the backup function.
 struct Stack {
     moto: Moto,
     sim: Sim,
@@ -24,11 +24,8 @@ struct Stack {
 impl Stack {
     async fn start() -> Stack {
         let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-        let env = function_env(&moto, &sim, "SELF_MANAGED");
-        let hooks = Webhooks::start(&moto, &sim, &env).await;
-        let mut env = env;
-        env.push(("WEBHOOK_SECRET_ARN".into(), hooks.secret_arn.clone()));
-        let worker = Function::start(&env).await;
+        let hooks = Webhooks::start(&moto, &sim).await;
+        let worker = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
         Stack {
             secret: hooks.secret.clone(),
             moto,
@@ -65,7 +62,7 @@ impl Stack {
             .moto
             .dynamodb()
             .query()
-            .table_name(&self.moto.table)
+            .table_name(&self.moto.custody_table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
             .expression_attribute_values(":pk", S(format!("CLIENT#{client}")))
             .expression_attribute_values(":p", S("CUSTODIAN#".into()))
@@ -177,7 +174,8 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
         );
     }
 
-    // Fetch returns them; an upsert of the same pair keeps one item.
+    // Fetch returns them; a resend of the same share is accepted, another share for the pair is
+    // refused with 409, and the stored one stays.
     let (status, body) = stack
         .hook("/backup/fetch", Some(secret), &json!({"clientId": client}))
         .await;
@@ -189,12 +187,20 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     expected.sort();
     assert_eq!(fetched, expected);
     let (pair, share) = &sent[0];
+    let before = stack.custodian_items(&client).await;
     let again = json!({"clientId": client, "backupMethod": "GDRIVE", "share": share,
                        "backupSharePairId": pair});
     assert_eq!(stack.hook("/backup", Some(secret), &again).await.0, 200);
-    let items = stack.custodian_items(&client).await;
-    assert_eq!(items.len(), 2, "idempotent upsert");
-    assert!(items.iter().any(|(p, _, m)| p == pair && m == "GDRIVE"));
+    let forged = json!({"clientId": client, "backupMethod": "CUSTOM", "share": "forged-share",
+                        "backupSharePairId": pair});
+    let (status, text) = stack.hook("/backup", Some(secret), &forged).await;
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("CUSTODIAN_SHARE_CONFLICT") && !text.contains("forged-share"));
+    assert_eq!(
+        stack.custodian_items(&client).await,
+        before,
+        "written once: neither the resend nor the forgery changed the stored items"
+    );
 
     // A wrong or missing secret: 401, no detail, nothing stored.
     let stranger = json!({"clientId": client, "backupMethod": "CUSTOM", "share": "planted",

@@ -12,7 +12,7 @@ use crate::domain::model::Curve;
 use crate::domain::secret::{ClientApiKey, SecretBytes, SecretString};
 use crate::ports::catalogue::{Catalogue, Listed};
 use crate::ports::checkpoints::{Acquired, Checkpoints};
-use crate::ports::custody::{CustodianShare, CustodianStore};
+use crate::ports::custody::{CustodianShare, CustodianStore, Put};
 use crate::ports::envelope::{Envelope, EnvelopeError};
 use crate::ports::portal::{BackupShare, Portal, PortalError};
 use crate::ports::store::{BackupStore, StoreError, StoredShare};
@@ -317,7 +317,7 @@ impl Catalogue for FakeStore {
 }
 
 impl CustodianStore for FakeStore {
-    async fn put_custodian(&self, share: &CustodianShare) -> Result<(), StoreError> {
+    async fn put_custodian_once(&self, share: &CustodianShare) -> Result<Put, StoreError> {
         if self.fail_put {
             return Err(StoreError::Backend {
                 operation: "PutItem",
@@ -325,11 +325,13 @@ impl CustodianStore for FakeStore {
                 detail: "down".into(),
             });
         }
-        self.custodian.lock().unwrap().insert(
-            (share.client_id.clone(), share.backup_share_pair_id.clone()),
-            share.clone(),
-        );
-        Ok(())
+        let mut stored = self.custodian.lock().unwrap();
+        let key = (share.client_id.clone(), share.backup_share_pair_id.clone());
+        if let Some(old) = stored.get(&key) {
+            return Ok(Put::Exists(old.clone()));
+        }
+        stored.insert(key, share.clone());
+        Ok(Put::Written)
     }
     async fn custodian_shares(&self, client_id: &str) -> Result<Vec<CustodianShare>, StoreError> {
         Ok(self

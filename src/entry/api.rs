@@ -5,112 +5,62 @@ use aws_lambda_events::apigw::{
     ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
     ApiGatewayV2httpResponse,
 };
-use aws_lambda_events::encodings::Body;
-use http::{HeaderMap, Method, header};
+use http::{Method, header};
 use zeroize::Zeroizing;
 
 use super::{Ctx, Services, operator, run_request};
-use crate::entry::http::{HttpAnswer, decode_body, error_answer};
+use crate::entry::http::{HttpAnswer, HttpRequest, decode_body, error_answer};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
-use crate::ports::custody::CustodianStore;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
 use crate::ports::store::BackupStore;
-use crate::workflow::custody::Hook;
 
 /// The route this function serves.
 pub const ROUTE: &str = "/backups";
 
 /// Handles an HTTP API (payload format 2.0) request.
-pub async fn handle_http_api<
-    P: Portal,
-    E: Envelope,
-    S: BackupStore + Checkpoints + Catalogue + CustodianStore,
->(
+pub async fn handle_http_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
     services: &Services<P, E, S>,
     ctx: Ctx<'_>,
-    mut request: ApiGatewayV2httpRequest,
+    request: ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
-    let path = request
-        .raw_path
-        .as_deref()
-        .or(request.request_context.http.path.as_deref())
-        .unwrap_or_default()
-        .to_owned();
-    let body = request.body.take().map(Zeroizing::new);
-    let mut answer = serve(
-        services,
-        ctx,
-        &request.request_context.http.method,
-        &path,
-        &request.headers,
-        body,
-        request.is_base64_encoded,
-    )
-    .await;
-    let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = i64::from(answer.status);
-    response.headers = answer.header_map();
-    response.body = Some(Body::Text(answer.body.to_string()));
-    // A webhook fetch answer carries shares: the copy in the answer is wiped.
-    crate::domain::secret::wipe_json(&mut answer.body);
-    response
+    let r = HttpRequest::from_v2(request);
+    let ctx = Ctx {
+        caller: r.caller.as_deref(),
+        ..ctx
+    };
+    serve(services, ctx, &r.method, &r.path, r.body, r.base64_encoded)
+        .await
+        .into_v2()
 }
 
 /// Handles a REST API proxy (payload format 1.0) request.
-pub async fn handle_rest_api<
-    P: Portal,
-    E: Envelope,
-    S: BackupStore + Checkpoints + Catalogue + CustodianStore,
->(
+pub async fn handle_rest_api<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
     services: &Services<P, E, S>,
     ctx: Ctx<'_>,
-    mut request: ApiGatewayProxyRequest,
+    request: ApiGatewayProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let path = request.path.clone().unwrap_or_default();
-    let body = request.body.take().map(Zeroizing::new);
-    let mut answer = serve(
-        services,
-        ctx,
-        &request.http_method,
-        &path,
-        &request.headers,
-        body,
-        request.is_base64_encoded,
-    )
-    .await;
-    let mut response = ApiGatewayProxyResponse::default();
-    response.status_code = i64::from(answer.status);
-    response.headers = answer.header_map();
-    response.body = Some(Body::Text(answer.body.to_string()));
-    crate::domain::secret::wipe_json(&mut answer.body);
-    response
+    let r = HttpRequest::from_v1(request);
+    let ctx = Ctx {
+        caller: r.caller.as_deref(),
+        ..ctx
+    };
+    serve(services, ctx, &r.method, &r.path, r.body, r.base64_encoded)
+        .await
+        .into_v1()
 }
 
 /// Routes, decodes and runs one request.
-pub async fn serve<
-    P: Portal,
-    E: Envelope,
-    S: BackupStore + Checkpoints + Catalogue + CustodianStore,
->(
+pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalogue>(
     services: &Services<P, E, S>,
     ctx: Ctx<'_>,
     method: &Method,
     path: &str,
-    headers: &HeaderMap,
     body: Option<Zeroizing<String>>,
     base64_encoded: bool,
 ) -> HttpAnswer {
-    if let Some(hook) = Hook::from_path(path) {
-        let request = crate::entry::webhook::HttpCall {
-            method,
-            headers,
-            body,
-            base64_encoded,
-        };
-        return crate::entry::webhook::serve_http(&services.custody, ctx, hook, request).await;
-    }
+    // Portal's webhooks are the custody function's (its own role, table and key), never this one's.
     if let Some(op) = operator::route(path) {
         return match decode_body(body, base64_encoded) {
             Ok(bytes) => operator::serve(&services.restore, method, op, &bytes).await,
@@ -145,13 +95,12 @@ mod tests {
     use crate::adapters::memory::{FakeEnvelope, FakePortal, FakeStore};
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
-    use http::HeaderValue;
     use serde_json::{Value, json};
 
     type Svc = Services<FakePortal, FakeEnvelope, FakeStore>;
 
     fn svc(portal: FakePortal) -> Svc {
-        Services::new(portal, FakeEnvelope::default(), Some(FakeStore::default()))
+        Services::new(portal, FakeEnvelope::default(), FakeStore::default())
     }
 
     fn good() -> Zeroizing<String> {
@@ -169,16 +118,7 @@ mod tests {
         body: Option<Zeroizing<String>>,
         b64: bool,
     ) -> HttpAnswer {
-        serve(
-            s,
-            crate::entry::test_ctx(),
-            &method,
-            path,
-            &HeaderMap::new(),
-            body,
-            b64,
-        )
-        .await
+        serve(s, crate::entry::test_ctx(), &method, path, body, b64).await
     }
 
     #[tokio::test]
@@ -298,7 +238,7 @@ mod tests {
             fail_put: true,
             ..Default::default()
         };
-        let s = Services::new(FakePortal::default(), FakeEnvelope::default(), Some(store));
+        let s = Services::new(FakePortal::default(), FakeEnvelope::default(), store);
         let a = call(&s, Method::POST, "/backups", Some(good()), false).await;
         assert_eq!(
             (a.status, a.body["error"]["code"].as_str()),
@@ -309,81 +249,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn webhook_routes_are_off_without_a_secret_and_need_it_when_on() {
+    async fn webhook_routes_are_not_the_backup_functions() {
         let s = svc(FakePortal::default());
-        let body = || {
-            Some(Zeroizing::new(
-                json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": "s3cr3t"}).to_string(),
-            ))
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert("x-webhook-secret", HeaderValue::from_static("whsec-1"));
-        let off = serve(
-            &s,
-            crate::entry::test_ctx(),
-            &Method::POST,
-            "/webhook/backup",
-            &headers,
-            body(),
-            false,
-        )
-        .await;
-        assert_eq!(
-            off.status, 404,
-            "no secret configured: the routes do not exist"
-        );
-        let secret = crate::domain::secret::WebhookSecret::new("whsec-1".into()).unwrap();
-        let ctx = Ctx {
-            webhook_secret: Some(&secret),
-            ..crate::entry::test_ctx()
-        };
-        let refused = serve(
-            &s,
-            ctx,
-            &Method::POST,
-            "/prod/webhook/backup",
-            &HeaderMap::new(),
-            body(),
-            false,
-        )
-        .await;
-        assert_eq!(refused.status, 401);
-        assert_eq!(refused.body, json!({"message": "Unauthorized"}));
-        for (path, b64) in [("/prod/webhook/backup", false), ("/webhook/backup/", true)] {
-            let body = if b64 {
-                body().map(|b| Zeroizing::new(STANDARD.encode(b.as_bytes())))
-            } else {
-                body()
-            };
-            let a = serve(&s, ctx, &Method::POST, path, &headers, body, b64).await;
-            assert_eq!(a.status, 200, "{path}");
+        for path in ["/webhook/backup", "/prod/webhook/backup/fetch"] {
+            let body = Some(Zeroizing::new(r#"{"clientId":"c1"}"#.to_owned()));
+            let a = serve(
+                &s,
+                crate::entry::test_ctx(),
+                &Method::POST,
+                path,
+                body,
+                false,
+            )
+            .await;
+            assert_eq!(a.status, 404, "{path}");
         }
-        let fetch = Some(Zeroizing::new(r#"{"clientId":"c1"}"#.to_owned()));
-        let a = serve(
-            &s,
-            ctx,
-            &Method::POST,
-            "/webhook/backup/fetch",
-            &headers,
-            fetch,
-            false,
-        )
-        .await;
-        assert_eq!(
-            (a.status, a.body["backupShares"].clone()),
-            (200, json!(["s3cr3t"]))
-        );
-        let a = serve(
-            &s,
-            ctx,
-            &Method::GET,
-            "/webhook/backup",
-            &headers,
-            None,
-            false,
-        )
-        .await;
-        assert_eq!(a.status, 405);
     }
 
     #[tokio::test]

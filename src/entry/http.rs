@@ -1,5 +1,7 @@
 //! HTTP answers for every API Gateway route: status, JSON body, and how a body is decoded.
 
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderValue, header};
@@ -8,6 +10,7 @@ use zeroize::Zeroizing;
 
 use super::failure;
 use crate::domain::request::InputError;
+use crate::domain::secret::wipe_json;
 use crate::workflow::error::BackupError;
 
 /// A response before it is put in the trigger's envelope.
@@ -29,6 +32,27 @@ impl HttpAnswer {
             body: json!({ "error": { "code": code, "message": message } }),
             headers: Vec::new(),
         }
+    }
+
+    /// The answer in an HTTP API (payload 2.0) response; the body's copy here is wiped (a
+    /// webhook fetch answer carries shares).
+    pub fn into_v2(mut self) -> ApiGatewayV2httpResponse {
+        let mut response = ApiGatewayV2httpResponse::default();
+        response.status_code = i64::from(self.status);
+        response.headers = self.header_map();
+        response.body = Some(Body::Text(self.body.to_string()));
+        wipe_json(&mut self.body);
+        response
+    }
+
+    /// The answer in a REST API proxy (payload 1.0) response; the body's copy here is wiped.
+    pub fn into_v1(mut self) -> ApiGatewayProxyResponse {
+        let mut response = ApiGatewayProxyResponse::default();
+        response.status_code = i64::from(self.status);
+        response.headers = self.header_map();
+        response.body = Some(Body::Text(self.body.to_string()));
+        wipe_json(&mut self.body);
+        response
     }
 
     pub(crate) fn header_map(&self) -> HeaderMap {
@@ -93,5 +117,60 @@ pub fn error_answer(err: &BackupError) -> HttpAnswer {
         status: f.status,
         body,
         headers,
+    }
+}
+
+/// What every API Gateway payload carries, taken out of either version's event.
+#[derive(Debug)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: http::Method,
+    /// The path (a stage prefix may lead it).
+    pub path: String,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body, wiped when dropped.
+    pub body: Option<Zeroizing<String>>,
+    /// Whether API Gateway base64-encoded the body.
+    pub base64_encoded: bool,
+    /// The IAM caller API Gateway authenticated (`requestContext.authorizer.iam.userArn`), if any.
+    pub caller: Option<String>,
+}
+
+impl HttpRequest {
+    /// From an HTTP API (payload format 2.0) event.
+    pub fn from_v2(mut r: aws_lambda_events::apigw::ApiGatewayV2httpRequest) -> Self {
+        let path = r
+            .raw_path
+            .take()
+            .or_else(|| r.request_context.http.path.take())
+            .unwrap_or_default();
+        let caller = r
+            .request_context
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.iam.as_ref())
+            .and_then(|iam| iam.user_arn.clone());
+        HttpRequest {
+            method: r.request_context.http.method.clone(),
+            path,
+            body: r.body.take().map(Zeroizing::new),
+            headers: std::mem::take(&mut r.headers),
+            base64_encoded: r.is_base64_encoded,
+            caller,
+        }
+    }
+
+    /// From a REST API proxy (payload format 1.0) event.
+    pub fn from_v1(mut r: aws_lambda_events::apigw::ApiGatewayProxyRequest) -> Self {
+        let caller = r.request_context.identity.user_arn.clone();
+        HttpRequest {
+            method: r.http_method.clone(),
+            path: r.path.take().unwrap_or_default(),
+            body: r.body.take().map(Zeroizing::new),
+            headers: std::mem::take(&mut r.headers),
+            base64_encoded: r.is_base64_encoded,
+            caller,
+        }
     }
 }

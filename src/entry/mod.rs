@@ -20,13 +20,11 @@ use zeroize::Zeroize;
 use crate::domain::request::{BackupRequest, FIELDS, RequestPolicy};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
-use crate::ports::custody::CustodianStore;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::{Portal, PortalError};
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::{BackupService, Invocation, Outcome, RunStats};
-use crate::workflow::custody::CustodyService;
 use crate::workflow::error::{BackupError, Cause, Step};
 use crate::workflow::restore::RestoreService;
 use crate::workflow::retry::Deadline;
@@ -41,8 +39,8 @@ pub struct Ctx<'a> {
     pub deadline: Deadline,
     /// Lambda's request id, for leases and logs.
     pub request_id: &'a str,
-    /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
-    pub webhook_secret: Option<&'a crate::domain::secret::WebhookSecret>,
+    /// Who called, where the trigger says (the API's IAM caller); logged by restore and recover.
+    pub caller: Option<&'a str>,
 }
 
 /// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
@@ -100,7 +98,7 @@ pub(crate) fn test_ctx() -> Ctx<'static> {
         policy: RequestPolicy::new(crate::domain::model::BackupMode::SelfManaged),
         deadline: Deadline::none(),
         request_id: "test-request",
-        webhook_secret: None,
+        caller: None,
     }
 }
 
@@ -224,24 +222,20 @@ pub struct Services<P, E, S> {
     pub restore: RestoreService<P, E, S>,
     /// Key rotation (an operator action).
     pub rotation: RotationService<E, S>,
-    /// Portal's custodian webhooks.
-    pub custody: CustodyService<E, S>,
 }
 
 impl<P, E, S> Services<P, E, S>
 where
     P: Portal + Clone,
     E: Envelope + Clone,
-    S: BackupStore + Checkpoints + CustodianStore + Clone,
+    S: BackupStore + Checkpoints + Clone,
 {
-    /// Every service over one set of adapters (clients are shared, not rebuilt); `store` is
-    /// `None` when no table is configured.
-    pub fn new(portal: P, envelope: E, store: Option<S>) -> Self {
+    /// Every service over one set of adapters (clients are shared, not rebuilt).
+    pub fn new(portal: P, envelope: E, store: S) -> Self {
         Self {
             backup: BackupService::new(portal.clone(), envelope.clone(), store.clone()),
             restore: RestoreService::new(portal, envelope.clone(), store.clone()),
-            rotation: RotationService::new(envelope.clone(), store.clone()),
-            custody: CustodyService::new(envelope, store),
+            rotation: RotationService::new(envelope, store),
         }
     }
 }
@@ -255,8 +249,6 @@ pub struct Handler<P, E, S> {
     pub policy: RequestPolicy,
     /// How many messages of one SQS batch run at once.
     pub max_concurrency: usize,
-    /// The secret Portal's webhook calls must carry; `None`: the webhook routes answer 404.
-    pub webhook_secret: Option<crate::domain::secret::WebhookSecret>,
 }
 
 /// Handles any invocation. The raw event is read once per trigger and wiped afterwards: it holds
@@ -268,14 +260,14 @@ pub async fn handle<P, E, S>(
 where
     P: Portal,
     E: Envelope + Rewrap,
-    S: BackupStore + Checkpoints + Catalogue + RotationTable + CustodianStore,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable,
 {
     let mut raw: Box<str> = event.payload.into();
     let ctx = Ctx {
         policy: app.policy,
         deadline: Deadline::from_epoch_ms(event.context.deadline),
         request_id: &event.context.request_id,
-        webhook_secret: app.webhook_secret.as_ref(),
+        caller: None,
     };
     let result = dispatch(app, ctx, &raw).await;
     raw.zeroize();
@@ -290,7 +282,7 @@ async fn dispatch<P, E, S>(
 where
     P: Portal,
     E: Envelope + Rewrap,
-    S: BackupStore + Checkpoints + Catalogue + RotationTable + CustodianStore,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable,
 {
     let services = &app.services;
     let decode = |what: &str, e: serde_json::Error| Diagnostic {

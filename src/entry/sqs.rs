@@ -137,7 +137,7 @@ mod tests {
         let svc = BackupService::new(
             FakePortal::default(),
             FakeEnvelope::default(),
-            Some(store.clone()),
+            store.clone(),
         );
         let mut event = SqsEvent::default();
         event.records = vec![
@@ -172,7 +172,7 @@ mod tests {
         let svc = BackupService::new(
             FakePortal::default(),
             FakeEnvelope::default(),
-            Some(store.clone()),
+            store.clone(),
         );
         let mut event = SqsEvent::default();
         event.records = vec![
@@ -204,7 +204,7 @@ mod tests {
         let svc = BackupService::new(
             FakePortal::default(),
             FakeEnvelope::default(),
-            Some(FakeStore::default()),
+            FakeStore::default(),
         );
         let mut event = SqsEvent::default();
         let mut r = record("x", &good("c1"));

@@ -4,9 +4,6 @@ use std::future::Future;
 
 use crate::ports::store::StoreError;
 
-/// Most shares one fetch returns: bounds the Query and the answer (a client has a few per wallet).
-pub const MAX_FETCH_SHARES: usize = 200;
-
 /// One stored custodian share (its ciphertext; never plaintext).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustodianShare {
@@ -18,19 +15,30 @@ pub struct CustodianShare {
     pub backup_method: String,
     /// The envelope ciphertext of the share.
     pub cipher_text: String,
-    /// When it was last written, in seconds since the Unix epoch.
+    /// When it was written, in seconds since the Unix epoch.
     pub updated_at: u64,
+}
+
+/// What a write-once put found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// Nothing was stored for the pair: the share is now.
+    Written,
+    /// A share was already stored for the pair and stays; it is returned so the caller can tell
+    /// a resend of the same share from an attempt to replace it.
+    Exists(CustodianShare),
 }
 
 /// Durable storage of custodian shares.
 pub trait CustodianStore: Send + Sync {
-    /// Writes a share, replacing any stored under the same client and pair (Portal resends).
-    fn put_custodian(
+    /// Writes a share only if none is stored under the same client and pair: a custodian share
+    /// is written once and never replaced.
+    fn put_custodian_once(
         &self,
         share: &CustodianShare,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Put, StoreError>> + Send;
 
-    /// Every stored share of a client (at most [`MAX_FETCH_SHARES`]), strongly consistent.
+    /// Every stored share of a client, page after page, strongly consistent.
     fn custodian_shares(
         &self,
         client_id: &str,

@@ -22,8 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::domain::checkpoint::{BackupKey, Progress, Status};
-use crate::domain::model::BackupMode;
-use crate::domain::request::{BackupRequest, GenerateInput, GenerateResponse, InputError};
+use crate::domain::request::{BackupRequest, GenerateInput, GenerateResponse};
 use crate::ports::checkpoints::{Acquired, Checkpoints};
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
@@ -97,19 +96,19 @@ impl Invocation {
     }
 }
 
-/// The workflow, over its ports. `store` is `None` when no table is configured: Portal-managed
-/// backups then run without checkpoints.
+/// The workflow, over its ports. The table is there in every mode: it holds the checkpoints that
+/// make a backup exactly-once (and, self-managed, the client ciphertexts).
 #[derive(Debug, Clone)]
 pub struct BackupService<P, E, S> {
     portal: P,
     envelope: E,
-    store: Option<S>,
+    store: S,
     retry: RetryPolicy,
 }
 
 impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S> {
     /// Wires the workflow to its adapters.
-    pub fn new(portal: P, envelope: E, store: Option<S>) -> Self {
+    pub fn new(portal: P, envelope: E, store: S) -> Self {
         Self {
             portal,
             envelope,
@@ -140,14 +139,6 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         inv: &Invocation,
         stats: &mut RunStats,
     ) -> Result<Outcome, BackupError> {
-        // Refuse before calling Portal: a backup that cannot be stored must not be created.
-        if req.mode == BackupMode::SelfManaged && self.store.is_none() {
-            return Err(InputError {
-                field: "backupMode".into(),
-                problem: "is SELF_MANAGED but this deployment has no BACKUP_TABLE_NAME".into(),
-            }
-            .into());
-        }
         inv.deadline.check(Step::Input, START_BUDGET)?;
         let opened;
         let generate = match &req.generate {
@@ -163,9 +154,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             signing_share_pair_ids: generate.signing_share_pair_ids.clone(),
             shares: None,
         };
-        let Some(store) = &self.store else {
-            return self.resume(req, generate, None, fresh, inv, stats).await;
-        };
+        let store = &self.store;
         let key = BackupKey::new(
             &req.client_id,
             req.idempotency_key.as_deref(),
@@ -195,7 +184,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         }
         stats.resumed_from = (progress.status != Status::InProgress).then_some(progress.status);
         let result = self
-            .resume(req, generate, Some((store, &key)), progress, inv, stats)
+            .resume(req, generate, (store, &key), progress, inv, stats)
             .await;
         if result.is_err() {
             // Never delete: the checkpoint may hold shares Portal already created. Only let go.
@@ -212,7 +201,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         &self,
         req: &BackupRequest,
         generate: &GenerateResponse,
-        checkpoints: Option<(&S, &BackupKey)>,
+        checkpoints: (&S, &BackupKey),
         mut progress: Progress,
         inv: &Invocation,
         stats: &mut RunStats,
@@ -259,7 +248,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
 /// What every step of one run shares: the request, where its checkpoints go, the invocation.
 struct Run<'a, S> {
     req: &'a BackupRequest,
-    checkpoints: Option<(&'a S, &'a BackupKey)>,
+    checkpoints: (&'a S, &'a BackupKey),
     inv: &'a Invocation,
 }
 

@@ -170,12 +170,12 @@ pub fn latest_completed(listed: &[Listed]) -> Option<(&Listed, &[SealedRecord; 2
 pub struct RestoreService<P, E, S> {
     portal: P,
     envelope: E,
-    store: Option<S>,
+    store: S,
 }
 
 impl<P, E, S> RestoreService<P, E, S> {
-    /// Wires restore to its adapters; `store` is `None` when no table is configured.
-    pub fn new(portal: P, envelope: E, store: Option<S>) -> Self {
+    /// Wires restore to its adapters.
+    pub fn new(portal: P, envelope: E, store: S) -> Self {
         Self {
             portal,
             envelope,
@@ -183,8 +183,8 @@ impl<P, E, S> RestoreService<P, E, S> {
         }
     }
 
-    fn table(&self) -> Option<&S> {
-        self.store.as_ref()
+    fn table(&self) -> &S {
+        &self.store
     }
 
     fn portal(&self) -> &P {
@@ -199,15 +199,7 @@ impl<P, E, S> RestoreService<P, E, S> {
 impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S> {
     /// Runs an operator action.
     pub async fn act(&self, req: &ActionRequest) -> Result<ActionAnswer, BackupError> {
-        let store = self.table().ok_or_else(|| {
-            BackupError::new(
-                Step::Input,
-                InputError {
-                    field: "action".into(),
-                    problem: "needs BACKUP_TABLE_NAME: this deployment keeps no checkpoints".into(),
-                },
-            )
-        })?;
+        let store = self.table();
         let mut listed = store
             .list(&req.client_id)
             .await
@@ -283,8 +275,9 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
         record: &SealedRecord,
     ) -> Result<SecretString, BackupError> {
         let step = |c: Cause| BackupError::new(Step::Verify, c);
-        let stored = match (mode, self.table()) {
-            (BackupMode::SelfManaged, Some(store)) => store
+        let stored = match mode {
+            BackupMode::SelfManaged => self
+                .table()
                 .cipher_text(&req.client_id, &record.id)
                 .await
                 .map_err(|e| step(e.into()))?
@@ -293,7 +286,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                         record.id.clone(),
                     )))
                 })?,
-            _ => {
+            BackupMode::PortalManaged => {
                 let key = req.api_key.as_ref().ok_or_else(|| {
                     BackupError::new(
                         Step::Input,

@@ -420,12 +420,12 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
 #[derive(Debug, Clone)]
 pub struct RotationService<E, S> {
     envelope: E,
-    store: Option<S>,
+    store: S,
 }
 
 impl<E, S> RotationService<E, S> {
-    /// Wires rotation to its adapters; `store` is `None` when no table is configured.
-    pub fn new(envelope: E, store: Option<S>) -> Self {
+    /// Wires rotation to its adapters.
+    pub fn new(envelope: E, store: S) -> Self {
         Self { envelope, store }
     }
 }
@@ -437,16 +437,7 @@ impl<E: Rewrap, S: RotationTable> RotationService<E, S> {
         req: &RotateRequest,
         deadline: &Deadline,
     ) -> Result<RotateAnswer, BackupError> {
-        let table = self.store.as_ref().ok_or_else(|| {
-            BackupError::new(
-                Step::Input,
-                InputError {
-                    field: "action".into(),
-                    problem: "needs BACKUP_TABLE_NAME: this deployment keeps no ciphertexts".into(),
-                },
-            )
-        })?;
-        rotate(&self.envelope, table, req, deadline).await
+        rotate(&self.envelope, &self.store, req, deadline).await
     }
 }
 

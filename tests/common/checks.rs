@@ -154,3 +154,48 @@ pub fn outcome_ids(answer: &Answer) -> Vec<String> {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect()
 }
+
+/// The two trust domains kept apart: client shares and checkpoints only in the backup table,
+/// wrapped by the backup key; custodian shares only in the custody table, wrapped by the custody
+/// key. At least one item of each kind must be there.
+pub async fn assert_two_trust_domains(moto: &Moto) {
+    use portal_backup::domain::ciphertext::Sealed;
+    let key_of = |ct: &str| Sealed::decode(ct).expect("a ciphertext").key_id;
+    let backup = moto.items(&moto.table).await;
+    let custody = moto.items(&moto.custody_table).await;
+    let sk = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        i["sk"].as_s().expect("sk").clone()
+    };
+    let shares: Vec<_> = backup
+        .iter()
+        .filter(|i| sk(i).starts_with("SHARE#"))
+        .collect();
+    assert!(!shares.is_empty(), "client shares in the backup table");
+    for item in &backup {
+        assert!(
+            !sk(item).starts_with("CUSTODIAN#"),
+            "no custodian share in the backup table"
+        );
+    }
+    for item in &shares {
+        let ct = item["cipherText"].as_s().expect("cipherText");
+        assert_eq!(
+            key_of(ct),
+            moto.key_id,
+            "client shares under the backup key"
+        );
+    }
+    assert!(!custody.is_empty(), "custodian shares in the custody table");
+    for item in &custody {
+        assert!(
+            sk(item).starts_with("CUSTODIAN#"),
+            "only custodian shares in the custody table"
+        );
+        let ct = item["cipherText"].as_s().expect("cipherText");
+        assert_eq!(
+            key_of(ct),
+            moto.custody_key_id,
+            "custodian shares under the custody key"
+        );
+    }
+}

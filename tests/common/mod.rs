@@ -49,13 +49,16 @@ async fn wait_for(port: u16, what: &str) {
     panic!("{what} did not listen on port {port} within 15 s");
 }
 
-/// A moto server on its own port, with a KMS key and the backup table.
+/// A moto server on its own port, with the two trust domains' keys and tables: the backup key and
+/// table (client shares, checkpoints) and the custody key and table (custodian shares).
 pub struct Moto {
     _child: Child,
     pub endpoint: String,
     pub sdk: SdkConfig,
     pub key_id: String,
     pub table: String,
+    pub custody_key_id: String,
+    pub custody_table: String,
 }
 
 impl Moto {
@@ -89,23 +92,29 @@ impl Moto {
         let endpoint = format!("http://127.0.0.1:{port}");
         let sdk = sdk_config(&endpoint).await;
         let kms = aws_sdk_kms::Client::new(&sdk);
-        let key_id = kms
-            .create_key()
-            .send()
-            .await
-            .expect("create key")
-            .key_metadata
-            .expect("metadata")
-            .arn
-            .expect("arn");
-        let table = "portal-backup-test".to_owned();
-        create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+        let create_key = || async {
+            kms.create_key()
+                .send()
+                .await
+                .expect("create key")
+                .key_metadata
+                .expect("metadata")
+                .arn
+                .expect("arn")
+        };
+        let (key_id, custody_key_id) = (create_key().await, create_key().await);
+        let (table, custody_table) = ("portal-backup-test", "portal-backup-custody-test");
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        create_table(&ddb, table).await;
+        create_table(&ddb, custody_table).await;
         Moto {
             _child: child,
             endpoint,
             sdk,
             key_id,
-            table,
+            table: table.to_owned(),
+            custody_key_id,
+            custody_table: custody_table.to_owned(),
         }
     }
 
@@ -151,19 +160,48 @@ impl Moto {
         self._child.id()
     }
 
-    /// Environment for a process that talks to this moto.
+    /// Environment for the backup function (or any process) that talks to this moto.
     pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.aws_env();
+        env.push(("KMS_KEY_ID".into(), self.key_id.clone()));
+        env.push(("BACKUP_TABLE_NAME".into(), self.table.clone()));
+        env
+    }
+
+    /// Environment for the custody function: its own key and table, nothing of the backup's.
+    pub fn custody_env(&self) -> Vec<(String, String)> {
+        let mut env = self.aws_env();
+        env.push(("FUNCTION_ROLE".into(), "custody".into()));
+        env.push(("CUSTODY_KMS_KEY_ID".into(), self.custody_key_id.clone()));
+        env.push(("CUSTODY_TABLE_NAME".into(), self.custody_table.clone()));
+        env
+    }
+
+    fn aws_env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "test"),
             ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("KMS_KEY_ID", self.key_id.as_str()),
-            ("BACKUP_TABLE_NAME", self.table.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+    }
+
+    /// Every item of `table` (a scan: the tables of a test hold a few dozen).
+    pub async fn items(
+        &self,
+        table: &str,
+    ) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamodb()
+            .scan()
+            .table_name(table)
+            .send()
+            .await
+            .expect("Scan")
+            .items
+            .unwrap_or_default()
     }
 }
 
@@ -370,10 +408,12 @@ impl Function {
     }
 }
 
-/// Function environment for a stack of moto and the simulator.
+/// Backup function environment for a stack of moto and the simulator. Input in the clear is
+/// allowed here (the tests of sealed input set `REQUIRE_SEALED_INPUT=true`, the default).
 pub fn function_env(moto: &Moto, sim: &Sim, mode: &str) -> Vec<(String, String)> {
     let mut env = moto.env();
     env.push(("BACKUP_MODE".into(), mode.into()));
+    env.push(("REQUIRE_SEALED_INPUT".into(), "false".into()));
     env.push(("PORTAL_MPC_URL".into(), sim.url.clone()));
     env.push(("PORTAL_API_URL".into(), sim.url.clone()));
     env
@@ -474,22 +514,22 @@ pub fn python_seal(endpoint: &str, key_id: &str, client: &str, generate: &Value)
         .to_owned()
 }
 
-/// Portal's webhooks as the simulator reaches them: a second function process (Lambda scales out
-/// while the first waits inside `/v1/backup`) behind a local API Gateway, its secret in moto's
-/// Secrets Manager, and the simulator's self-managed custody pointed at it.
+/// Portal's webhooks as the simulator reaches them: the custody function (its own key and table)
+/// behind a local API Gateway, its secret in moto's Secrets Manager, and the simulator's
+/// self-managed custody pointed at it.
 pub struct Webhooks {
     pub function: Arc<Function>,
     /// The gateway's base URL (`http://127.0.0.1:port`).
     pub gateway: String,
-    /// The secret's ARN, for other processes of the same function.
+    /// The secret's ARN.
     pub secret_arn: String,
     pub secret: String,
 }
 
 impl Webhooks {
-    /// Creates the secret, starts the webhook function with `env` plus `WEBHOOK_SECRET_ARN`, and
-    /// points the simulator at it with the same secret.
-    pub async fn start(moto: &Moto, sim: &Sim, env: &[(String, String)]) -> Webhooks {
+    /// Creates the secret, starts the custody function with its own environment plus
+    /// `WEBHOOK_SECRET_ARN`, and points the simulator at it with the same secret.
+    pub async fn start(moto: &Moto, sim: &Sim) -> Webhooks {
         let secret = format!("whsec-{}-0123456789abcdefghijklmnopqrstuv", free_port());
         let secret_arn = aws_sdk_secretsmanager::Client::new(&moto.sdk)
             .create_secret()
@@ -500,7 +540,7 @@ impl Webhooks {
             .expect("create secret")
             .arn
             .expect("arn");
-        let mut env = env.to_vec();
+        let mut env = moto.custody_env();
         env.push(("WEBHOOK_SECRET_ARN".into(), secret_arn.clone()));
         let function = Arc::new(Function::start(&env).await);
         let behind = function.clone();

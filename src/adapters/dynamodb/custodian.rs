@@ -1,9 +1,12 @@
-//! Custodian backup shares in the table: `sk` = `CUSTODIAN#<backupSharePairId>`.
+//! Custodian backup shares in the custody table (never the backup table): `pk` =
+//! `CLIENT#<clientId>`, `sk` = `CUSTODIAN#<backupSharePairId>`, written once.
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error};
-use crate::ports::custody::{CustodianShare, CustodianStore, MAX_FETCH_SHARES};
+use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key};
+use crate::ports::custody::{CustodianShare, CustodianStore, Put};
 use crate::ports::store::StoreError;
 
 /// Sort-key prefix of custodian share items.
@@ -19,9 +22,10 @@ fn s(v: &str) -> AttributeValue {
 }
 
 impl CustodianStore for DynamoStore {
-    async fn put_custodian(&self, share: &CustodianShare) -> Result<(), StoreError> {
-        // Unconditional PutItem: Portal may resend a share (retries, re-runs); the last one wins.
-        self.client()
+    async fn put_custodian_once(&self, share: &CustodianShare) -> Result<Put, StoreError> {
+        // Write-once: a holder of the webhook secret must not be able to replace a share.
+        let result = self
+            .client()
             .put_item()
             .table_name(self.table())
             .item("pk", s(&client_pk(&share.client_id)))
@@ -31,10 +35,36 @@ impl CustodianStore for DynamoStore {
             .item("backupMethod", s(&share.backup_method))
             .item("cipherText", s(&share.cipher_text))
             .item("updatedAt", AttributeValue::N(share.updated_at.to_string()))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(|e| dynamo_error("PutItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(Put::Written),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let out = self
+                    .client()
+                    .get_item()
+                    .table_name(self.table())
+                    .set_key(Some(item_key(
+                        client_pk(&share.client_id),
+                        custodian_sk(&share.backup_share_pair_id),
+                    )))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_error("GetItem", &e))?;
+                let item = out.item.ok_or_else(|| StoreError::Backend {
+                    operation: "GetItem",
+                    transient: true,
+                    detail: "the stored custodian share was not found after the write was refused"
+                        .into(),
+                })?;
+                Ok(Put::Exists(custodian_from_item(&share.client_id, &item)?))
+            }
+            Err(e) => Err(dynamo_error("PutItem", &e)),
+        }
     }
 
     async fn custodian_shares(&self, client_id: &str) -> Result<Vec<CustodianShare>, StoreError> {
@@ -57,12 +87,10 @@ impl CustodianStore for DynamoStore {
                 out.push(custodian_from_item(client_id, &item)?);
             }
             start = page.last_evaluated_key;
-            if start.is_none() || out.len() >= MAX_FETCH_SHARES {
-                break;
+            if start.is_none() {
+                return Ok(out);
             }
         }
-        out.truncate(MAX_FETCH_SHARES);
-        Ok(out)
     }
 }
 

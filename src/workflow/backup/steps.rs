@@ -158,9 +158,10 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         };
         // No deadline check before this write: like the checkpoint it replaces, it must be tried,
         // or the shares Portal just created would be lost with the invocation.
-        let (Some((store, key)), Vault::Table(_)) = (run.checkpoints, vault) else {
+        let Vault::Table(_) = vault else {
             return Ok((advance(run, Status::InProgress, to).await?, false));
         };
+        let (store, key) = run.checkpoints;
         let started = Instant::now();
         let items = items(run.req, &to.signing_share_pair_ids, sealed);
         match store
@@ -313,19 +314,17 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     }
 }
 
-/// Moves the checkpoint from `from` to `to` (conditional on the lease); without checkpoints (a
-/// Portal-managed deployment with no table) the progress lives in memory only.
+/// Moves the checkpoint from `from` to `to` (conditional on the lease).
 async fn advance<S: Checkpoints>(
     run: &Run<'_, S>,
     from: Status,
     to: Progress,
 ) -> Result<Progress, BackupError> {
-    if let Some((store, key)) = run.checkpoints {
-        store
-            .advance(key, &run.inv.owner, from, &to)
-            .await
-            .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
-    }
+    let (store, key) = run.checkpoints;
+    store
+        .advance(key, &run.inv.owner, from, &to)
+        .await
+        .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
     Ok(to)
 }
 

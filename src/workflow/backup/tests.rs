@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::adapters::memory::{FakeEnvelope, FakePortal, FakeStore, Log, fake_share, now_ms};
 use crate::domain::ciphertext::EncryptionContext;
-use crate::domain::model::Curve;
+use crate::domain::model::{BackupMode, Curve};
 use crate::domain::secret::{ClientApiKey, SecretString};
 
 pub(crate) fn request(mode: BackupMode) -> BackupRequest {
@@ -56,7 +56,7 @@ fn count(calls: &[String], prefix: &str) -> usize {
 async fn self_managed_runs_steps_in_order_and_stores_bound_ciphertexts() {
     let log = Log::default();
     let (p, e, s) = service(&log);
-    let svc = BackupService::new(p, e, Some(s.clone()));
+    let svc = BackupService::new(p, e, s.clone());
     let out = svc
         .back_up(&request(BackupMode::SelfManaged))
         .await
@@ -116,7 +116,7 @@ async fn self_managed_runs_steps_in_order_and_stores_bound_ciphertexts() {
 async fn portal_managed_stores_and_reads_back_through_portal() {
     let log = Log::default();
     let (p, e, s) = service(&log);
-    let svc = BackupService::new(p.clone(), e, Some(s));
+    let svc = BackupService::new(p.clone(), e, s);
     svc.back_up(&request(BackupMode::PortalManaged))
         .await
         .unwrap();
@@ -139,7 +139,7 @@ async fn no_mark_when_storing_fails() {
         let (mut p, e, mut s) = service(&log);
         p.fail_store = true;
         s.fail_put = true;
-        let err = BackupService::new(p, e, Some(s))
+        let err = BackupService::new(p, e, s)
             .back_up(&request(mode))
             .await
             .unwrap_err();
@@ -179,7 +179,7 @@ async fn no_mark_when_verification_fails() {
         let log = Log::default();
         let (mut p, mut e, mut s) = service(&log);
         setup(&mut p, &mut e, &mut s);
-        let err = BackupService::new(p, e, Some(s))
+        let err = BackupService::new(p, e, s)
             .back_up(&request(mode))
             .await
             .unwrap_err();
@@ -194,7 +194,7 @@ async fn portal_refusal_stops_before_any_encryption() {
     let log = Log::default();
     let (mut p, e, s) = service(&log);
     p.fail_backup = Some(401);
-    let err = BackupService::new(p, e, Some(s))
+    let err = BackupService::new(p, e, s)
         .back_up(&request(BackupMode::SelfManaged))
         .await
         .unwrap_err();
@@ -208,23 +208,10 @@ async fn portal_refusal_stops_before_any_encryption() {
 }
 
 #[tokio::test]
-async fn self_managed_without_a_table_is_refused_before_portal_is_called() {
-    let log = Log::default();
-    let (p, e, _) = service(&log);
-    let svc: BackupService<_, _, FakeStore> = BackupService::new(p, e, None);
-    let err = svc
-        .back_up(&request(BackupMode::SelfManaged))
-        .await
-        .unwrap_err();
-    assert_eq!(err.field(), Some("backupMode"));
-    assert!(log.calls().is_empty());
-}
-
-#[tokio::test]
 async fn a_sealed_generate_response_is_opened_under_the_clients_context() {
     let log = Log::default();
     let (p, e, s) = service(&log);
-    let svc = BackupService::new(p, e.clone(), Some(s));
+    let svc = BackupService::new(p, e.clone(), s);
     let generate =
         r#"{"SECP256K1":{"share":"a","id":"sig-1"},"ED25519":{"share":"b","id":"sig-2"}}"#;
     let ctx = EncryptionContext::generate_response("client-1");
@@ -246,7 +233,7 @@ async fn a_sealed_generate_response_is_opened_under_the_clients_context() {
     // Sealed for another client: refused before Portal is called.
     let log = Log::default();
     let (p, e, s) = service(&log);
-    let svc = BackupService::new(p, e, Some(s));
+    let svc = BackupService::new(p, e, s);
     let mut req = request(BackupMode::SelfManaged);
     req.client_id = "client-2".into();
     req.generate = GenerateInput::Sealed(sealed);
@@ -273,7 +260,7 @@ async fn twice(
         log: log1.clone(),
         ..first.clone()
     };
-    let svc = BackupService::new(p1, FakeEnvelope::default(), Some(s1)).with_retry(RetryPolicy {
+    let svc = BackupService::new(p1, FakeEnvelope::default(), s1).with_retry(RetryPolicy {
         max_attempts: 1,
         ..RetryPolicy::default()
     });
@@ -294,7 +281,7 @@ async fn twice(
         stored: first.stored.clone(),
         ..Default::default()
     };
-    let out = BackupService::new(p2, FakeEnvelope::default(), Some(s2))
+    let out = BackupService::new(p2, FakeEnvelope::default(), s2)
         .back_up(&request(mode))
         .await
         .unwrap();
@@ -347,11 +334,11 @@ async fn a_retry_after_a_mark_left_unrecorded_stores_and_proves_again() {
             ..Default::default()
         },
         FakeEnvelope::default(),
-        Some(FakeStore {
+        FakeStore {
             log: log1.clone(),
             fail_checkpoint: Some(Status::Stored),
             ..store.clone()
-        }),
+        },
     )
     .with_retry(RetryPolicy {
         max_attempts: 1,
@@ -366,10 +353,10 @@ async fn a_retry_after_a_mark_left_unrecorded_stores_and_proves_again() {
     let retry = BackupService::new(
         portal,
         envelope,
-        Some(FakeStore {
+        FakeStore {
             log: log2.clone(),
             ..store.clone()
-        }),
+        },
     );
     let out = retry.back_up(&req).await.unwrap();
     assert_eq!(out.status, "COMPLETED");
@@ -392,7 +379,7 @@ async fn a_completed_backup_answers_at_once_and_a_leased_one_is_busy() {
     let svc = BackupService::new(
         FakePortal::default(),
         FakeEnvelope::default(),
-        Some(store.clone()),
+        store.clone(),
     );
     let first = svc
         .back_up(&request(BackupMode::SelfManaged))
@@ -405,10 +392,10 @@ async fn a_completed_backup_answers_at_once_and_a_leased_one_is_busy() {
             ..Default::default()
         },
         FakeEnvelope::default(),
-        Some(FakeStore {
+        FakeStore {
             log: log.clone(),
             ..store.clone()
-        }),
+        },
     );
     assert_eq!(
         again
@@ -446,7 +433,7 @@ async fn a_completed_backup_answers_at_once_and_a_leased_one_is_busy() {
 async fn work_that_cannot_finish_is_not_started() {
     let log = Log::default();
     let (p, e, s) = service(&log);
-    let svc = BackupService::new(p, e, Some(s));
+    let svc = BackupService::new(p, e, s);
     let inv = Invocation::new(Deadline::after(Duration::from_secs(2)), "r");
     let err = svc
         .run(
@@ -470,7 +457,7 @@ async fn a_reused_idempotency_key_is_refused_and_never_answers_another_wallets_b
             ..Default::default()
         },
         FakeEnvelope::default(),
-        Some(store.clone()),
+        store.clone(),
     );
     let mut first = request(BackupMode::SelfManaged);
     first.idempotency_key = Some("wallet-key".into());
@@ -508,7 +495,7 @@ async fn a_reused_idempotency_key_is_refused_and_never_answers_another_wallets_b
     let svc = BackupService::new(
         FakePortal::default(),
         FakeEnvelope::default(),
-        Some(unfinished.clone()),
+        unfinished.clone(),
     );
     let key = BackupKey::new("client-1", Some("wallet-key"), &["a".into(), "b".into()]);
     let theirs = Progress {

@@ -23,12 +23,11 @@ pub(super) enum Vault<'a, P, S> {
 }
 
 impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S> {
-    /// The vault of a backup in `mode`. A self-managed backup without a table is refused before
-    /// the workflow starts (see `run`), so the table is there whenever the mode asks for it.
+    /// The vault of a backup in `mode`.
     pub(super) fn vault(&self, mode: BackupMode) -> Vault<'_, P, S> {
-        match (&self.store, mode) {
-            (Some(store), BackupMode::SelfManaged) => Vault::Table(store),
-            _ => Vault::Portal(&self.portal),
+        match mode {
+            BackupMode::SelfManaged => Vault::Table(&self.store),
+            BackupMode::PortalManaged => Vault::Portal(&self.portal),
         }
     }
 }
