@@ -308,4 +308,14 @@ check(any(a["Properties"]["Dimensions"][0]["Value"] == getatt("DeadLetterQueue",
 for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn"]:
     check(out in template["Outputs"], f"output {out}")
 
+# samconfig.toml lists every parameter at the template's default (so a deploy never silently
+# turns a safety default off).
+import tomllib
+sam = tomllib.loads((ROOT / "samconfig.toml").read_text())
+overrides = dict(o.split("=", 1) for o in sam["default"]["deploy"]["parameters"]["parameter_overrides"])
+check(sorted(overrides) == sorted(P), f"samconfig.toml lists every template parameter: {sorted(set(P) ^ set(overrides))}")
+for name, value in overrides.items():
+    default = str(P[name].get("Default", ""))
+    check(value.strip('"') == default, f"samconfig.toml: {name}={value} is the template's default ({default!r})")
+
 print(f"template.yaml: {checks} checks passed")
