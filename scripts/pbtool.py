@@ -74,6 +74,40 @@ def seal(kms, key_id, plaintext, context):
     return "pbe1." + ".".join(b64url_encode(f) for f in fields)
 
 
+def seal_message(kms, key_id, body):
+    """A backup message with its generateResponse sealed (sealedGenerateResponse), as a producer
+    sends it to a stack that requires sealed input; anything else is returned as it was."""
+    try:
+        msg = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(msg, dict) or "generateResponse" not in msg or "clientId" not in msg:
+        return body
+    generate = msg.pop("generateResponse")
+    plain = (generate if isinstance(generate, str) else json.dumps(generate)).encode()
+    context = {"clientId": msg["clientId"], "purpose": "generate-response"}
+    msg["sealedGenerateResponse"] = seal(kms, key_id, plain, context)
+    return json.dumps(msg)
+
+
+def seal_event(kms, key_id, event):
+    """A sample event with every backup message in it sealed: an SQS record's body, an API
+    Gateway body, or a direct invoke's payload."""
+    if "Records" in event:
+        for record in event["Records"]:
+            record["body"] = seal_message(kms, key_id, record["body"])
+        return event
+    if "requestContext" in event:
+        if isinstance(event.get("body"), str):
+            if event.get("isBase64Encoded"):
+                body = base64.b64decode(event["body"]).decode()
+                event["body"] = base64.b64encode(seal_message(kms, key_id, body).encode()).decode()
+            else:
+                event["body"] = seal_message(kms, key_id, event["body"])
+        return event
+    return json.loads(seal_message(kms, key_id, json.dumps(event)))
+
+
 def provision_key(kms, alias, description):
     aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
     if alias in aliases:
@@ -280,7 +314,7 @@ def stored_items(kms, ddb, table_name):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["provision", "decrypt", "show", "seal", "enqueue", "report"])
+    p.add_argument("command", choices=["provision", "decrypt", "show", "seal", "seal-events", "enqueue", "report"])
     p.add_argument("ciphertext", nargs="?")
     p.add_argument("events", nargs="*", help="SQS sample events (enqueue)")
     p.add_argument("--queue-url")
@@ -296,6 +330,9 @@ def main():
     p.add_argument("--answers", help="what local-invoke printed (report)")
     p.add_argument("--key-id", help="KMS key id, ARN or alias (seal)")
     p.add_argument("--client-id", help="Portal client id the sealed generate response belongs to (seal)")
+    p.add_argument("--seal", action="store_true",
+                   help="seal each message's generateResponse with --key-id first (enqueue)")
+    p.add_argument("--out-dir", help="where seal-events writes the sealed copies")
     a = p.parse_intermixed_args()
     kms, ddb, sqs = clients(a.endpoint, a.region)
     if a.command == "provision":
@@ -305,9 +342,19 @@ def main():
         n = 0
         for path in files:
             for record in json.load(open(path))["Records"]:
-                sqs.send_message(QueueUrl=a.queue_url, MessageBody=record["body"])
+                body = seal_message(kms, a.key_id or a.alias, record["body"]) if a.seal else record["body"]
+                sqs.send_message(QueueUrl=a.queue_url, MessageBody=body)
                 n += 1
         print(f"sent {n} message(s) to {a.queue_url}", file=sys.stderr)
+    elif a.command == "seal-events":
+        # Sealed copies of sample events, same file names, for a stack that requires sealed input.
+        os.makedirs(a.out_dir, exist_ok=True)
+        files = ([a.ciphertext] if a.ciphertext else []) + a.events
+        for path in files:
+            sealed = seal_event(kms, a.key_id or a.alias, json.load(open(path)))
+            with open(os.path.join(a.out_dir, os.path.basename(path)), "w") as f:
+                json.dump(sealed, f, indent=2)
+            print(os.path.join(a.out_dir, os.path.basename(path)))
     elif a.command == "show":
         show(kms, ddb, a.table)
         show(kms, ddb, a.custody_table)

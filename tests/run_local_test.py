@@ -110,6 +110,12 @@ def main():
     leaked = [s[:6] + "…" for s in secrets if s in output]
     if leaked:
         failures.append(f"{len(leaked)} secret(s) printed, starting {leaked[:3]}")
+    # Every sample but the poison message completes: sealed first, as the stack requires.
+    for name in ("http-api.json", "rest-api.json", "direct.json"):
+        if not any(line.lstrip().startswith(name) and "COMPLETED" in line for line in output.splitlines()):
+            failures.append(f"{name} did not complete")
+    if output.count("completed") < 4 or "NOT COMPLETED" in output:
+        failures.append("an SQS sample did not complete")
     for want in ("Samples", "completed", "(expected:", "Stored in DynamoDB table", "raw logs",
                  "custodian share(s) returned (not shown)", "verify: ok"):
         if want not in output:
