@@ -28,8 +28,8 @@ pub struct Config {
     pub portal_api_url: String,
     /// Messages of one batch processed at once (`MAX_CONCURRENCY`, 1–100, default 10).
     pub max_concurrency: usize,
-    /// Refuse `generateResponse` and `clientApiKey` in the clear (`REQUIRE_SEALED_INPUT`,
-    /// `true`/`false`, default `true`).
+    /// Refuse `generateResponse` in the clear: only `sealedGenerateResponse` is accepted
+    /// (`REQUIRE_SEALED_INPUT`, `true`/`false`, default `true`).
     pub require_sealed_input: bool,
     /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
     /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
