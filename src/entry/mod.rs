@@ -176,6 +176,14 @@ fn direct_keys_only(event: &str) -> bool {
         .is_ok_and(|m| !m.is_empty() && m.keys().all(|k| FIELDS.contains(&k.as_str())))
 }
 
+/// An event of a recognised shape that does not decode as that trigger's type.
+pub(crate) fn decode(what: &str, e: serde_json::Error) -> Diagnostic {
+    Diagnostic {
+        error_type: "InvalidEvent".into(),
+        error_message: format!("the {what} event could not be decoded ({e})"),
+    }
+}
+
 fn unrecognised(event: &str) -> Diagnostic {
     let keys =
         serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(event)
@@ -285,10 +293,6 @@ where
     S: BackupStore + Checkpoints + Catalogue + RotationTable,
 {
     let services = &app.services;
-    let decode = |what: &str, e: serde_json::Error| Diagnostic {
-        error_type: "InvalidEvent".into(),
-        error_message: format!("the {what} event could not be decoded ({e})"),
-    };
     match recognise(raw)? {
         Trigger::Sqs => {
             let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;

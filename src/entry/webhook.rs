@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
 use super::http::{HttpAnswer, HttpRequest, decode_body};
-use super::{Answer, Trigger, recognise};
+use super::{Answer, Trigger, decode, recognise};
 use crate::domain::secret::WebhookSecret;
 use crate::ports::custody::CustodianStore;
 use crate::ports::envelope::Envelope;
@@ -44,10 +44,6 @@ async fn dispatch<E: Envelope, S: CustodianStore>(
     app: &CustodyHandler<E, S>,
     raw: &str,
 ) -> Result<Answer, Diagnostic> {
-    let decode = |what: &str, e: serde_json::Error| Diagnostic {
-        error_type: "InvalidEvent".into(),
-        error_message: format!("the {what} event could not be decoded ({e})"),
-    };
     match recognise(raw)? {
         Trigger::HttpApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("HTTP API", e))?;
