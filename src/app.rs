@@ -84,8 +84,12 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, Startup
     let http = http_client(config.portal_timeouts, config.https_only())?;
     let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
     let envelope = KmsEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id);
+    let mut services = Services::new(portal, envelope, store);
+    services.restore = services
+        .restore
+        .with_plaintext_restore(config.allow_plaintext_restore);
     Ok(Handler {
-        services: Services::new(portal, envelope, store),
+        services,
         policy: config.request_policy(),
         max_concurrency: config.max_concurrency,
     })

@@ -31,6 +31,9 @@ pub struct Config {
     /// Refuse `generateResponse` in the clear: only `sealedGenerateResponse` is accepted
     /// (`REQUIRE_SEALED_INPUT`, `true`/`false`, default `true`).
     pub require_sealed_input: bool,
+    /// Let `restore` answer the backup in the clear rather than sealed
+    /// (`ALLOW_PLAINTEXT_RESTORE`, `true`/`false`, default `false`).
+    pub allow_plaintext_restore: bool,
     /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
     /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
     pub portal_timeouts: HttpTimeouts,
@@ -207,6 +210,12 @@ impl Config {
             Some("false") => false,
             Some(_) => return Err(bad("REQUIRE_SEALED_INPUT", "must be true or false")),
         };
+        // Off unless turned on: a plaintext restore answer is both backup halves' client half.
+        let allow_plaintext_restore = match get("ALLOW_PLAINTEXT_RESTORE").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad("ALLOW_PLAINTEXT_RESTORE", "must be true or false")),
+        };
         let max_concurrency = number(get("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 10, 1, 100)?;
         let connect = number(
             get("PORTAL_CONNECT_TIMEOUT_MS"),
@@ -230,6 +239,7 @@ impl Config {
             portal_api_url,
             max_concurrency,
             require_sealed_input,
+            allow_plaintext_restore,
             portal_timeouts: HttpTimeouts {
                 connect: Duration::from_millis(connect as u64),
                 request: Duration::from_millis(request as u64),
@@ -335,6 +345,10 @@ mod tests {
         assert_eq!(c.portal_api_url, DEFAULT_PORTAL_API_URL);
         assert_eq!(c.max_concurrency, 10);
         assert!(c.require_sealed_input, "sealed input unless turned off");
+        assert!(
+            !c.allow_plaintext_restore,
+            "sealed restores unless turned on"
+        );
         assert!(c.https_only());
     }
 
@@ -419,6 +433,10 @@ mod tests {
         assert_eq!(
             with(("REQUIRE_SEALED_INPUT", "yes")),
             "REQUIRE_SEALED_INPUT"
+        );
+        assert_eq!(
+            with(("ALLOW_PLAINTEXT_RESTORE", "1")),
+            "ALLOW_PLAINTEXT_RESTORE"
         );
         // Checkpoints exist in every mode: no table is a mistake even Portal-managed.
         assert_eq!(

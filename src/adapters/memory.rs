@@ -37,15 +37,21 @@ pub(crate) struct FakePortal {
     pub fail_store: bool,
     pub corrupt_read: bool,
     pub stored: Arc<Mutex<HashMap<String, String>>>,
+    /// The `Authorization` header of each `/v1/backup` call.
+    pub keys: Arc<Mutex<Vec<String>>>,
 }
 
 impl Portal for FakePortal {
     async fn backup(
         &self,
-        _: &ClientApiKey,
+        key: &ClientApiKey,
         g: &SecretString,
     ) -> Result<[BackupShare; 2], PortalError> {
         self.log.push("portal.backup");
+        self.keys
+            .lock()
+            .unwrap()
+            .push(key.bearer_header().to_string());
         if let Some(status) = self.fail_backup {
             return Err(PortalError::Status {
                 call: "backup",
@@ -93,6 +99,18 @@ impl Portal for FakePortal {
         } else {
             ct
         })
+    }
+    async fn recover(
+        &self,
+        _: &ClientApiKey,
+        backup_response: &SecretString,
+    ) -> Result<SecretString, PortalError> {
+        self.log.push("portal.recover");
+        // New signing shares, named after the backup they came from.
+        let tag = backup_response.expose().len();
+        Ok(SecretString::new(format!(
+            r#"{{"SECP256K1":{{"share":"new-s","id":"sig-s-{tag}"}},"ED25519":{{"share":"new-e","id":"sig-e-{tag}"}}}}"#
+        )))
     }
     async fn mark_stored(&self, _: &ClientApiKey, ids: &[String]) -> Result<(), PortalError> {
         self.log.push(format!("portal.mark {}", ids.join(",")));

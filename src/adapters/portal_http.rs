@@ -55,6 +55,8 @@ pub struct HttpPortal {
 
 const BACKUP: &str = "POST /v1/backup";
 
+const RECOVER: &str = "POST /v1/recover";
+
 const STORE: &str = "PATCH /api/v3/clients/me/backup-share-pairs/{id}";
 
 const STORE_POST: &str = "POST /api/v3/clients/me/backup-share-pairs/{id}";
@@ -260,6 +262,36 @@ impl Portal for HttpPortal {
             .send(BACKUP, Method::POST, url, api_key, Some(bytes))
             .await?;
         parse_backup_response(answer.expose())
+    }
+
+    async fn recover(
+        &self,
+        api_key: &ClientApiKey,
+        backup_response: &SecretString,
+    ) -> Result<SecretString, PortalError> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            backup_response: &'a str,
+        }
+        // As with /v1/backup, reqwest owns the body it sends and cannot wipe it.
+        let bytes = serde_json::to_vec(&Body {
+            backup_response: backup_response.expose(),
+        })
+        .map_err(|e| PortalError::Contract {
+            call: RECOVER,
+            detail: format!("request could not be encoded ({e})"),
+        })?;
+        let url = format!("{}/v1/recover", self.mpc_url);
+        let (_, answer) = self
+            .send(RECOVER, Method::POST, url, api_key, Some(bytes))
+            .await?;
+        let text =
+            String::from_utf8(answer.expose().to_vec()).map_err(|_| PortalError::Contract {
+                call: RECOVER,
+                detail: "body is not UTF-8".into(),
+            })?;
+        Ok(SecretString::new(text))
     }
 
     async fn store_cipher_text(

@@ -45,6 +45,14 @@ impl EncryptionContext {
         ]))
     }
 
+    /// The context of a sealed restore answer (`sealedBackupResponse`) for `client_id`.
+    pub fn backup_response(client_id: &str) -> Self {
+        Self(BTreeMap::from([
+            ("clientId", client_id.to_owned()),
+            ("purpose", "backup-response".to_owned()),
+        ]))
+    }
+
     /// The context of a custodian backup share Portal sent to the backup webhook.
     pub fn custodian_share(client_id: &str, backup_share_pair_id: &str) -> Self {
         Self(BTreeMap::from([

@@ -76,8 +76,9 @@ pub enum GenerateInput {
 pub struct BackupRequest {
     /// Portal client id; binds the ciphertexts and keys the store.
     pub client_id: String,
-    /// The client's API key or session token, for every Portal call.
-    pub api_key: ClientApiKey,
+    /// The client's API key or session token, for every Portal call; `None` when it travels
+    /// inside `sealedGenerateResponse` (the workflow takes it from there once opened).
+    pub api_key: Option<ClientApiKey>,
     /// The signing shares.
     pub generate: GenerateInput,
     /// Overrides the backup's identity (default: client id + signing share pair ids).
@@ -136,7 +137,6 @@ impl BackupRequest {
                 "must be at most 256 characters with no control characters",
             ));
         }
-        let api_key = ClientApiKey::new(take_string(map, "clientApiKey")?);
         let mode = match map.get("backupMode") {
             None | Some(Value::Null) => policy.default_mode,
             Some(Value::String(s)) => s.parse().map_err(|e: String| bad("backupMode", e))?,
@@ -165,7 +165,27 @@ impl BackupRequest {
                     "is refused in the clear by this deployment (REQUIRE_SEALED_INPUT): send sealedGenerateResponse",
                 ));
             }
-            (_, None) => GenerateInput::Plain(generate_response(map.get_mut("generateResponse"))?),
+            (_, None) => GenerateInput::Plain(generate_response(
+                map.get_mut("generateResponse"),
+                "generateResponse",
+            )?),
+        };
+        // In the clear beside signing shares in the clear; with sealed ones it may be sealed with
+        // them, and a deployment that requires sealed input refuses it in the clear.
+        let api_key = match (&generate, map.contains_key("clientApiKey")) {
+            (GenerateInput::Plain(_), _) => {
+                Some(ClientApiKey::new(take_string(map, "clientApiKey")?))
+            }
+            (GenerateInput::Sealed(_), true) if policy.require_sealed => {
+                return Err(bad(
+                    "clientApiKey",
+                    "is refused in the clear by this deployment (REQUIRE_SEALED_INPUT): seal it with the generate response",
+                ));
+            }
+            (GenerateInput::Sealed(_), true) => {
+                Some(ClientApiKey::new(take_string(map, "clientApiKey")?))
+            }
+            (GenerateInput::Sealed(_), false) => None,
         };
         let idempotency_key = match map.get_mut("idempotencyKey") {
             None | Some(Value::Null) => None,
@@ -197,23 +217,88 @@ fn take_string(map: &mut Map<String, Value>, field: &str) -> Result<String, Inpu
 
 /// Validates the generate response (an object, or that object as a JSON string) and returns it
 /// as the JSON string Portal takes, with its signing share pair ids.
-fn generate_response(value: Option<&mut Value>) -> Result<GenerateResponse, InputError> {
-    const FIELD: &str = "generateResponse";
+fn generate_response(
+    value: Option<&mut Value>,
+    field: &str,
+) -> Result<GenerateResponse, InputError> {
     match value {
-        None | Some(Value::Null) => Err(bad(FIELD, "is required")),
+        None | Some(Value::Null) => Err(bad(field, "is required")),
         Some(Value::String(s)) => {
-            GenerateResponse::parse(SecretString::new(std::mem::take(s)), FIELD)
+            GenerateResponse::parse(SecretString::new(std::mem::take(s)), field)
         }
         Some(obj @ Value::Object(_)) => {
-            let signing_share_pair_ids = signing_ids(obj, FIELD)?;
+            let signing_share_pair_ids = signing_ids(obj, field)?;
             let text = serde_json::to_string(obj)
-                .map_err(|e| bad(FIELD, format!("cannot be encoded ({e})")))?;
+                .map_err(|e| bad(field, format!("cannot be encoded ({e})")))?;
             Ok(GenerateResponse {
                 json: SecretString::new(text),
                 signing_share_pair_ids,
             })
         }
-        Some(_) => Err(bad(FIELD, "must be an object or a JSON string")),
+        Some(_) => Err(bad(field, "must be an object or a JSON string")),
+    }
+}
+
+/// What a `sealedGenerateResponse` opens to: the generate response itself, or
+/// `{"clientApiKey", "generateResponse"}` so that the API key is sealed with the shares.
+#[derive(Debug)]
+pub struct SealedPayload {
+    /// The signing shares.
+    pub generate: GenerateResponse,
+    /// The API key, when it was sealed with them.
+    pub api_key: Option<ClientApiKey>,
+}
+
+impl SealedPayload {
+    /// The field errors name.
+    const FIELD: &'static str = "sealedGenerateResponse";
+
+    /// Validates an opened sealed payload; errors name the field inside it, never a value.
+    pub fn parse(plaintext: SecretString) -> Result<Self, InputError> {
+        let mut doc: Value = serde_json::from_str(plaintext.expose())
+            .map_err(|e| bad(Self::FIELD, format!("is not valid JSON ({e})")))?;
+        let result = match doc.as_object_mut() {
+            Some(map) if map.contains_key("generateResponse") => Self::wrapped(map),
+            // The generate response alone: its text is already what Portal takes.
+            Some(_) => signing_ids(&doc, Self::FIELD).map(|signing_share_pair_ids| Self {
+                generate: GenerateResponse {
+                    json: plaintext,
+                    signing_share_pair_ids,
+                },
+                api_key: None,
+            }),
+            None => Err(bad(Self::FIELD, "must open to a JSON object")),
+        };
+        wipe_json(&mut doc);
+        result
+    }
+
+    fn wrapped(map: &mut Map<String, Value>) -> Result<Self, InputError> {
+        const GENERATE: &str = "sealedGenerateResponse.generateResponse";
+        if let Some(unknown) = map
+            .keys()
+            .find(|k| *k != "clientApiKey" && *k != "generateResponse")
+        {
+            let name: String = unknown.chars().take(64).collect();
+            return Err(bad(
+                format!("{}.{name}", Self::FIELD),
+                "is not a field of a sealed payload (clientApiKey, generateResponse)",
+            ));
+        }
+        let api_key = match map.get_mut("clientApiKey") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(ClientApiKey::new(std::mem::take(s))),
+            Some(_) => {
+                return Err(bad(
+                    "sealedGenerateResponse.clientApiKey",
+                    "must be a non-empty string",
+                ));
+            }
+        };
+        Ok(Self {
+            generate: generate_response(map.get_mut("generateResponse"), GENERATE)?,
+            api_key,
+        })
     }
 }
 
@@ -432,14 +517,32 @@ mod tests {
 
     #[test]
     fn sealed_input_is_taken_as_is_and_can_be_required() {
-        let sealed =
-            json!({"clientId": "c", "clientApiKey": "k", "sealedGenerateResponse": "pbe1.a.b.c.d"});
+        let sealed = json!({"clientId": "c", "sealedGenerateResponse": "pbe1.a.b.c.d"});
         let strict = RequestPolicy {
             default_mode: BackupMode::SelfManaged,
             require_sealed: true,
         };
         let r = BackupRequest::parse(&body(sealed), strict).unwrap();
         assert!(matches!(r.generate, GenerateInput::Sealed(ref s) if s == "pbe1.a.b.c.d"));
+        assert!(
+            r.api_key.is_none(),
+            "the key travels inside the sealed payload"
+        );
+        // The API key beside sealed shares: taken where allowed, refused where sealing is required.
+        let key_beside =
+            json!({"clientId": "c", "clientApiKey": "k", "sealedGenerateResponse": "pbe1.a.b.c.d"});
+        assert!(
+            BackupRequest::parse(
+                &body(key_beside.clone()),
+                RequestPolicy::new(BackupMode::SelfManaged)
+            )
+            .unwrap()
+            .api_key
+            .is_some()
+        );
+        let e = BackupRequest::parse(&body(key_beside), strict).unwrap_err();
+        assert_eq!(e.field, "clientApiKey");
+        assert!(e.problem.contains("REQUIRE_SEALED_INPUT"));
         let clear =
             body(json!({"clientId": "c", "clientApiKey": "k", "generateResponse": generate()}));
         let e = BackupRequest::parse(&clear, strict).unwrap_err();
@@ -450,6 +553,41 @@ mod tests {
         assert_eq!(err(both).field, "sealedGenerateResponse");
         let not_sealed = json!({"clientId": "c", "clientApiKey": "k", "sealedGenerateResponse": {"SECP256K1": 1}});
         assert_eq!(err(not_sealed).field, "sealedGenerateResponse");
+    }
+
+    #[test]
+    fn a_sealed_payload_is_the_generate_response_or_it_with_the_api_key() {
+        let alone = SealedPayload::parse(SecretString::new(generate().to_string())).unwrap();
+        assert!(alone.api_key.is_none());
+        assert_eq!(alone.generate.signing_share_pair_ids, ["cmsecp", "cmed"]);
+        for g in [generate(), json!(generate().to_string())] {
+            let wrapped = json!({"clientApiKey": "sk_live_9", "generateResponse": g});
+            let p = SealedPayload::parse(SecretString::new(wrapped.to_string())).unwrap();
+            assert_eq!(
+                p.api_key.map(|k| k.bearer_header().to_string()),
+                Some("Bearer sk_live_9".to_owned())
+            );
+            assert_eq!(p.generate.signing_share_pair_ids, ["cmsecp", "cmed"]);
+        }
+        for (bad, field) in [
+            (
+                json!({"clientApiKey": "sk_live_9", "generateResponse": generate(), "x": 1}),
+                "sealedGenerateResponse.x",
+            ),
+            (
+                json!({"clientApiKey": 7, "generateResponse": generate()}),
+                "sealedGenerateResponse.clientApiKey",
+            ),
+            (
+                json!({"clientApiKey": "sk_live_9", "generateResponse": {"SECP256K1": 1}}),
+                "sealedGenerateResponse.generateResponse",
+            ),
+            (json!(["sk_live_9"]), "sealedGenerateResponse"),
+        ] {
+            let e = SealedPayload::parse(SecretString::new(bad.to_string())).unwrap_err();
+            assert!(e.field.starts_with(field), "{e} vs {field}");
+            assert!(!e.to_string().contains("sk_live_9"), "{e}");
+        }
     }
 
     #[test]

@@ -23,6 +23,11 @@ impl ClientApiKey {
         Self(key)
     }
 
+    /// The key itself, to seal it (a recovered wallet's sealed payload carries it).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// The value of an `Authorization` header carrying this key.
     pub fn bearer_header(&self) -> Zeroizing<String> {
         Zeroizing::new(format!("Bearer {}", self.0))

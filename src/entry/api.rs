@@ -63,7 +63,7 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalo
     // Portal's webhooks are the custody function's (its own role, table and key), never this one's.
     if let Some(op) = operator::route(path) {
         return match decode_body(body, base64_encoded) {
-            Ok(bytes) => operator::serve(&services.restore, method, op, &bytes).await,
+            Ok(bytes) => operator::serve(&services.restore, method, op, &bytes, ctx.caller).await,
             Err(answer) => answer,
         };
     }
@@ -95,7 +95,7 @@ mod tests {
     use crate::adapters::memory::{FakeEnvelope, FakePortal, FakeStore};
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     type Svc = Services<FakePortal, FakeEnvelope, FakeStore>;
 
@@ -295,11 +295,34 @@ mod tests {
         .await;
         assert_eq!(restore.status, 200, "{}", restore.body);
         assert_eq!(restore.body["backupSharePairIds"], ids);
-        let response: Value =
-            serde_json::from_str(restore.body["backupResponse"].as_str().unwrap()).unwrap();
-        assert_eq!(response["SECP256K1"]["id"], ids[0]);
-        assert_eq!(response["ED25519"]["id"], ids[1]);
+        // Sealed, never in the clear: the recovery role opens it.
+        assert!(
+            restore.body.get("backupResponse").is_none(),
+            "{}",
+            restore.body
+        );
+        let sealed = restore.body["sealedBackupResponse"].as_str().unwrap();
+        assert!(
+            sealed.contains(r#""purpose":"backup-response""#),
+            "{sealed}"
+        );
         assert!(!restore.body.to_string().contains("sk_live_k"));
+
+        // recover: the same backup through Portal's /v1/recover, answered sealed.
+        let recover = call(
+            &s,
+            Method::POST,
+            "/clients/c1/backups/recover",
+            Some(Zeroizing::new(r#"{"clientApiKey":"sk_live_k"}"#.into())),
+            false,
+        )
+        .await;
+        assert_eq!(recover.status, 200, "{}", recover.body);
+        assert_eq!(recover.body["backupSharePairIds"], ids);
+        assert!(recover.body["sealedGenerateResponse"].is_string());
+        let no_key = call(&s, Method::POST, "/clients/c1/backups/recover", None, false).await;
+        assert_eq!(no_key.status, 400, "{}", no_key.body);
+        assert_eq!(no_key.body["error"]["field"], "clientApiKey");
     }
 
     #[tokio::test]

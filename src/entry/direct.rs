@@ -31,12 +31,27 @@ where
         .map_err(Diagnostic::from)
 }
 
-/// Runs list, verify or restore, with one audit line per answered action (a restore hands out
-/// key material); the line names the action, the client and `via`, never the content.
+/// Who asked for an operator action, for its audit line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Audit<'a> {
+    /// `invoke` or `api`.
+    pub via: &'static str,
+    /// The IAM caller, where the trigger names one (the API's authorizer).
+    pub caller: Option<&'a str>,
+}
+
+/// What the audit line says when the trigger names no caller: Lambda's invoke context carries
+/// none, and CloudTrail's Lambda data events record who invoked.
+const UNNAMED_CALLER: &str = "not given by Lambda for a direct invoke: see CloudTrail data events";
+
+/// Runs list, verify, restore or recover, with one audit line per action (restore and recover
+/// read key material out of a backup: they are logged whether answered or refused, and each
+/// answered one is counted in the `Restores` metric). The line names the action, the client,
+/// `via` and the caller, never the content.
 pub(crate) async fn act_audited<P, E, S>(
     service: &RestoreService<P, E, S>,
     request: &ActionRequest,
-    via: &'static str,
+    audit: Audit<'_>,
 ) -> Result<ActionAnswer, crate::workflow::error::BackupError>
 where
     P: Portal,
@@ -45,8 +60,20 @@ where
 {
     tracing::Span::current().record("client_id", request.client_id.as_str());
     let answer = service.act(request).await;
-    if answer.is_ok() {
-        tracing::info!(action = ?request.action, client_id = %request.client_id, via, "operator action answered");
+    let caller = audit.caller.unwrap_or(UNNAMED_CALLER);
+    let action = request.action.as_str();
+    match &answer {
+        Ok(_) if request.action.restores() => {
+            super::metrics::emit_restore(action);
+            tracing::warn!(action, client_id = %request.client_id, via = audit.via, caller, "backup key material answered (sealed unless plaintext restore is allowed)");
+        }
+        Ok(_) => {
+            tracing::info!(action, client_id = %request.client_id, via = audit.via, caller, "operator action answered");
+        }
+        Err(e) if request.action.restores() => {
+            tracing::warn!(action, client_id = %request.client_id, via = audit.via, caller, code = e.kind(), "restore refused or failed");
+        }
+        Err(_) => {}
     }
     answer
 }
@@ -74,9 +101,16 @@ where
         }
     } else {
         match ActionRequest::parse(payload) {
-            Ok(request) => act_audited(&services.restore, &request, "invoke")
-                .await
-                .map(super::Answer::Action),
+            Ok(request) => act_audited(
+                &services.restore,
+                &request,
+                Audit {
+                    via: "invoke",
+                    caller: ctx.caller,
+                },
+            )
+            .await
+            .map(super::Answer::Action),
             Err(e) => Err(e.into()),
         }
     };

@@ -63,6 +63,34 @@ pub fn document(result: Result<(), &BackupError>, stats: &RunStats) -> Value {
     Value::Object(fields)
 }
 
+/// The EMF document for one answered restore or recover (`Restores`, by action): an alarm
+/// watches it, since each hands key material to its caller.
+pub fn restore_document(action: &str) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "Restores": 1,
+        "Action": action,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"], ["Service", "Action"]],
+                "Metrics": [{"Name": "Restores", "Unit": "Count"}],
+            }],
+        },
+    })
+}
+
+/// Writes the EMF line of one answered restore or recover.
+pub fn emit_restore(action: &str) {
+    let line = restore_document(action).to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// Writes one EMF line for a backup's result (the line holds counts, names and timings only).
 pub fn emit(result: Result<(), &BackupError>, stats: &RunStats) {
     let line = document(result, stats).to_string();

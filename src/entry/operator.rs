@@ -1,10 +1,11 @@
-//! Operator routes on the IAM-authenticated API: the `list`, `verify` and `restore` actions of
+//! Operator routes on the IAM-authenticated API: the `list`, `verify`, `restore` and `recover` actions of
 //! `restore.rs` over HTTP, for operators who sign requests with SigV4 rather than invoke the
 //! function directly.
 //!
 //! - `GET  /clients/{clientId}/backups`: list
 //! - `POST /clients/{clientId}/backups/verify`: verify (body optional: `{"clientApiKey"}`)
-//! - `POST /clients/{clientId}/backups/restore`: restore (body optional: `{"clientApiKey"}`)
+//! - `POST /clients/{clientId}/backups/restore`: restore, sealed (body optional: `{"clientApiKey"}`)
+//! - `POST /clients/{clientId}/backups/recover`: recover (body: `{"clientApiKey"}`)
 //!
 //! The body may carry only `clientApiKey`, which Portal-managed backups need to read their
 //! ciphertexts back from Portal; the client and the action come from the path.
@@ -32,7 +33,7 @@ pub struct OperatorRoute<'a> {
     pub action: Action,
 }
 
-/// Recognises `…/clients/{clientId}/backups[/verify|/restore]` (any stage prefix).
+/// Recognises `…/clients/{clientId}/backups[/verify|/restore|/recover]` (any stage prefix).
 pub fn route(path: &str) -> Option<OperatorRoute<'_>> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let at = segments.iter().rposition(|s| *s == "clients")?;
@@ -40,6 +41,7 @@ pub fn route(path: &str) -> Option<OperatorRoute<'_>> {
         [_, "backups"] => Action::List,
         [_, "backups", "verify"] => Action::Verify,
         [_, "backups", "restore"] => Action::Restore,
+        [_, "backups", "recover"] => Action::Recover,
         _ => return None,
     };
     Some(OperatorRoute {
@@ -62,6 +64,7 @@ pub async fn serve<P, E, S>(
     method: &Method,
     op: OperatorRoute<'_>,
     body: &[u8],
+    caller: Option<&str>,
 ) -> HttpAnswer
 where
     P: Portal,
@@ -89,7 +92,13 @@ where
             return error_answer(&e);
         }
     };
-    match super::direct::act_audited(service, &request, "api").await {
+    match super::direct::act_audited(
+        service,
+        &request,
+        super::direct::Audit { via: "api", caller },
+    )
+    .await
+    {
         Ok(answer) => HttpAnswer {
             status: 200,
             body: serde_json::to_value(&answer).unwrap_or_default(),
@@ -124,12 +133,7 @@ fn request(op: &OperatorRoute<'_>, body: &[u8]) -> Result<ActionRequest, BackupE
                 "is not a field of this route's body (the client and action are in the path)",
             ));
         }
-        let action = match op.action {
-            Action::List => "list",
-            Action::Verify => "verify",
-            Action::Restore => "restore",
-        };
-        map.insert("action".into(), action.into());
+        map.insert("action".into(), op.action.as_str().into());
         map.insert("clientId".into(), client_id.as_ref().into());
         let bytes = Zeroizing::new(serde_json::to_vec(&doc).unwrap_or_default());
         Ok(ActionRequest::parse(&bytes)?)
@@ -154,6 +158,10 @@ mod tests {
         assert_eq!(
             r("/v1/clients/c1/backups/restore"),
             Some(("c1", Action::Restore))
+        );
+        assert_eq!(
+            r("/clients/c1/backups/recover"),
+            Some(("c1", Action::Recover))
         );
         for other in [
             "/backups",

@@ -111,6 +111,14 @@ pub trait Portal: Send + Sync {
         backup_share_pair_id: &str,
     ) -> impl Future<Output = Result<String, PortalError>> + Send;
 
+    /// `POST /v1/recover` with a restored backup: new signing shares, as the JSON text of a
+    /// `/v1/generate` response. Not idempotent: each call issues new shares.
+    fn recover(
+        &self,
+        api_key: &ClientApiKey,
+        backup_response: &SecretString,
+    ) -> impl Future<Output = Result<SecretString, PortalError>> + Send;
+
     /// Marks backup share pairs `STORED_CLIENT_BACKUP_SHARE`.
     fn mark_stored(
         &self,

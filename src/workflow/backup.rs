@@ -22,7 +22,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::domain::checkpoint::{BackupKey, Progress, Status};
-use crate::domain::request::{BackupRequest, GenerateInput, GenerateResponse};
+use crate::domain::request::{BackupRequest, GenerateInput, GenerateResponse, InputError};
+use crate::domain::secret::ClientApiKey;
 use crate::ports::checkpoints::{Acquired, Checkpoints};
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
@@ -141,11 +142,18 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     ) -> Result<Outcome, BackupError> {
         inv.deadline.check(Step::Input, START_BUDGET)?;
         let opened;
-        let generate = match &req.generate {
-            GenerateInput::Plain(g) => g,
-            GenerateInput::Sealed(ciphertext) => {
+        let (generate, api_key) = match (&req.generate, &req.api_key) {
+            (GenerateInput::Plain(g), Some(key)) => (g, key),
+            (GenerateInput::Plain(_), None) => {
+                return Err(InputError {
+                    field: "clientApiKey".into(),
+                    problem: "is required".into(),
+                }
+                .into());
+            }
+            (GenerateInput::Sealed(ciphertext), _) => {
                 opened = self.unseal(req, ciphertext).await?;
-                &opened
+                (&opened.0, &opened.1)
             }
         };
         let fresh = Progress {
@@ -184,7 +192,14 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         }
         stats.resumed_from = (progress.status != Status::InProgress).then_some(progress.status);
         let result = self
-            .resume(req, generate, (store, &key), progress, inv, stats)
+            .resume(
+                req,
+                (generate, api_key),
+                (store, &key),
+                progress,
+                inv,
+                stats,
+            )
             .await;
         if result.is_err() {
             // Never delete: the checkpoint may hold shares Portal already created. Only let go.
@@ -200,7 +215,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     async fn resume(
         &self,
         req: &BackupRequest,
-        generate: &GenerateResponse,
+        (generate, api_key): (&GenerateResponse, &ClientApiKey),
         checkpoints: (&S, &BackupKey),
         mut progress: Progress,
         inv: &Invocation,
@@ -208,6 +223,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     ) -> Result<Outcome, BackupError> {
         let run = Run {
             req,
+            api_key,
             checkpoints,
             inv,
         };
@@ -248,6 +264,8 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
 /// What every step of one run shares: the request, where its checkpoints go, the invocation.
 struct Run<'a, S> {
     req: &'a BackupRequest,
+    /// The API key, from the request or from inside its sealed payload.
+    api_key: &'a ClientApiKey,
     checkpoints: (&'a S, &'a BackupKey),
     inv: &'a Invocation,
 }

@@ -28,6 +28,8 @@ pub enum Step {
     MarkStored,
     /// Re-wrapping stored data keys under the current KMS key (operator action).
     Rotate,
+    /// `POST /v1/recover` with a restored backup, and sealing its new signing shares.
+    Recover,
 }
 
 impl Step {
@@ -43,6 +45,7 @@ impl Step {
             Step::Verify => "verify",
             Step::MarkStored => "mark_stored",
             Step::Rotate => "rotate",
+            Step::Recover => "recover",
         }
     }
 }

@@ -4,18 +4,24 @@
 //! - `list`: every backup of a client, from its checkpoint records: state and timestamps only.
 //! - `verify`: the latest completed backup, read from where it was stored, decrypted, and checked
 //!   against its pair ids; answers ok or the problem per curve, never a share (a backup drill).
-//! - `restore`: the same, answering the `backupResponse` string that Portal's `/v1/recover` takes.
+//! - `restore`: the same, answering the `backupResponse` string that Portal's `/v1/recover` takes,
+//!   sealed under `{clientId, purpose: backup-response}` (`sealedBackupResponse`), so that only a
+//!   holder of the recovery role opens it; in the clear only where the deployment allows it
+//!   (`ALLOW_PLAINTEXT_RESTORE`).
+//! - `recover`: the whole recovery inside the function: open the backup, call Portal
+//!   `POST /v1/recover`, and answer the new signing shares sealed as a `sealedGenerateResponse`
+//!   (with the API key inside), ready to be backed up again. No share leaves in the clear.
 
 use serde::{Serialize, Serializer};
 
 use crate::domain::checkpoint::{SealedRecord, Status};
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::BackupMode;
-use crate::domain::request::InputError;
+use crate::domain::request::{GenerateResponse, InputError};
 use crate::domain::secret::{ClientApiKey, SecretString, wipe_json};
 use crate::ports::catalogue::{Catalogue, Listed};
 use crate::ports::envelope::Envelope;
-use crate::ports::portal::Portal;
+use crate::ports::portal::{Portal, PortalError};
 use crate::ports::store::BackupStore;
 use crate::workflow::error::{BackupError, Cause, Mismatch, Step};
 
@@ -26,8 +32,27 @@ pub enum Action {
     List,
     /// Prove the latest completed backup restores, without exposing it.
     Verify,
-    /// Return the latest completed backup as `/v1/recover`'s `backupResponse`.
+    /// Return the latest completed backup as `/v1/recover`'s `backupResponse`, sealed.
     Restore,
+    /// Recover the wallet from its latest completed backup: new signing shares, sealed.
+    Recover,
+}
+
+impl Action {
+    /// Stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::List => "list",
+            Action::Verify => "verify",
+            Action::Restore => "restore",
+            Action::Recover => "recover",
+        }
+    }
+
+    /// Whether the action reads key material out of a backup (audited, counted as a restore).
+    pub fn restores(self) -> bool {
+        matches!(self, Action::Restore | Action::Recover)
+    }
 }
 
 /// A validated action request.
@@ -37,7 +62,7 @@ pub struct ActionRequest {
     pub action: Action,
     /// Portal client id.
     pub client_id: String,
-    /// Needed only to read Portal-managed ciphertexts back from Portal.
+    /// Needed to read Portal-managed ciphertexts back from Portal, and by `recover`.
     pub api_key: Option<ClientApiKey>,
 }
 
@@ -69,7 +94,13 @@ impl ActionRequest {
                 Some("list") => Action::List,
                 Some("verify") => Action::Verify,
                 Some("restore") => Action::Restore,
-                Some(_) => return Err(bad("action", "must be list, verify, restore or rotate")),
+                Some("recover") => Action::Recover,
+                Some(_) => {
+                    return Err(bad(
+                        "action",
+                        "must be list, verify, restore, recover or rotate",
+                    ));
+                }
                 None => return Err(bad("action", "is required")),
             };
             let client_id = text("clientId")?.ok_or_else(|| bad("clientId", "is required"))?;
@@ -136,8 +167,20 @@ pub enum ActionAnswer {
         /// `"ok"` or what is wrong, keyed by curve.
         curves: std::collections::BTreeMap<&'static str, String>,
     },
-    /// `restore`: the string `/v1/recover` takes as `backupResponse`.
+    /// `restore`: the string `/v1/recover` takes as `backupResponse`, sealed.
     Restore {
+        /// The client.
+        #[serde(rename = "clientId")]
+        client_id: String,
+        /// The backup restored.
+        #[serde(rename = "backupSharePairIds")]
+        backup_share_pair_ids: [String; 2],
+        /// The `backupResponse`, sealed under `{clientId, purpose: backup-response}`.
+        #[serde(rename = "sealedBackupResponse")]
+        sealed_backup_response: String,
+    },
+    /// `restore` where the deployment allows plaintext (`ALLOW_PLAINTEXT_RESTORE`).
+    RestorePlain {
         /// The client.
         #[serde(rename = "clientId")]
         client_id: String,
@@ -148,9 +191,26 @@ pub enum ActionAnswer {
         #[serde(rename = "backupResponse", serialize_with = "expose")]
         backup_response: SecretString,
     },
+    /// `recover`: Portal's new signing shares, sealed as a backup request takes them.
+    Recover {
+        /// The client.
+        #[serde(rename = "clientId")]
+        client_id: String,
+        /// The backup recovered from.
+        #[serde(rename = "backupSharePairIds")]
+        backup_share_pair_ids: [String; 2],
+        /// The new signing share pairs Portal issued (SECP256K1, ED25519).
+        #[serde(rename = "signingSharePairIds")]
+        signing_share_pair_ids: [String; 2],
+        /// `{"clientApiKey", "generateResponse"}` sealed under `{clientId, purpose:
+        /// generate-response}`: send it as a backup request's `sealedGenerateResponse`.
+        #[serde(rename = "sealedGenerateResponse")]
+        sealed_generate_response: String,
+    },
 }
 
-/// The one place a restored backup leaves as text: the restore answer, to its IAM caller.
+/// The one place a restored backup leaves as text: the plaintext restore answer, to its IAM
+/// caller, where the deployment allows it.
 fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(secret.expose())
 }
@@ -171,16 +231,24 @@ pub struct RestoreService<P, E, S> {
     portal: P,
     envelope: E,
     store: S,
+    plaintext_restore: bool,
 }
 
 impl<P, E, S> RestoreService<P, E, S> {
-    /// Wires restore to its adapters.
+    /// Wires restore to its adapters; restores answer sealed.
     pub fn new(portal: P, envelope: E, store: S) -> Self {
         Self {
             portal,
             envelope,
             store,
+            plaintext_restore: false,
         }
+    }
+
+    /// Lets `restore` answer the backup in the clear (`ALLOW_PLAINTEXT_RESTORE`).
+    pub fn with_plaintext_restore(mut self, allowed: bool) -> Self {
+        self.plaintext_restore = allowed;
+        self
     }
 
     fn table(&self) -> &S {
@@ -199,6 +267,14 @@ impl<P, E, S> RestoreService<P, E, S> {
 impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S> {
     /// Runs an operator action.
     pub async fn act(&self, req: &ActionRequest) -> Result<ActionAnswer, BackupError> {
+        if req.action == Action::Recover && req.api_key.is_none() {
+            return Err(InputError {
+                field: "clientApiKey".into(),
+                problem: "is required to recover: Portal's /v1/recover authenticates the client"
+                    .into(),
+            }
+            .into());
+        }
         let store = self.table();
         let mut listed = store
             .list(&req.client_id)
@@ -228,7 +304,8 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
         )
         .await;
         match req.action {
-            Action::Verify => {
+            // `list` answered above.
+            Action::List | Action::Verify => {
                 let verdict = |r: &Result<SecretString, BackupError>| match r {
                     Ok(_) => "ok".to_owned(),
                     Err(e) => e.to_string(),
@@ -244,7 +321,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                     curves,
                 })
             }
-            _ => {
+            Action::Restore | Action::Recover => {
                 let (pa, pb) = (ra?, rb?);
                 // Each plaintext is already `{"share","id"}`: splice them, no re-encoding copy.
                 let mut out = String::with_capacity(pa.expose().len() + pb.expose().len() + 32);
@@ -257,13 +334,83 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                 out.push_str("\":");
                 out.push_str(pb.expose());
                 out.push('}');
+                let backup_response = SecretString::new(out);
+                if req.action == Action::Recover {
+                    return self.recover(req, ids, &backup_response).await;
+                }
+                if self.plaintext_restore {
+                    return Ok(ActionAnswer::RestorePlain {
+                        client_id: req.client_id.clone(),
+                        backup_share_pair_ids: ids,
+                        backup_response,
+                    });
+                }
+                let context = EncryptionContext::backup_response(&req.client_id);
+                let sealed = self
+                    .envelope()
+                    .seal(&context, backup_response.expose().as_bytes())
+                    .await
+                    .map_err(|e| BackupError::new(Step::Seal, e))?;
                 Ok(ActionAnswer::Restore {
                     client_id: req.client_id.clone(),
                     backup_share_pair_ids: ids,
-                    backup_response: SecretString::new(out),
+                    sealed_backup_response: sealed,
                 })
             }
         }
+    }
+
+    /// Portal `POST /v1/recover` with the opened backup; the new signing shares are sealed with
+    /// the API key, as a producer seals them, and never leave in the clear.
+    async fn recover(
+        &self,
+        req: &ActionRequest,
+        ids: [String; 2],
+        backup_response: &SecretString,
+    ) -> Result<ActionAnswer, BackupError> {
+        let step = |c: Cause| BackupError::new(Step::Recover, c);
+        let key = req.api_key.as_ref().ok_or_else(|| {
+            step(Cause::Input(InputError {
+                field: "clientApiKey".into(),
+                problem: "is required to recover".into(),
+            }))
+        })?;
+        let recovered = self
+            .portal()
+            .recover(key, backup_response)
+            .await
+            .map_err(|e| step(e.into()))?;
+        // Portal answers a generate response: check it before sealing it for a backup.
+        let generate = GenerateResponse::parse(recovered, "recover").map_err(|e| {
+            step(Cause::Portal(PortalError::Contract {
+                call: "POST /v1/recover",
+                detail: e.to_string(),
+            }))
+        })?;
+        // `{"clientApiKey", "generateResponse"}`: the sealed payload a backup request takes.
+        let mut plaintext = zeroize::Zeroizing::new(String::with_capacity(
+            generate.json.expose().len() + key.expose().len() + 48,
+        ));
+        plaintext.push_str("{\"clientApiKey\":");
+        // A JSON string of the key: serde escapes it (it is a string, so this cannot fail).
+        plaintext.push_str(&zeroize::Zeroizing::new(
+            serde_json::to_string(key.expose()).unwrap_or_default(),
+        ));
+        plaintext.push_str(",\"generateResponse\":");
+        plaintext.push_str(generate.json.expose());
+        plaintext.push('}');
+        let context = EncryptionContext::generate_response(&req.client_id);
+        let sealed = self
+            .envelope()
+            .seal(&context, plaintext.as_bytes())
+            .await
+            .map_err(|e| step(e.into()))?;
+        Ok(ActionAnswer::Recover {
+            client_id: req.client_id.clone(),
+            backup_share_pair_ids: ids,
+            signing_share_pair_ids: generate.signing_share_pair_ids.clone(),
+            sealed_generate_response: sealed,
+        })
     }
 
     /// Reads one ciphertext from where `mode` stored it, opens it under its context and checks
@@ -337,85 +484,4 @@ fn summary(l: &Listed) -> Summary {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::checkpoint::Progress;
-    use crate::domain::model::Curve;
-
-    fn listed(key: &str, status: Status, completed_at: Option<u64>) -> Listed {
-        let record = |curve: Curve, id: &str| SealedRecord {
-            curve,
-            id: id.into(),
-            cipher_text: "pbe1.x".into(),
-        };
-        Listed {
-            key: key.into(),
-            progress: Progress {
-                status,
-                backup_mode: BackupMode::SelfManaged,
-                signing_share_pair_ids: ["s1".into(), "s2".into()],
-                shares: (status != Status::InProgress).then(|| {
-                    [
-                        record(Curve::Secp256k1, &format!("{key}-a")),
-                        record(Curve::Ed25519, &format!("{key}-b")),
-                    ]
-                }),
-            },
-            created_at: 1,
-            updated_at: completed_at.unwrap_or(5),
-            completed_at,
-        }
-    }
-
-    #[test]
-    fn the_latest_completed_backup_is_restored_never_an_unfinished_one() {
-        let all = [
-            listed("old", Status::Completed, Some(10)),
-            listed("new", Status::Completed, Some(20)),
-            listed("newest-unfinished", Status::Stored, None),
-            listed("fresh", Status::InProgress, None),
-        ];
-        assert_eq!(
-            latest_completed(&all).map(|(l, _)| l.key.as_str()),
-            Some("new")
-        );
-        assert!(latest_completed(&all[2..]).is_none());
-    }
-
-    #[test]
-    fn action_requests_are_strict_and_errors_name_no_values() {
-        let ok = ActionRequest::parse(br#"{"action":"verify","clientId":"c1"}"#).unwrap();
-        assert_eq!(ok.action, Action::Verify);
-        assert!(ok.api_key.is_none());
-        for bad in [
-            &br#"{"action":"sk_live_9","clientId":"c1"}"#[..],
-            br#"{"action":"list","clientId":"sk_live_9\u0000"}"#,
-            br#"{"action":"list","clientId":"c1","clientApiKey":{"k":"sk_live_9"}}"#,
-            br#"{"action":"list"}"#,
-            br#"{"action":"list","clientId":""}"#,
-            br#"{"action":"list","clientId":"c1","extra":"sk_live_9"}"#,
-            br#"not json"#,
-        ] {
-            let e = ActionRequest::parse(bad).unwrap_err();
-            assert!(!e.to_string().contains("sk_live_9"), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_restore_answer_carries_the_backup_response_and_nothing_else_secret() {
-        let answer = ActionAnswer::Restore {
-            client_id: "c1".into(),
-            backup_share_pair_ids: ["a".into(), "b".into()],
-            backup_response: SecretString::new(r#"{"SECP256K1":{"share":"s","id":"a"}}"#.into()),
-        };
-        let json = serde_json::to_value(&answer).unwrap();
-        assert_eq!(
-            json["backupResponse"],
-            r#"{"SECP256K1":{"share":"s","id":"a"}}"#
-        );
-        let debug = format!("{answer:?}");
-        assert!(!debug.contains("SECP256K1"), "{debug}");
-        assert!(!debug.contains(r#""share""#), "{debug}");
-        assert!(debug.contains("[redacted]"), "{debug}");
-    }
-}
+mod tests;

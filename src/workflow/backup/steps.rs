@@ -11,8 +11,8 @@ use super::vault::Vault;
 use super::{BackupService, Run, RunStats, STEP_BUDGET};
 use crate::domain::checkpoint::{Progress, SealedRecord, Status};
 use crate::domain::ciphertext::EncryptionContext;
-use crate::domain::request::{BackupRequest, GenerateResponse, InputError};
-use crate::domain::secret::SecretString;
+use crate::domain::request::{BackupRequest, GenerateResponse, InputError, SealedPayload};
+use crate::domain::secret::{ClientApiKey, SecretString};
 use crate::domain::share::names_pair;
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::envelope::Envelope;
@@ -51,12 +51,13 @@ fn records(progress: &Progress) -> Result<&[SealedRecord; 2], BackupError> {
 }
 
 impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S> {
-    /// Opens a sealed generate response (bound to this client) and validates it.
+    /// Opens a sealed generate response (bound to this client) and validates it; the API key
+    /// comes from inside it or, where the deployment allows, from beside it (never both).
     pub(super) async fn unseal(
         &self,
         req: &BackupRequest,
         ciphertext: &str,
-    ) -> Result<GenerateResponse, BackupError> {
+    ) -> Result<(GenerateResponse, ClientApiKey), BackupError> {
         let context = EncryptionContext::generate_response(&req.client_id);
         let opened = self
             .envelope
@@ -67,10 +68,26 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             field: "sealedGenerateResponse".into(),
             problem: "does not decrypt to UTF-8 text".into(),
         })?;
-        Ok(GenerateResponse::parse(
-            SecretString::new(text),
-            "sealedGenerateResponse",
-        )?)
+        let payload = SealedPayload::parse(SecretString::new(text))?;
+        let key = match (payload.api_key, &req.api_key) {
+            (Some(key), None) => key,
+            (None, Some(key)) => key.clone(),
+            (Some(_), Some(_)) => {
+                return Err(InputError {
+                    field: "clientApiKey".into(),
+                    problem: "is sent both sealed and in the clear: send it once, sealed".into(),
+                }
+                .into());
+            }
+            (None, None) => {
+                return Err(InputError {
+                    field: "clientApiKey".into(),
+                    problem: "is required: seal it with the generate response".into(),
+                }
+                .into());
+            }
+        };
+        Ok((payload.generate, key))
     }
 
     /// Step 1: Portal `POST /v1/backup` with the signing shares; answers the two client backup
@@ -92,7 +109,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 &mut stats.retries,
                 || async {
                     self.portal
-                        .backup(&run.req.api_key, &generate.json)
+                        .backup(run.api_key, &generate.json)
                         .await
                         .map_err(|e| BackupError::new(Step::Backup, e))
                 },
@@ -196,7 +213,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         let started = Instant::now();
         let items = items(run.req, &progress.signing_share_pair_ids, sealed);
         vault
-            .put(&self.retry, run.req, &items, &run.inv.deadline, stats)
+            .put(&self.retry, run.api_key, &items, &run.inv.deadline, stats)
             .await?;
         stats.timed(Step::Store, started);
         Ok(())
@@ -214,7 +231,13 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         let deadline = &run.inv.deadline;
         let ids = [sealed[0].record.id.as_str(), sealed[1].record.id.as_str()];
         let [a, b] = vault
-            .read_back(&self.retry, run.req, ids, deadline, stats)
+            .read_back(
+                &self.retry,
+                (&run.req.client_id, run.api_key),
+                ids,
+                deadline,
+                stats,
+            )
             .await?;
         let ((ra, na), (rb, nb)) = join(
             self.retry.counted(Step::Verify, deadline, || {
@@ -254,7 +277,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 &mut stats.retries,
                 || async {
                     self.portal
-                        .mark_stored(&run.req.api_key, &ids)
+                        .mark_stored(run.api_key, &ids)
                         .await
                         .map_err(|e| BackupError::new(Step::MarkStored, e))
                 },

@@ -11,7 +11,7 @@ use crate::domain::secret::{ClientApiKey, SecretString};
 pub(crate) fn request(mode: BackupMode) -> BackupRequest {
     BackupRequest {
         client_id: "client-1".into(),
-        api_key: ClientApiKey::new("key".into()),
+        api_key: Some(ClientApiKey::new("key".into())),
         generate: GenerateInput::Plain(GenerateResponse {
             json: SecretString::new("{}".into()),
             signing_share_pair_ids: ["sig-s".into(), "sig-e".into()],
@@ -241,6 +241,37 @@ async fn a_sealed_generate_response_is_opened_under_the_clients_context() {
     assert_eq!(err.step, Step::Unseal);
     assert!(!err.is_transient());
     assert_eq!(count(&log.calls(), "portal."), 0);
+}
+
+#[tokio::test]
+async fn an_api_key_sealed_with_the_shares_is_the_one_portal_sees_and_is_never_sent_twice() {
+    let log = Log::default();
+    let (p, e, s) = service(&log);
+    let keys = p.keys.clone();
+    let svc = BackupService::new(p, e.clone(), s);
+    let ctx = EncryptionContext::generate_response("client-1");
+    let payload = r#"{"clientApiKey":"sealed-key","generateResponse":{"SECP256K1":{"share":"a","id":"sig-1"},"ED25519":{"share":"b","id":"sig-2"}}}"#;
+    let sealed = e.seal(&ctx, payload.as_bytes()).await.unwrap();
+    let mut req = request(BackupMode::SelfManaged);
+    req.api_key = None;
+    req.generate = GenerateInput::Sealed(sealed.clone());
+    assert_eq!(svc.back_up(&req).await.unwrap().status, "COMPLETED");
+    assert_eq!(*keys.lock().unwrap(), ["Bearer sealed-key"]);
+
+    // Sealed and in the clear at once, or in neither: refused before Portal is called.
+    let mut both = request(BackupMode::SelfManaged);
+    both.generate = GenerateInput::Sealed(sealed);
+    let alone = r#"{"SECP256K1":{"share":"a","id":"sig-3"},"ED25519":{"share":"b","id":"sig-4"}}"#;
+    let mut neither = request(BackupMode::SelfManaged);
+    neither.api_key = None;
+    neither.generate = GenerateInput::Sealed(e.seal(&ctx, alone.as_bytes()).await.unwrap());
+    for req in [both, neither] {
+        let err = svc.back_up(&req).await.unwrap_err();
+        assert_eq!(err.field(), Some("clientApiKey"), "{err}");
+        assert!(!err.is_transient());
+        assert!(!err.to_string().contains("sealed-key"), "{err}");
+    }
+    assert_eq!(keys.lock().unwrap().len(), 1, "no further Portal call");
 }
 
 /// Runs `req` twice on the same store: a first attempt under `first`, then a clean retry.

@@ -6,7 +6,7 @@ use futures::future::{join, try_join};
 
 use super::{BackupService, RunStats};
 use crate::domain::model::BackupMode;
-use crate::domain::request::BackupRequest;
+use crate::domain::secret::ClientApiKey;
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
@@ -38,7 +38,7 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
     pub(super) async fn put(
         &self,
         retry: &RetryPolicy,
-        req: &BackupRequest,
+        api_key: &ClientApiKey,
         items: &[StoredShare; 2],
         deadline: &Deadline,
         stats: &mut RunStats,
@@ -52,8 +52,8 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
             }
             Vault::Portal(portal) => {
                 let ((ra, na), (rb, nb)) = join(
-                    store_one(*portal, retry, req, &items[0], deadline),
-                    store_one(*portal, retry, req, &items[1], deadline),
+                    store_one(*portal, retry, api_key, &items[0], deadline),
+                    store_one(*portal, retry, api_key, &items[1], deadline),
                 )
                 .await;
                 stats.retries += na + nb;
@@ -68,7 +68,7 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
     pub(super) async fn read_back(
         &self,
         retry: &RetryPolicy,
-        req: &BackupRequest,
+        (client_id, api_key): (&str, &ClientApiKey),
         ids: [&str; 2],
         deadline: &Deadline,
         stats: &mut RunStats,
@@ -80,7 +80,7 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
                 let (read, retries) = retry
                     .counted(Step::Verify, deadline, || async {
                         store
-                            .cipher_texts(&req.client_id, ids)
+                            .cipher_texts(client_id, ids)
                             .await
                             .map_err(|e| step(e.into()))
                     })
@@ -90,8 +90,8 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
             }
             Vault::Portal(portal) => {
                 let ((ra, na), (rb, nb)) = join(
-                    read_one(*portal, retry, req, ids[0], deadline),
-                    read_one(*portal, retry, req, ids[1], deadline),
+                    read_one(*portal, retry, api_key, ids[0], deadline),
+                    read_one(*portal, retry, api_key, ids[1], deadline),
                 )
                 .await;
                 stats.retries += na + nb;
@@ -105,14 +105,14 @@ impl<P: Portal, S: BackupStore> Vault<'_, P, S> {
 async fn store_one<P: Portal>(
     portal: &P,
     retry: &RetryPolicy,
-    req: &BackupRequest,
+    api_key: &ClientApiKey,
     item: &StoredShare,
     deadline: &Deadline,
 ) -> (Result<(), BackupError>, u32) {
     retry
         .counted(Step::Store, deadline, || async {
             portal
-                .store_cipher_text(&req.api_key, &item.backup_share_pair_id, &item.cipher_text)
+                .store_cipher_text(api_key, &item.backup_share_pair_id, &item.cipher_text)
                 .await
                 .map_err(|e| BackupError::new(Step::Store, e))
         })
@@ -123,14 +123,14 @@ async fn store_one<P: Portal>(
 async fn read_one<P: Portal>(
     portal: &P,
     retry: &RetryPolicy,
-    req: &BackupRequest,
+    api_key: &ClientApiKey,
     id: &str,
     deadline: &Deadline,
 ) -> (Result<Option<String>, BackupError>, u32) {
     retry
         .counted(Step::Verify, deadline, || async {
             portal
-                .cipher_text(&req.api_key, id)
+                .cipher_text(api_key, id)
                 .await
                 .map(Some)
                 .map_err(|e| BackupError::new(Step::Verify, e))
