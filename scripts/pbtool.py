@@ -8,9 +8,11 @@
   report --endpoint URL --table T --sim URL --answers FILE EVENT.json…
                                                         the local run's summary: each sample's outcome,
                                                         then the stored items, redacted, in a fixed order
-  seal --endpoint URL --key-id K --client-id C < generate.json
-                                                        seal a /v1/generate response for the queue
-                                                        (prints a pbe1 string for sealedGenerateResponse)
+  seal --endpoint URL --key-id K --client-id C < payload.json
+                                                        seal a /v1/generate response, or
+                                                        {"clientApiKey", "generateResponse"}, for the
+                                                        queue (prints a pbe1 string for
+                                                        sealedGenerateResponse)
 
 `decrypt` is written from the README's format description alone (boto3 + cryptography), so the
 tests use it to prove another language can read what the function writes.
@@ -75,16 +77,21 @@ def seal(kms, key_id, plaintext, context):
 
 
 def seal_message(kms, key_id, body):
-    """A backup message with its generateResponse sealed (sealedGenerateResponse), as a producer
-    sends it to a stack that requires sealed input; anything else is returned as it was."""
+    """A backup message with its generateResponse and clientApiKey sealed together
+    (sealedGenerateResponse opens to {"clientApiKey", "generateResponse"}), as a producer sends it
+    to a stack that requires sealed input; anything else is returned as it was."""
     try:
         msg = json.loads(body)
     except ValueError:
         return body
     if not isinstance(msg, dict) or "generateResponse" not in msg or "clientId" not in msg:
         return body
-    generate = msg.pop("generateResponse")
-    plain = (generate if isinstance(generate, str) else json.dumps(generate)).encode()
+    # The generate response as the message had it (an object or a JSON string; the function takes
+    # both inside the sealed payload as it does in the clear).
+    payload = {"generateResponse": msg.pop("generateResponse")}
+    if "clientApiKey" in msg:
+        payload["clientApiKey"] = msg.pop("clientApiKey")
+    plain = json.dumps(payload).encode()
     context = {"clientId": msg["clientId"], "purpose": "generate-response"}
     msg["sealedGenerateResponse"] = seal(kms, key_id, plain, context)
     return json.dumps(msg)
@@ -331,7 +338,7 @@ def main():
     p.add_argument("--key-id", help="KMS key id, ARN or alias (seal)")
     p.add_argument("--client-id", help="Portal client id the sealed generate response belongs to (seal)")
     p.add_argument("--seal", action="store_true",
-                   help="seal each message's generateResponse with --key-id first (enqueue)")
+                   help="seal each message's generateResponse and clientApiKey with --key-id first (enqueue)")
     p.add_argument("--out-dir", help="where seal-events writes the sealed copies")
     a = p.parse_intermixed_args()
     kms, ddb, sqs = clients(a.endpoint, a.region)

@@ -433,13 +433,18 @@ async fn sealed_generate_responses_are_opened_and_clear_ones_refused_when_requir
     env.push(("REQUIRE_SEALED_INPUT".into(), "true".into()));
     let f = Function::start(&env).await;
     let (client, key, generate) = sim.new_client(8).await;
-    let sealed = python_seal(&moto.endpoint, &moto.key_id, &client, &generate);
+    // The API key travels sealed with the shares, as a deployment that requires sealing wants.
+    let with_key = |g: &Value| json!({"clientApiKey": key, "generateResponse": g});
+    let sealed = python_seal(&moto.endpoint, &moto.key_id, &client, &with_key(&generate));
     assert!(sealed.starts_with("pbe1."));
-    let body = |g: Value| {
-        json!({"clientId": client, "clientApiKey": key, "sealedGenerateResponse": g}).to_string()
-    };
+    let body = |g: Value| json!({"clientId": client, "sealedGenerateResponse": g}).to_string();
     let (_, _, other_generate) = sim.new_client(9).await;
-    let sealed_for_other = python_seal(&moto.endpoint, &moto.key_id, "client-9", &other_generate);
+    let sealed_for_other = python_seal(
+        &moto.endpoint,
+        &moto.key_id,
+        "client-9",
+        &with_key(&other_generate),
+    );
     let records = [
         ("sealed".to_owned(), body(json!(sealed))),
         ("clear".to_owned(), message(&client, &key, &generate, None)),
