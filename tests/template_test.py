@@ -58,11 +58,13 @@ fp = fn["Properties"]
 check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("FunctionMemory"), "timeout and memory are parameters")
 env = fp["Environment"]["Variables"]
 for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY",
-            "REQUIRE_SEALED_INPUT"]:
+            "REQUIRE_SEALED_INPUT", "ALLOW_PLAINTEXT_RESTORE"]:
     check(var in env, f"environment sets {var}")
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
 check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput") and P["RequireSealedInput"]["Default"] == "true",
       "sealed input by default; a deployer may turn it off")
+check(env["ALLOW_PLAINTEXT_RESTORE"] == ref("AllowPlaintextRestore") and P["AllowPlaintextRestore"]["Default"] == "false",
+      "restores answer sealed unless a deployer allows plaintext")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 CURRENT_KEY = {"Fn::If": ["UseStackKey", getatt("BackupKey"), ref("KmsKeyArn")]}
 check(env["KMS_KEY_ID"] == CURRENT_KEY and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key (or KmsKeyArn) and table")
@@ -114,6 +116,7 @@ iam_routes = {
     ("GET", "/clients/{clientId}/backups"),
     ("POST", "/clients/{clientId}/backups/verify"),
     ("POST", "/clients/{clientId}/backups/restore"),
+    ("POST", "/clients/{clientId}/backups/recover"),
 }
 webhook_routes = {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}
 check(set(routes) == iam_routes | webhook_routes, f"exactly the routes the code serves: {sorted(routes)}")
@@ -292,7 +295,8 @@ for st in statements:
     if st is not kms and actions(st)[0].startswith("kms:") and actions(st) != ["kms:DescribeKey"] and "ViaService" not in str(st.get("Condition")) and "Custody" not in st["Sid"]:
         check(st["Condition"] == kms["Condition"], f"{st['Sid']}: the same encryption context condition")
 envelope_rs = (ROOT / "src/domain/ciphertext.rs").read_text()
-context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response", "pub fn custodian_share"]
+context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response", "pub fn custodian_share",
+                                     "pub fn backup_response"]
                        for k in re.findall(r'\("(\w+)", ', envelope_rs.split(ctor)[1].split("}")[0])})
 check(len(context_keys) == 4, f"every encryption context found in src/domain/ciphertext.rs: {context_keys}")
 custody_kms = next(st for st in statements if st["Sid"] == "CustodyFunctionSealsAndOpensCustodianShares")
@@ -305,6 +309,13 @@ check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encr
 # Operations: DLQ alarm and outputs.
 alarms = of_type("AWS::CloudWatch::Alarm")
 check(any(a["Properties"]["Dimensions"][0]["Value"] == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()), "an alarm on the DLQ's depth")
+restores = [a["Properties"] for a in alarms.values() if a["Properties"]["MetricName"] == "Restores"]
+metrics_rs = (ROOT / "src/entry/metrics.rs").read_text()
+check(len(restores) == 1 and restores[0]["Namespace"] == "PortalBackup" and '"Restores"' in metrics_rs
+      and restores[0]["Threshold"] == 0 and restores[0]["ComparisonOperator"] == "GreaterThanThreshold"
+      and restores[0]["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}],
+      "an alarm on every restore and recover (the Restores metric the function emits)")
+check(all("AlarmActions" in a["Properties"] for a in alarms.values()), "every alarm notifies AlarmTopicArn when set")
 for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn"]:
     check(out in template["Outputs"], f"output {out}")
 
