@@ -1,10 +1,14 @@
-//! Operator actions through the built bootstrap: list, verify and restore, by direct invoke and
-//! on the API, and a restored backup that Portal's recover accepts.
+//! Operator actions through the built bootstrap: list, verify, restore and recover, by direct
+//! invoke and on the API; a sealed restore that the recovery role opens and Portal's recover
+//! accepts; a recover whose sealed answer backs the wallet up again; and no secret in any answer
+//! or log line.
 
 mod common;
 
 use common::checks::*;
-use common::{Function, Moto, Sim, failed_ids, function_env, message, sqs_event};
+use common::{
+    Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, python_seal, sqs_event,
+};
 use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
@@ -43,6 +47,34 @@ async fn api_act(f: &Function, method: &str, path: &str, body: Option<Value>) ->
     };
     let body = serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
     (r["statusCode"].as_i64().unwrap_or(0), body)
+}
+
+/// Opens a sealed restore answer as the recovery role would: with the independent Python reader,
+/// under the backup-response context of `client`. Any other context fails.
+fn open_restored(moto: &Moto, client: &str, answer: &Value) -> String {
+    assert!(
+        answer.get("backupResponse").is_none(),
+        "a restore answers sealed, never in the clear"
+    );
+    let sealed = answer["sealedBackupResponse"]
+        .as_str()
+        .expect("sealedBackupResponse");
+    assert!(
+        python_decrypt(
+            &moto.endpoint,
+            sealed,
+            &json!({"clientId": client, "purpose": "generate-response"})
+        )
+        .is_err(),
+        "a sealed restore opens under its own context only"
+    );
+    let plain = python_decrypt(
+        &moto.endpoint,
+        sealed,
+        &json!({"clientId": client, "purpose": "backup-response"}),
+    )
+    .expect("the sealed restore opens under its context");
+    String::from_utf8(plain).expect("utf-8")
 }
 
 /// `POST /v1/recover` at the simulator with a restored `backupResponse`.
@@ -105,7 +137,8 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
     assert_no_secret_in(&verify.to_string(), &secrets);
 
-    // restore → /v1/recover: Portal accepts the restored backup and issues new signing shares.
+    // restore (sealed) → opened by the recovery role → /v1/recover: Portal accepts the restored
+    // backup and issues new signing shares.
     let Answer::Response(restored) = act(&f, "restore", &client, None).await else {
         panic!("restore failed: {}", f.logs())
     };
@@ -115,7 +148,7 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
         ids.iter().all(|id| pairs.contains(id)),
         "{ids:?} vs {pairs:?}"
     );
-    let backup_response = restored["backupResponse"].as_str().unwrap();
+    let backup_response = &open_restored(&moto, &client, &restored);
     let doc: Value = serde_json::from_str(backup_response).unwrap();
     assert_eq!(doc["SECP256K1"]["id"], ids[0].as_str());
     assert_eq!(doc["ED25519"]["id"], ids[1].as_str());
@@ -133,7 +166,8 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     let Answer::Response(pm) = act(&f, "restore", &pm_client, Some(&pm_key)).await else {
         panic!("Portal-managed restore failed: {}", f.logs())
     };
-    let r = recover(&sim, &pm_key, pm["backupResponse"].as_str().unwrap()).await;
+    let pm_response = open_restored(&moto, &pm_client, &pm);
+    let r = recover(&sim, &pm_key, &pm_response).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
 
     // The same actions on the IAM-authenticated API routes.
@@ -159,7 +193,7 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     )
     .await;
     assert_eq!(status, 200, "{restored}");
-    let r = recover(&sim, &key, restored["backupResponse"].as_str().unwrap()).await;
+    let r = recover(&sim, &key, &open_restored(&moto, &client, &restored)).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let path = format!("/clients/{pm_client}/backups/restore");
     let (status, e) = api_act(&f, "POST", &path, None).await;
@@ -171,7 +205,7 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     let (status, pm_api) = api_act(&f, "POST", &path, Some(json!({"clientApiKey": pm_key}))).await;
     assert_eq!(status, 200, "{pm_api}");
     assert_eq!(pm_api["backupSharePairIds"], pm["backupSharePairIds"]);
-    assert_eq!(pm_api["backupResponse"], pm["backupResponse"]);
+    assert_eq!(open_restored(&moto, &pm_client, &pm_api), pm_response);
     let (status, e) = api_act(&f, "POST", "/clients/nobody/backups/verify", None).await;
     assert_eq!(
         (status, &e["error"]["code"]),
@@ -211,4 +245,178 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     };
     assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
     assert_no_secret_in(&f.logs(), &secrets);
+}
+
+/// The wrapped sealed payload a producer sends when the API key must not travel in the clear.
+fn sealed_with_key(moto: &Moto, client: &str, key: &str, generate: &Value) -> String {
+    python_seal(
+        &moto.endpoint,
+        &moto.key_id,
+        client,
+        &json!({"clientApiKey": key, "generateResponse": generate}),
+    )
+}
+
+/// Opens a sealed generate response (a recover answer) to learn its secrets, as the test's
+/// leak check needs them; the function never shows them.
+fn open_recovered(moto: &Moto, client: &str, sealed: &str) -> Value {
+    let plain = python_decrypt(
+        &moto.endpoint,
+        sealed,
+        &json!({"clientId": client, "purpose": "generate-response"}),
+    )
+    .expect("a recover answer opens under the generate-response context");
+    serde_json::from_slice(&plain).expect("JSON")
+}
+
+#[tokio::test]
+async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again_and_nothing_leaks()
+{
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    // The deployed default: sealed input required (the API key sealed too).
+    let mut env = function_env(&moto, &sim, "SELF_MANAGED");
+    env.retain(|(k, _)| k != "REQUIRE_SEALED_INPUT");
+    let f = Function::start(&env).await;
+    let (client, key, generate) = sim.new_client(31).await;
+    let sealed = sealed_with_key(&moto, &client, &key, &generate);
+    let records = [
+        (
+            "key-sealed".to_owned(),
+            json!({"clientId": client, "sealedGenerateResponse": sealed}).to_string(),
+        ),
+        (
+            "key-in-the-clear".to_owned(),
+            json!({"clientId": client, "clientApiKey": key,
+                   "sealedGenerateResponse": python_seal(&moto.endpoint, &moto.key_id, &client, &generate)})
+            .to_string(),
+        ),
+    ];
+    let answer = f.invoke(&sqs_event(&records)).await;
+    assert_eq!(failed_ids(&answer), ["key-in-the-clear"], "{}", f.logs());
+    assert!(
+        f.logs().contains("seal it with the generate response"),
+        "the clear key is refused by name"
+    );
+    let mut secrets = secrets_of(&key, &generate);
+    secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
+
+    // recover needs the key (Portal authenticates the client) and costs no Portal call without it.
+    let Answer::Error(e) = act(&f, "recover", &client, None).await else {
+        panic!("recover without a key must fail")
+    };
+    assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
+    assert_eq!(sim.calls("recover").await, 0);
+    let Answer::Response(recovered) = act(&f, "recover", &client, Some(&key)).await else {
+        panic!("recover failed: {}", f.logs())
+    };
+    assert_eq!(sim.calls("recover").await, 1);
+    let new_ids: Vec<String> =
+        serde_json::from_value(recovered["signingSharePairIds"].clone()).unwrap();
+    let sealed_new = recovered["sealedGenerateResponse"].as_str().unwrap();
+    let opened = open_recovered(&moto, &client, sealed_new);
+    assert_eq!(
+        opened["clientApiKey"],
+        key.as_str(),
+        "the key is sealed with the shares"
+    );
+    assert_eq!(
+        opened["generateResponse"]["SECP256K1"]["id"],
+        new_ids[0].as_str()
+    );
+    assert_eq!(
+        opened["generateResponse"]["ED25519"]["id"],
+        new_ids[1].as_str()
+    );
+    secrets.extend(secrets_of(&key, &opened["generateResponse"]));
+
+    // The sealed answer is a backup request's sealedGenerateResponse as it is.
+    let again = f
+        .invoke(&sqs_event(&[(
+            "recovered".into(),
+            json!({"clientId": client, "sealedGenerateResponse": sealed_new}).to_string(),
+        )]))
+        .await;
+    assert_eq!(failed_ids(&again), Vec::<String>::new(), "{}", f.logs());
+    let Answer::Response(list) = act(&f, "list", &client, None).await else {
+        panic!("list failed: {}", f.logs())
+    };
+    let backups = list["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{list}");
+    assert!(
+        backups
+            .iter()
+            .any(|b| b["status"] == "COMPLETED" && b["signingSharePairIds"] == json!(new_ids)),
+        "the recovered signing shares are backed up: {list}"
+    );
+
+    // On the API, the audit line names the IAM caller.
+    let path = format!("/clients/{client}/backups/recover");
+    let (status, api_recovered) =
+        api_act(&f, "POST", &path, Some(json!({"clientApiKey": key}))).await;
+    assert_eq!(status, 200, "{api_recovered}");
+    let api_opened = open_recovered(
+        &moto,
+        &client,
+        api_recovered["sealedGenerateResponse"].as_str().unwrap(),
+    );
+    secrets.extend(secrets_of(&key, &api_opened["generateResponse"]));
+
+    // A deployment that allows plaintext restore answers it in the clear; this one never does.
+    let Answer::Response(sealed_restore) = act(&f, "restore", &client, None).await else {
+        panic!("restore failed: {}", f.logs())
+    };
+    let restored: Value =
+        serde_json::from_str(&open_restored(&moto, &client, &sealed_restore)).unwrap();
+    for curve in ["SECP256K1", "ED25519"] {
+        secrets.push(restored[curve]["share"].as_str().unwrap().to_owned());
+    }
+    let mut plain_env = env.clone();
+    plain_env.push(("ALLOW_PLAINTEXT_RESTORE".into(), "true".into()));
+    let plain = Function::start(&plain_env).await;
+    let Answer::Response(plain_restore) = act(&plain, "restore", &client, None).await else {
+        panic!("plaintext restore failed: {}", plain.logs())
+    };
+    assert!(plain_restore.get("sealedBackupResponse").is_none());
+    let plain_doc: Value =
+        serde_json::from_str(plain_restore["backupResponse"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        plain_doc, restored,
+        "the same backup, in the clear where allowed"
+    );
+
+    // Every restore and recover is audited with its caller and counted; nothing secret in any
+    // answer or log line.
+    let logs = f.logs();
+    let audit: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("backup key material answered"))
+        .collect();
+    assert_eq!(audit.len(), 3, "{logs}");
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains(r#""caller":"arn:aws:iam::123456789012:user/operator""#)),
+        "{audit:?}"
+    );
+    assert!(
+        audit.iter().any(|l| l.contains("CloudTrail data events")),
+        "a direct invoke says where its caller is recorded: {audit:?}"
+    );
+    let restores = logs
+        .lines()
+        .filter(|l| l.contains("CloudWatchMetrics") && l.contains(r#""Restores":1"#))
+        .count();
+    assert_eq!(restores, 3, "one Restores metric per restore and recover");
+    assert!(
+        logs.contains("restore refused or failed"),
+        "a refused recover is audited too"
+    );
+    for text in [
+        recovered.to_string(),
+        api_recovered.to_string(),
+        sealed_restore.to_string(),
+        logs,
+    ] {
+        assert_no_secret_in(&text, &secrets);
+    }
 }

@@ -262,11 +262,19 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
             panic!("restore failed: {}", f.logs())
         };
         if n == 0 {
+            // Sealed under the current key (A is disabled), opened as the recovery role would.
+            let sealed = r["sealedBackupResponse"]
+                .as_str()
+                .expect("a sealed restore");
+            let context = json!({"clientId": client, "purpose": "backup-response"});
+            let opened = python_decrypt(&moto.endpoint, sealed, &context)
+                .expect("the sealed restore opens under B");
+            let backup_response = String::from_utf8(opened).unwrap();
             let resp = sim
                 .http
                 .post(format!("{}/v1/recover", sim.url))
                 .bearer_auth(key)
-                .json(&json!({"backupResponse": r["backupResponse"]}))
+                .json(&json!({"backupResponse": backup_response}))
                 .send()
                 .await
                 .unwrap();
