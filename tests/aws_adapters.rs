@@ -10,6 +10,7 @@ use portal_backup::adapters::dynamodb::{DynamoStore, client_pk};
 use portal_backup::adapters::kms::KmsEnvelope;
 use portal_backup::domain::ciphertext::EncryptionContext;
 use portal_backup::domain::model::Curve;
+use portal_backup::ports::custody::{CustodianShare, CustodianStore, Put};
 use portal_backup::ports::envelope::{Envelope, EnvelopeError};
 use portal_backup::ports::store::{BackupStore, StoreError, StoredShare};
 use serde_json::json;
@@ -241,6 +242,65 @@ async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
     ] {
         assert!(item.contains_key(attr), "{attr} stored");
     }
+}
+
+#[tokio::test]
+async fn custodian_shares_are_written_once_and_fetched_across_query_pages() {
+    let moto = Moto::start().await;
+    let store = DynamoStore::new(moto.dynamodb(), &moto.table);
+    // 30 shares of 40 KB each: more than the 1 MB a DynamoDB Query page holds.
+    let big = "A".repeat(40_000);
+    let custodian = |client: &str, n: usize| CustodianShare {
+        client_id: client.into(),
+        backup_share_pair_id: format!("cmb{n:03}"),
+        backup_method: "CUSTOM".into(),
+        cipher_text: format!("pbe1.{n:03}.{big}"),
+        updated_at: 1_764_000_000 + n as u64,
+    };
+    for n in 0..30 {
+        assert_eq!(
+            store
+                .put_custodian_once(&custodian("client-1", n))
+                .await
+                .unwrap(),
+            Put::Written
+        );
+    }
+    store
+        .put_custodian_once(&custodian("client-2", 99))
+        .await
+        .unwrap();
+    let mut replaced = custodian("client-1", 7);
+    replaced.cipher_text = "pbe1.forged".into();
+    let Put::Exists(kept) = store.put_custodian_once(&replaced).await.unwrap() else {
+        panic!("a second write of a pair must find the first")
+    };
+    assert_eq!(kept, custodian("client-1", 7), "the first share stays");
+
+    // The table answers in pages (so the fetch below must follow LastEvaluatedKey).
+    let first_page = moto
+        .dynamodb()
+        .query()
+        .table_name(&moto.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(client_pk("client-1")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        first_page.last_evaluated_key.is_some() && first_page.items().len() < 30,
+        "moto pages a Query at 1 MB ({} items on the first page)",
+        first_page.items().len()
+    );
+    let mut all = store.custodian_shares("client-1").await.unwrap();
+    all.sort_by(|a, b| a.backup_share_pair_id.cmp(&b.backup_share_pair_id));
+    assert_eq!(
+        all,
+        (0..30)
+            .map(|n| custodian("client-1", n))
+            .collect::<Vec<_>>(),
+        "every share of the client, none of another's"
+    );
 }
 
 #[tokio::test]
