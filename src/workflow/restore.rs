@@ -388,14 +388,15 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
             }))
         })?;
         // `{"clientApiKey", "generateResponse"}`: the sealed payload a backup request takes.
+        // The key as a JSON string (serde escapes it; a string always serialises), escaped first
+        // so that the buffer is sized once and never reallocated, which would leave a copy.
+        let quoted_key =
+            zeroize::Zeroizing::new(serde_json::to_string(key.expose()).unwrap_or_default());
         let mut plaintext = zeroize::Zeroizing::new(String::with_capacity(
-            generate.json.expose().len() + key.expose().len() + 48,
+            generate.json.expose().len() + quoted_key.len() + 40,
         ));
         plaintext.push_str("{\"clientApiKey\":");
-        // A JSON string of the key: serde escapes it (it is a string, so this cannot fail).
-        plaintext.push_str(&zeroize::Zeroizing::new(
-            serde_json::to_string(key.expose()).unwrap_or_default(),
-        ));
+        plaintext.push_str(&quoted_key);
         plaintext.push_str(",\"generateResponse\":");
         plaintext.push_str(generate.json.expose());
         plaintext.push('}');
@@ -460,9 +461,10 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                 record.id.clone(),
             ))));
         }
-        let text = String::from_utf8(opened.expose().to_vec())
+        // Checked in place: a failed `String::from_utf8` would drop its bytes unwiped.
+        let text = std::str::from_utf8(opened.expose())
             .map_err(|_| step(Cause::Mismatch(Mismatch::NotUtf8(record.id.clone()))))?;
-        Ok(SecretString::new(text))
+        Ok(SecretString::new(text.to_owned()))
     }
 }
 
