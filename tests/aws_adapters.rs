@@ -177,6 +177,21 @@ fn share(client: &str, pair: &str, curve: Curve, ct: &str) -> StoredShare {
     }
 }
 
+/// One Query page of a client's items, as DynamoDB answers it (no paging).
+async fn query_client(
+    moto: &Moto,
+    client: &str,
+) -> aws_sdk_dynamodb::operation::query::QueryOutput {
+    moto.dynamodb()
+        .query()
+        .table_name(&moto.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(client_pk(client)))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
     let moto = Moto::start().await;
@@ -216,15 +231,7 @@ async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
         .put(&share("client-2", "cmb3", Curve::Ed25519, "pbe1.ct-c"))
         .await
         .unwrap();
-    let listed = moto
-        .dynamodb()
-        .query()
-        .table_name(&moto.table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(client_pk("client-1")))
-        .send()
-        .await
-        .unwrap();
+    let listed = query_client(&moto, "client-1").await;
     let mut ids: Vec<_> = listed
         .items()
         .iter()
@@ -278,15 +285,7 @@ async fn custodian_shares_are_written_once_and_fetched_across_query_pages() {
     assert_eq!(kept, custodian("client-1", 7), "the first share stays");
 
     // The table answers in pages (so the fetch below must follow LastEvaluatedKey).
-    let first_page = moto
-        .dynamodb()
-        .query()
-        .table_name(&moto.table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S(client_pk("client-1")))
-        .send()
-        .await
-        .unwrap();
+    let first_page = query_client(&moto, "client-1").await;
     assert!(
         first_page.last_evaluated_key.is_some() && first_page.items().len() < 30,
         "moto pages a Query at 1 MB ({} items on the first page)",

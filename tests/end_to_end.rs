@@ -5,8 +5,8 @@ mod common;
 
 use common::checks::*;
 use common::{
-    Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt, python_seal,
-    sqs_event,
+    Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt,
+    sealed_with_key, sqs_event,
 };
 use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
@@ -434,17 +434,11 @@ async fn sealed_generate_responses_are_opened_and_clear_ones_refused_when_requir
     let f = Function::start(&env).await;
     let (client, key, generate) = sim.new_client(8).await;
     // The API key travels sealed with the shares, as a deployment that requires sealing wants.
-    let with_key = |g: &Value| json!({"clientApiKey": key, "generateResponse": g});
-    let sealed = python_seal(&moto.endpoint, &moto.key_id, &client, &with_key(&generate));
+    let sealed = sealed_with_key(&moto, &client, &key, &generate);
     assert!(sealed.starts_with("pbe1."));
     let body = |g: Value| json!({"clientId": client, "sealedGenerateResponse": g}).to_string();
     let (_, _, other_generate) = sim.new_client(9).await;
-    let sealed_for_other = python_seal(
-        &moto.endpoint,
-        &moto.key_id,
-        "client-9",
-        &with_key(&other_generate),
-    );
+    let sealed_for_other = sealed_with_key(&moto, "client-9", &key, &other_generate);
     let records = [
         ("sealed".to_owned(), body(json!(sealed))),
         ("clear".to_owned(), message(&client, &key, &generate, None)),

@@ -7,7 +7,8 @@ mod common;
 
 use common::checks::*;
 use common::{
-    Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, python_seal, sqs_event,
+    Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, python_seal,
+    sealed_with_key, sqs_event,
 };
 use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
@@ -245,16 +246,6 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     };
     assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
     assert_no_secret_in(&f.logs(), &secrets);
-}
-
-/// The wrapped sealed payload a producer sends when the API key must not travel in the clear.
-fn sealed_with_key(moto: &Moto, client: &str, key: &str, generate: &Value) -> String {
-    python_seal(
-        &moto.endpoint,
-        &moto.key_id,
-        client,
-        &json!({"clientApiKey": key, "generateResponse": generate}),
-    )
 }
 
 /// Opens a sealed generate response (a recover answer) to learn its secrets, as the test's

@@ -482,6 +482,17 @@ pub fn failed_ids(answer: &Answer) -> Vec<String> {
     ids
 }
 
+/// The payload a producer seals when the API key must not travel in the clear:
+/// `{"clientApiKey", "generateResponse"}`, sealed for `client` with moto's key.
+pub fn sealed_with_key(moto: &Moto, client: &str, key: &str, generate: &Value) -> String {
+    python_seal(
+        &moto.endpoint,
+        &moto.key_id,
+        client,
+        &json!({"clientApiKey": key, "generateResponse": generate}),
+    )
+}
+
 /// Seals a generate response for `client` with the Python producer helper (`pbtool.py seal`).
 pub fn python_seal(endpoint: &str, key_id: &str, client: &str, generate: &Value) -> String {
     use std::io::Write;
