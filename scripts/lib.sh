@@ -21,6 +21,16 @@ ensure_venv() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req" -c "$con"
     cat "$req" "$con" >"$stamp"
   fi
+  # aws-encryption-cli, which bundles the AWS Encryption SDK 3.x, in a venv of its own.
+  local cli="$ROOT/.venv-cli" cli_req="$ROOT/scripts/requirements-cli.txt"
+  if [ ! -x "$cli/bin/python" ]; then
+    python3 -m venv "$cli"
+  fi
+  if ! cmp -s "$cli_req" "$cli/.requirements.stamp"; then
+    log "installing aws-encryption-cli into .venv-cli (the README's emergency command, tested)"
+    "$cli/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$cli_req"
+    cp "$cli_req" "$cli/.requirements.stamp"
+  fi
   export PATH="$VENV/bin:$PATH"
 }
 

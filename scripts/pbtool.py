@@ -2,7 +2,7 @@
 """Operator tools for portal-backup's local stack, and an independent decryptor.
 
   provision --endpoint URL --table T --alias alias/x   create the KMS key, its alias and the table
-  decrypt --endpoint URL --context JSON CIPHERTEXT      decrypt one pbe1 ciphertext (prints plaintext)
+  decrypt --endpoint URL --context JSON CIPHERTEXT      open one ciphertext, either format (prints plaintext)
   show --endpoint URL --table T                         list stored backups and decrypt each one
   enqueue --endpoint URL --queue-url Q EVENT.json…       send the bodies of SQS sample events to a queue
   report --endpoint URL --table T --sim URL --answers FILE EVENT.json…
@@ -11,11 +11,16 @@
   seal --endpoint URL --key-id K --client-id C < payload.json
                                                         seal a /v1/generate response, or
                                                         {"clientApiKey", "generateResponse"}, for the
-                                                        queue (prints a pbe1 string for
-                                                        sealedGenerateResponse)
+                                                        queue (prints an AWS Encryption SDK
+                                                        message, base64, for
+                                                        sealedGenerateResponse; --format pbe1
+                                                        writes the old format, for tests)
 
-`decrypt` is written from the README's format description alone (boto3 + cryptography), so the
-tests use it to prove another language can read what the function writes.
+Every ciphertext the function writes is an AWS Encryption SDK message; `decrypt` opens it with the
+Python AWS Encryption SDK (aws-encryption-sdk with the Material Providers Library), not with code
+of this project, so the tests prove another implementation reads what the function writes. Older
+`pbe1` strings are opened by code written from the README's description of that format alone
+(boto3 + cryptography).
 """
 import argparse
 import base64
@@ -49,7 +54,68 @@ def b64url(part):
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+# The suite every message of the function uses: key commitment, no signature.
+ESDK_SUITE = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"
+
+
+def esdk():
+    """The Python AWS Encryption SDK and its Material Providers Library, imported on first use (the
+    import takes about a second)."""
+    import aws_encryption_sdk
+    from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
+    from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
+    from aws_cryptographic_material_providers.mpl import models
+    client = aws_encryption_sdk.EncryptionSDKClient(
+        commitment_policy=aws_encryption_sdk.CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    return client, AwsCryptographicMaterialProviders(config=MaterialProvidersConfig()), models
+
+
+def esdk_decrypt(kms, message, context):
+    """Opens an AWS Encryption SDK message under `context`, required in full: a missing key or a
+    different value fails. The MRK-aware discovery keyring opens it with the key its header names,
+    a multi-Region key with its replica in this client's region."""
+    client, mpl, models = esdk()
+    keyring = mpl.create_aws_kms_mrk_discovery_keyring(models.CreateAwsKmsMrkDiscoveryKeyringInput(
+        kms_client=kms, region=kms.meta.region_name))
+    cmm = mpl.create_required_encryption_context_cmm(models.CreateRequiredEncryptionContextCMMInput(
+        underlying_cmm=mpl.create_default_cryptographic_materials_manager(
+            models.CreateDefaultCryptographicMaterialsManagerInput(keyring=keyring)),
+        required_encryption_context_keys=sorted(context)))
+    plaintext, header = client.decrypt(source=message, materials_manager=cmm,
+                                       encryption_context=context)
+    if header.algorithm.name != ESDK_SUITE:
+        raise ValueError(f"message suite is {header.algorithm.name}, not {ESDK_SUITE}")
+    if dict(header.encryption_context) != context:
+        raise ValueError("the message's stored context is not the context given")
+    return plaintext
+
+
+def esdk_encrypt(kms, key_id, plaintext, context):
+    """An AWS Encryption SDK message as the function writes one: the MRK-aware KMS keyring, the
+    committing suite without signature, the context stored in the header; standard base64."""
+    from aws_encryption_sdk.identifiers import AlgorithmSuite
+    client, mpl, models = esdk()
+    arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    keyring = mpl.create_aws_kms_mrk_keyring(models.CreateAwsKmsMrkKeyringInput(
+        kms_key_id=arn, kms_client=kms))
+    message, _ = client.encrypt(source=plaintext, keyring=keyring, encryption_context=context,
+                                algorithm=AlgorithmSuite.AES_256_GCM_HKDF_SHA512_COMMIT_KEY)
+    return base64.b64encode(message).decode()
+
+
+def text_of(value):
+    """A stored ciphertext as text: a binary attribute (an ESDK message) in standard base64."""
+    return base64.b64encode(value).decode() if isinstance(value, (bytes, bytearray)) else value
+
+
 def decrypt(kms, ciphertext, context):
+    """Either format: a `pbe1.` string, or an AWS Encryption SDK message in standard base64."""
+    if not ciphertext.startswith("pbe1."):
+        return esdk_decrypt(kms, base64.b64decode(ciphertext, validate=True), context)
+    return pbe1_decrypt(kms, ciphertext, context)
+
+
+def pbe1_decrypt(kms, ciphertext, context):
     """pbe1.<key id>.<encrypted data key>.<nonce>.<ciphertext||tag>, base64url without padding."""
     parts = ciphertext.split(".")
     if len(parts) != 5 or parts[0] != "pbe1":
@@ -66,8 +132,16 @@ def b64url_encode(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def seal(kms, key_id, plaintext, context):
-    """The writer side of the format: a fresh AES-256 data key per message, a random 96-bit nonce."""
+def seal(kms, key_id, plaintext, context, fmt="aws-esdk"):
+    """A ciphertext as the function writes one (an ESDK message), or, for tests of old backups, a
+    pbe1 string."""
+    if fmt == "aws-esdk":
+        return esdk_encrypt(kms, key_id, plaintext, context)
+    return pbe1_seal(kms, key_id, plaintext, context)
+
+
+def pbe1_seal(kms, key_id, plaintext, context):
+    """The writer side of pbe1: a fresh AES-256 data key per message, a random 96-bit nonce."""
     out = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext=context)
     aad = json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
     nonce = os.urandom(12)
@@ -172,7 +246,7 @@ def ordered(row):
 def show(kms, ddb, table):
     items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
     for item in sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])):
-        row = {k: list(v.values())[0] for k, v in item.items()}
+        row = {k: text_of(list(v.values())[0]) for k, v in item.items()}
         if row["sk"].startswith("BACKUP#"):
             keep = ["sk", "status", "backupMode", "attempts", "secp256k1PairId", "ed25519PairId"]
             print(json.dumps({"checkpoint": {k: row.get(k) for k in keep}}))
@@ -297,7 +371,7 @@ def stored_items(kms, ddb, table_name):
     items = ddb.scan(TableName=table_name, ConsistentRead=True)["Items"]
     out = []
     for item in sorted(items, key=lambda i: (i["sk"]["S"].split("#")[0], i["pk"]["S"], i["sk"]["S"])):
-        row = {k: list(v.values())[0] for k, v in item.items()}
+        row = {k: text_of(list(v.values())[0]) for k, v in item.items()}
         kind = row["sk"].split("#")[0]
         if kind == "BACKUP":
             out.append(["checkpoint", row["sk"][7:], row.get("status", ""), row.get("backupMode", ""), "-"])
@@ -337,6 +411,8 @@ def main():
     p.add_argument("--answers", help="what local-invoke printed (report)")
     p.add_argument("--key-id", help="KMS key id, ARN or alias (seal)")
     p.add_argument("--client-id", help="Portal client id the sealed generate response belongs to (seal)")
+    p.add_argument("--format", choices=["aws-esdk", "pbe1"], default="aws-esdk",
+                   help="the ciphertext format seal writes (pbe1: only to test old backups)")
     p.add_argument("--seal", action="store_true",
                    help="seal each message's generateResponse and clientApiKey with --key-id first (enqueue)")
     p.add_argument("--out-dir", help="where seal-events writes the sealed copies")
@@ -370,7 +446,7 @@ def main():
         report(kms, ddb, a.table, a.custody_table, a.sim, a.answers, files)
     elif a.command == "seal":
         context = {"clientId": a.client_id, "purpose": "generate-response"}
-        print(seal(kms, a.key_id or a.alias, sys.stdin.buffer.read(), context))
+        print(seal(kms, a.key_id or a.alias, sys.stdin.buffer.read(), context, a.format))
     else:
         try:
             sys.stdout.buffer.write(decrypt(kms, a.ciphertext, json.loads(a.context)))

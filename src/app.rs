@@ -8,7 +8,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::adapters::dynamodb::DynamoStore;
-use crate::adapters::kms::KmsEnvelope;
+use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
 use crate::adapters::portal_http::{HttpPortal, http_client};
 use crate::adapters::secrets_manager::{SecretFetchError, fetch_secret};
 use crate::config::{Config, ConfigError, CustodyConfig, FunctionConfig, WebhookSecretSource};
@@ -36,10 +36,10 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
 }
 
 /// The backup function: every backup service wired to the real adapters.
-pub type BackupFunction = Handler<HttpPortal, KmsEnvelope, DynamoStore>;
+pub type BackupFunction = Handler<HttpPortal, EsdkEnvelope, DynamoStore>;
 
 /// The custody function: Portal's webhooks over the custody table and key.
-pub type CustodyFunction = CustodyHandler<KmsEnvelope, DynamoStore>;
+pub type CustodyFunction = CustodyHandler<EsdkEnvelope, DynamoStore>;
 
 /// What this process runs, chosen by `FUNCTION_ROLE`. Built once per process, so the size
 /// difference between the variants costs nothing.
@@ -61,6 +61,9 @@ pub enum StartupError {
     /// The HTTP client could not be built (TLS roots unavailable).
     #[error("could not build the Portal HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The AWS Encryption SDK could not be set up.
+    #[error(transparent)]
+    Envelope(#[from] EsdkSetupError),
     /// The webhook secret could not be read from Secrets Manager.
     #[error(transparent)]
     WebhookSecret(#[from] SecretFetchError),
@@ -83,7 +86,7 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, Startup
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let http = http_client(config.portal_timeouts, config.https_only())?;
     let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
-    let envelope = KmsEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id);
+    let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?;
     let mut services = Services::new(portal, envelope, store);
     services.restore = services
         .restore
@@ -102,7 +105,7 @@ pub async fn build_custody(
     config: &CustodyConfig,
 ) -> Result<CustodyFunction, StartupError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
-    let envelope = KmsEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id);
+    let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?;
     let secret = match &config.webhook_secret {
         WebhookSecretSource::Value(secret) => secret.clone(),
         WebhookSecretSource::SecretsManager(arn) => {

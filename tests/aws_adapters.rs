@@ -1,4 +1,5 @@
-//! The KMS envelope and the DynamoDB store, with the real SDK clients against moto server.
+//! The `pbe1` envelope (old backups, opened by the function's ESDK envelope) and the DynamoDB
+//! store, with the real SDK clients against moto server.
 
 mod common;
 
@@ -7,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::{Moto, python_decrypt};
 use portal_backup::adapters::dynamodb::{DynamoStore, client_pk};
+use portal_backup::adapters::esdk::EsdkEnvelope;
 use portal_backup::adapters::kms::KmsEnvelope;
 use portal_backup::domain::ciphertext::EncryptionContext;
 use portal_backup::domain::model::Curve;
@@ -28,9 +30,11 @@ fn ctx_json(client: &str, pair: &str, curve: Curve) -> serde_json::Value {
 #[tokio::test]
 async fn sealed_share_opens_here_and_in_an_independent_python_implementation() {
     let moto = Moto::start().await;
-    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let writer = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    // pbe1 strings are written by the old envelope and opened by the function's.
+    let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap();
     let c = ctx("client-1", "cmbackup1", Curve::Secp256k1);
-    let sealed = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    let sealed = writer.seal(&c, PLAINTEXT).await.unwrap();
     assert!(sealed.starts_with("pbe1."));
     let key_field = sealed.split('.').nth(1).unwrap();
     assert_eq!(
@@ -38,7 +42,7 @@ async fn sealed_share_opens_here_and_in_an_independent_python_implementation() {
         moto.key_id.as_bytes(),
         "the key id is the key's ARN"
     );
-    let again = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    let again = writer.seal(&c, PLAINTEXT).await.unwrap();
     assert_ne!(sealed, again, "a fresh data key and nonce every time");
 
     assert_eq!(
@@ -56,8 +60,10 @@ async fn sealed_share_opens_here_and_in_an_independent_python_implementation() {
 #[tokio::test]
 async fn a_ciphertext_moved_to_another_client_pair_or_curve_does_not_open() {
     let moto = Moto::start().await;
-    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
-    let sealed = envelope
+    let writer = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    // pbe1 strings are written by the old envelope and opened by the function's.
+    let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap();
+    let sealed = writer
         .seal(&ctx("client-1", "cmbackup1", Curve::Secp256k1), PLAINTEXT)
         .await
         .unwrap();
@@ -90,9 +96,11 @@ async fn a_ciphertext_moved_to_another_client_pair_or_curve_does_not_open() {
 #[tokio::test]
 async fn tampered_truncated_or_unknown_ciphertexts_are_clear_errors() {
     let moto = Moto::start().await;
-    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let writer = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    // pbe1 strings are written by the old envelope and opened by the function's.
+    let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap();
     let c = ctx("client-1", "cmbackup1", Curve::Ed25519);
-    let sealed = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    let sealed = writer.seal(&c, PLAINTEXT).await.unwrap();
     let parts: Vec<&str> = sealed.split('.').collect();
 
     // One flipped bit in the AES-GCM ciphertext: KMS still unwraps the key, GCM refuses.
@@ -135,20 +143,21 @@ async fn tampered_truncated_or_unknown_ciphertexts_are_clear_errors() {
         envelope.open(&c, &format!("{sealed}.AA")).await,
         Err(EnvelopeError::Malformed(_))
     ));
+    // Not `pbe1.` and not base64 (an ESDK message): refused by name.
     assert!(matches!(
         envelope.open(&c, &sealed.replacen("pbe1", "pbe9", 1)).await,
-        Err(EnvelopeError::UnknownVersion)
+        Err(EnvelopeError::Malformed(_))
     ));
 }
 
 #[tokio::test]
 async fn an_unknown_key_is_a_permanent_kms_error() {
     let moto = Moto::start().await;
-    let envelope = KmsEnvelope::new(
+    let writer = KmsEnvelope::new(
         moto.kms(),
         "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
     );
-    let err = envelope
+    let err = writer
         .seal(&ctx("c", "p", Curve::Secp256k1), PLAINTEXT)
         .await
         .unwrap_err();
@@ -211,6 +220,33 @@ async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
             .unwrap()
             .as_deref(),
         Some("pbe1.ct-a")
+    );
+    // An ESDK message (standard base64 as text) is stored as its bytes, a binary attribute, and
+    // read back as the same text; the same bytes again pass the write condition as a retry.
+    let esdk = share("client-3", "cmb9", Curve::Ed25519, "AgR4+/8AAQID");
+    store.put(&esdk).await.unwrap();
+    store
+        .put(&esdk)
+        .await
+        .expect("the same bytes: a harmless retry");
+    assert!(matches!(
+        store
+            .put(&share("client-3", "cmb9", Curve::Ed25519, "AgR4+/8AAQIE"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let item = moto.share_item("client-3", "cmb9").await.unwrap();
+    assert_eq!(
+        item["cipherText"].as_b().expect("binary").as_ref(),
+        [0x02, 0x04, 0x78, 0xfb, 0xff, 0x00, 0x01, 0x02, 0x03]
+    );
+    assert_eq!(
+        store
+            .cipher_text("client-3", "cmb9")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("AgR4+/8AAQID")
     );
     assert_eq!(
         store.cipher_text("client-1", "missing").await.unwrap(),
@@ -374,9 +410,11 @@ async fn a_missing_table_is_a_permanent_error_naming_dynamodb() {
 #[tokio::test]
 async fn a_ciphertext_pointed_at_another_key_does_not_open() {
     let moto = Moto::start().await;
-    let envelope = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    let writer = KmsEnvelope::new(moto.kms(), &moto.key_id);
+    // pbe1 strings are written by the old envelope and opened by the function's.
+    let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap();
     let c = ctx("client-1", "cmbackup1", Curve::Secp256k1);
-    let sealed = envelope.seal(&c, PLAINTEXT).await.unwrap();
+    let sealed = writer.seal(&c, PLAINTEXT).await.unwrap();
     let other_key = moto
         .kms()
         .create_key()

@@ -6,9 +6,10 @@ mod common;
 use common::checks::*;
 use common::{
     Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt,
-    sealed_with_key, sqs_event,
+    python_seal_as, sealed_with_key, sqs_event,
 };
 use devstack::runtime_api::Answer;
+use portal_backup::domain::ciphertext::Format;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -78,6 +79,9 @@ async fn portal_managed_sqs_message_stores_ciphertexts_with_portal() {
         let ct = pair["clientCipherText"]
             .as_str()
             .expect("ciphertext stored with Portal");
+        // Portal holds the message in standard base64, nothing around it.
+        assert_eq!(Format::of(ct), Format::Esdk);
+        assert_eq!(key_of(ct), moto.key_id);
         let plain = python_decrypt(&moto.endpoint, ct, &context(&client, pair)).expect("decrypts");
         check_plaintext(&plain, &client, pair["id"].as_str().unwrap());
         secrets.extend(secrets_of_ciphertext(&moto, ct, &context(&client, pair)).await);
@@ -435,12 +439,26 @@ async fn sealed_generate_responses_are_opened_and_clear_ones_refused_when_requir
     let (client, key, generate) = sim.new_client(8).await;
     // The API key travels sealed with the shares, as a deployment that requires sealing wants.
     let sealed = sealed_with_key(&moto, &client, &key, &generate);
-    assert!(sealed.starts_with("pbe1."));
+    assert_eq!(Format::of(&sealed), Format::Esdk);
     let body = |g: Value| json!({"clientId": client, "sealedGenerateResponse": g}).to_string();
     let (_, _, other_generate) = sim.new_client(9).await;
     let sealed_for_other = sealed_with_key(&moto, "client-9", &key, &other_generate);
+    // A producer still sealing in the old format: pbe1 input opens too.
+    let (old_client, old_key, old_generate) = sim.new_client(10).await;
+    let sealed_pbe1 = python_seal_as(
+        &moto.endpoint,
+        &moto.key_id,
+        &old_client,
+        &json!({"clientApiKey": old_key, "generateResponse": old_generate}),
+        "pbe1",
+    );
+    assert_eq!(Format::of(&sealed_pbe1), Format::Pbe1);
     let records = [
         ("sealed".to_owned(), body(json!(sealed))),
+        (
+            "sealed-pbe1".to_owned(),
+            json!({"clientId": old_client, "sealedGenerateResponse": sealed_pbe1}).to_string(),
+        ),
         ("clear".to_owned(), message(&client, &key, &generate, None)),
         ("other-client".to_owned(), body(json!(sealed_for_other))),
     ];
@@ -454,9 +472,11 @@ async fn sealed_generate_responses_are_opened_and_clear_ones_refused_when_requir
     let mut secrets = secrets_of(&key, &generate);
     secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
     secrets.extend(secrets_of(&key, &other_generate));
+    secrets.extend(secrets_of(&old_key, &old_generate));
+    secrets.extend(assert_self_managed_backup(&moto, &sim, &old_client).await);
     assert_eq!(
         sim.calls("backup").await,
-        1,
+        2,
         "refused input costs no Portal call"
     );
     let logs = f.logs();

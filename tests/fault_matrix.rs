@@ -389,7 +389,7 @@ async fn decrypts(moto: &Moto, client: &str, pair: &Value, mode: &str) -> bool {
     } else {
         moto.share_item(client, pair["id"].as_str().unwrap())
             .await
-            .and_then(|i| i.get("cipherText").and_then(|v| v.as_s().ok()).cloned())
+            .and_then(|i| i.get("cipherText").map(common::checks::new_ciphertext))
     };
     let Some(ct) = ct else { return false };
     let context =

@@ -1,6 +1,8 @@
 //! Key rotation through the built binary, as Lambda drives it, against moto and the Portal
-//! simulator: back up under key A, point the function at key B, rotate page by page with the
-//! cursor, disable A, and every backup still verifies, restores and decrypts independently.
+//! simulator: a table of old `pbe1` backups under key A; point the function at key B, rotate page
+//! by page with the cursor, disable A, and every backup still verifies, restores and decrypts
+//! independently; then migrate every `pbe1` string to an AWS Encryption SDK message, and rotate
+//! those to key C.
 
 mod common;
 
@@ -10,8 +12,14 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::checks::{key_of, stored_text};
 use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
 use devstack::runtime_api::Answer;
+use portal_backup::adapters::esdk::EsdkEnvelope;
+use portal_backup::adapters::kms::KmsEnvelope;
+use portal_backup::domain::ciphertext::{EncryptionContext, Format};
+use portal_backup::domain::model::Curve;
+use portal_backup::ports::envelope::Envelope;
 use serde_json::{Value, json};
 
 /// Every `*CipherText` attribute in the table, by (pk, sk, attribute).
@@ -31,8 +39,8 @@ async fn ciphertexts(moto: &Moto) -> BTreeMap<(String, String, String), String> 
     for item in items {
         let s = |k: &str| item[k].as_s().unwrap().clone();
         for (attr, v) in &item {
-            if let (true, AttributeValue::S(ct)) = (attr.ends_with("ipherText"), v) {
-                all.insert((s("pk"), s("sk"), attr.clone()), ct.clone());
+            if attr.ends_with("ipherText") {
+                all.insert((s("pk"), s("sk"), attr.clone()), stored_text(v));
             }
         }
     }
@@ -64,6 +72,33 @@ async fn context_of(moto: &Moto, pk: &str, sk: &str, attr: &str) -> BTreeMap<Str
     ])
 }
 
+/// The table as the previous version of the function left it: every ciphertext the function wrote
+/// (ESDK messages) opened and sealed again as a `pbe1` string under the same key and context.
+async fn as_written_by_the_previous_version(moto: &Moto) {
+    let (esdk, pbe1) = (
+        EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap(),
+        KmsEnvelope::new(moto.kms(), &moto.key_id),
+    );
+    for ((pk, sk, attr), ct) in ciphertexts(moto).await {
+        let c = context_of(moto, &pk, &sk, &attr).await;
+        let curve = Curve::parse(&c["curve"]).unwrap();
+        let ctx = EncryptionContext::backup_share(&c["clientId"], &c["backupSharePairId"], curve);
+        let plain = esdk.open(&ctx, &ct).await.unwrap();
+        let old = pbe1.seal(&ctx, plain.expose()).await.unwrap();
+        moto.dynamodb()
+            .update_item()
+            .table_name(&moto.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_values(":v", AttributeValue::S(old))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 async fn rotate(f: &Function, body: Value) -> Value {
     match f.invoke(&body).await {
         Answer::Response(v) => v,
@@ -77,6 +112,15 @@ async fn rotate_to_end(
     page_size: u32,
     key_b: &str,
 ) -> (BTreeMap<&'static str, u64>, u32) {
+    rotate_mode_to_end(f, page_size, key_b, "rewrap").await
+}
+
+async fn rotate_mode_to_end(
+    f: &Function,
+    page_size: u32,
+    key_b: &str,
+    mode: &str,
+) -> (BTreeMap<&'static str, u64>, u32) {
     let mut totals = BTreeMap::new();
     let mut cursor = Value::Null;
     let mut invocations = 0;
@@ -84,11 +128,18 @@ async fn rotate_to_end(
         invocations += 1;
         let a = rotate(
             f,
-            json!({"action": "rotate", "pageSize": page_size, "cursor": cursor}),
+            json!({"action": "rotate", "mode": mode, "pageSize": page_size, "cursor": cursor}),
         )
         .await;
         assert_eq!(a["keyId"], key_b, "{a}");
-        for k in ["rewrapped", "alreadyCurrent", "skipped", "failed"] {
+        assert_eq!(a["mode"], mode, "{a}");
+        for k in [
+            "rewrapped",
+            "migrated",
+            "alreadyCurrent",
+            "skipped",
+            "failed",
+        ] {
             *totals.entry(k).or_insert(0) += a[k].as_u64().unwrap();
         }
         cursor = a["cursor"].clone();
@@ -115,6 +166,14 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
     let answer = f.invoke(&sqs_event(&records)).await;
     assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
 
+    // The function writes ESDK messages; a table of an earlier version held pbe1 strings.
+    assert!(
+        ciphertexts(&moto)
+            .await
+            .values()
+            .all(|ct| Format::of(ct) == Format::Esdk)
+    );
+    as_written_by_the_previous_version(&moto).await;
     let before = ciphertexts(&moto).await;
     // Per client: two share items and a checkpoint holding both sealed shares.
     assert_eq!(before.len(), 12, "{before:?}");
@@ -286,6 +345,76 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
     let (again, _) = rotate_to_end(&f, 100, &key_b).await;
     assert_eq!(again["rewrapped"], 0, "{again:?}");
     assert_eq!(again["alreadyCurrent"], 12, "{again:?}");
+
+    // Migration: every pbe1 string becomes an ESDK message under B, a binary attribute, in pages.
+    let (migrated, _) = rotate_mode_to_end(&f, 3, &key_b, "migrate").await;
+    assert_eq!(
+        (
+            migrated["migrated"],
+            migrated["rewrapped"],
+            migrated["failed"]
+        ),
+        (12, 0, 0),
+        "{migrated:?}\n{}",
+        f.logs()
+    );
+    let esdk_b = ciphertexts(&moto).await;
+    for ((pk, sk, attr), ct) in &esdk_b {
+        if sk == "NOTE#1" {
+            assert_eq!(ct, &stray, "an unknown item is not touched");
+            continue;
+        }
+        assert_eq!(Format::of(ct), Format::Esdk, "{pk} {sk} {attr}");
+        assert_eq!(key_of(ct), key_b, "{pk} {sk} {attr}");
+        let item = moto.item(pk, sk).await.unwrap();
+        assert!(item[attr].is_b(), "{pk} {sk} {attr}: a binary attribute");
+        let ctx = serde_json::to_value(context_of(&moto, pk, sk, attr).await).unwrap();
+        let plain = python_decrypt(&moto.endpoint, ct, &ctx).expect("the Python ESDK opens it");
+        let doc: Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(doc["id"], ctx["backupSharePairId"]);
+    }
+    let (again, _) = rotate_mode_to_end(&f, 100, &key_b, "migrate").await;
+    assert_eq!(
+        (again["migrated"], again["alreadyCurrent"]),
+        (0, 12),
+        "{again:?}"
+    );
+
+    // ESDK messages change key by being opened and sealed anew: rotate to key C.
+    let key_c = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let mut f = f;
+    f.kill().await;
+    for (k, v) in &mut env {
+        if k == "KMS_KEY_ID" {
+            *v = key_c.clone();
+        }
+    }
+    let f = Function::start(&env).await;
+    let (to_c, _) = rotate_to_end(&f, 5, &key_c).await;
+    assert_eq!((to_c["rewrapped"], to_c["failed"]), (12, 0), "{to_c:?}");
+    for ((pk, sk, attr), ct) in ciphertexts(&moto).await {
+        if sk != "NOTE#1" {
+            assert_eq!(key_of(&ct), key_c, "{pk} {sk} {attr}");
+            assert_ne!(ct, esdk_b[&(pk.clone(), sk.clone(), attr.clone())]);
+        }
+    }
+    for (client, _) in &clients {
+        let Answer::Response(v) = f
+            .invoke(&json!({"action": "verify", "clientId": client}))
+            .await
+        else {
+            panic!("verify failed: {}", f.logs())
+        };
+        assert_eq!(v["ok"], true, "{v}");
+    }
 
     // A cursor is opaque but checked.
     let Answer::Error(e) = f

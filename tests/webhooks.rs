@@ -76,7 +76,11 @@ impl Stack {
             .map(|i| {
                 let s = |k: &str| i[k].as_s().expect(k).clone();
                 assert_eq!(s("sk"), format!("CUSTODIAN#{}", s("backupSharePairId")));
-                (s("backupSharePairId"), s("cipherText"), s("backupMethod"))
+                (
+                    s("backupSharePairId"),
+                    common::checks::new_ciphertext(&i["cipherText"]),
+                    s("backupMethod"),
+                )
             })
             .collect()
     }
@@ -157,7 +161,11 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     for ((pair, share), (item_pair, ct, method)) in sent.iter().zip(&items) {
         assert_eq!(pair, item_pair);
         assert_eq!(method, "CUSTOM");
-        assert!(ct.starts_with("pbe1."), "envelope ciphertext");
+        assert_eq!(
+            common::checks::key_of(ct),
+            stack.moto.custody_key_id,
+            "an ESDK message under the custody key"
+        );
         for form in forms_of(share) {
             assert!(!ct.contains(&form), "no plaintext in the table");
             secrets.push(form);

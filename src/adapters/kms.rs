@@ -1,4 +1,8 @@
-//! Adapter: the `Envelope` and `Rewrap` ports over AWS KMS (one data key per secret).
+//! Adapter: the `pbe1` format over AWS KMS (one data key per secret), read-only in the function.
+//!
+//! The function seals with `EsdkEnvelope` (AWS Encryption SDK messages) and opens `pbe1`
+//! strings, and re-wraps their data keys, through this adapter. Its `seal` remains for tests
+//! and for the migration's fixtures: backups written before the ESDK format.
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
@@ -6,7 +10,7 @@ use aws_sdk_kms::types::DataKeySpec;
 use crate::domain::ciphertext::{EncryptionContext, Sealed, open_with_key, seal_with_key};
 use crate::domain::secret::SecretBytes;
 use crate::ports::envelope::{Envelope, EnvelopeError};
-use crate::ports::rotation::{Rewrap, Rewrapped};
+use crate::ports::rotation::Rewrapped;
 
 /// The adapter: KMS data keys (aws-sdk-kms) and AES-256-GCM (aws-lc-rs).
 #[derive(Clone, Debug)]
@@ -123,8 +127,9 @@ impl Envelope for KmsEnvelope {
     }
 }
 
-impl Rewrap for KmsEnvelope {
-    async fn current_key(&self) -> Result<String, EnvelopeError> {
+impl KmsEnvelope {
+    /// The configured key resolved to its ARN; an error if it is not enabled.
+    pub async fn current_key(&self) -> Result<String, EnvelopeError> {
         let out = self
             .client()
             .describe_key()
@@ -156,7 +161,8 @@ impl Rewrap for KmsEnvelope {
         Ok(arn)
     }
 
-    async fn rewrap(
+    /// Re-wraps a `pbe1` data key into `destination` (KMS `ReEncrypt`, same context both sides).
+    pub async fn rewrap(
         &self,
         sealed: &Sealed,
         context: &EncryptionContext,

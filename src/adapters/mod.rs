@@ -3,6 +3,7 @@
 
 pub(crate) mod aws_error;
 pub mod dynamodb;
+pub mod esdk;
 pub mod kms;
 #[cfg(test)]
 pub(crate) mod memory;

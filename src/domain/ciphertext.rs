@@ -1,6 +1,11 @@
-//! Envelope encryption: one KMS data key per secret, AES-256-GCM, one self-describing string.
+//! Envelope encryption: one KMS data key per secret, bound to an encryption context.
 //!
-//! Format (version 1), five base64url fields without padding, joined by `.`:
+//! Every new ciphertext is an AWS Encryption SDK message (see `esdk_message`): bytes in a
+//! DynamoDB binary attribute, standard base64 where a string is needed. Older backups are
+//! `pbe1` strings, this project's first format, still opened (and re-sealed by rotation's
+//! `migrate` mode) but never written by the function:
+//!
+//! `pbe1`, five base64url fields without padding, joined by `.`:
 //! `pbe1.<kms key id>.<encrypted data key>.<nonce (12 bytes)>.<ciphertext || tag (16 bytes)>`.
 //! The KMS encryption context and the GCM AAD are the same map; the AAD is its canonical JSON
 //! (keys sorted, no whitespace). See the README for a worked decryption in another language.
@@ -22,6 +27,45 @@ pub const TAG_LEN: usize = 16;
 
 /// Longest ciphertext string accepted for opening (a backup share is a few KiB).
 pub const MAX_CIPHERTEXT_LEN: usize = 1024 * 1024;
+
+/// The two formats a stored ciphertext can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An AWS Encryption SDK message (standard base64 in text form): every new ciphertext.
+    Esdk,
+    /// This project's first format, read-only.
+    Pbe1,
+}
+
+impl Format {
+    /// The format of a ciphertext string: `pbe1.` starts a pbe1 string, which base64 never does
+    /// (no `.` in its alphabet).
+    pub fn of(text: &str) -> Self {
+        if text.starts_with("pbe1.") {
+            Format::Pbe1
+        } else {
+            Format::Esdk
+        }
+    }
+
+    /// Its name in answers and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Esdk => "aws-esdk",
+            Format::Pbe1 => "pbe1",
+        }
+    }
+}
+
+/// Whether a string has the shape of a ciphertext of either format (a cheap check of input; the
+/// opener decides): a `pbe1.` string, or non-empty standard base64.
+pub fn looks_sealed(text: &str) -> bool {
+    Format::of(text) == Format::Pbe1
+        || (!text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')))
+}
 
 /// The map that binds a ciphertext to its purpose: KMS encryption context and GCM AAD at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +110,11 @@ impl EncryptionContext {
     pub fn aad(&self) -> Vec<u8> {
         // A BTreeMap of strings always serialises.
         serde_json::to_vec(&self.0).unwrap_or_default()
+    }
+
+    /// Its keys: the ones a message must be opened with (the required encryption context).
+    pub fn keys(&self) -> Vec<String> {
+        self.0.keys().map(|k| (*k).to_owned()).collect()
     }
 
     /// The map as KMS takes it.
@@ -209,6 +258,9 @@ pub enum EnvelopeError {
     /// The string is not a ciphertext of a known version.
     #[error("ciphertext format version is not supported (expected `{FORMAT_V1}`)")]
     UnknownVersion,
+    /// The AWS Encryption SDK could not run the call (a task of its runtime failed).
+    #[error("the AWS Encryption SDK could not run: {0}")]
+    Sdk(&'static str),
     /// The string is not well formed.
     #[error("ciphertext is malformed: {0}")]
     Malformed(&'static str),

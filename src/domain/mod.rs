@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod ciphertext;
+pub mod esdk_message;
 pub mod hook;
 pub mod model;
 pub mod request;

@@ -150,13 +150,13 @@ impl BackupRequest {
                     "cannot be sent together with generateResponse",
                 ));
             }
-            (_, Some(Value::String(s))) if s.starts_with(crate::domain::ciphertext::FORMAT_V1) => {
+            (_, Some(Value::String(s))) if crate::domain::ciphertext::looks_sealed(s) => {
                 GenerateInput::Sealed(std::mem::take(s))
             }
             (_, Some(_)) => {
                 return Err(bad(
                     "sealedGenerateResponse",
-                    "must be a pbe1 ciphertext string (see the README)",
+                    "must be a ciphertext string: an AWS Encryption SDK message in standard base64 (see the README)",
                 ));
             }
             (_, None) if policy.require_sealed => {
@@ -517,13 +517,23 @@ mod tests {
 
     #[test]
     fn sealed_input_is_taken_as_is_and_can_be_required() {
-        let sealed = json!({"clientId": "c", "sealedGenerateResponse": "pbe1.a.b.c.d"});
+        let sealed = json!({"clientId": "c", "sealedGenerateResponse": "AgR4+/8="});
         let strict = RequestPolicy {
             default_mode: BackupMode::SelfManaged,
             require_sealed: true,
         };
         let r = BackupRequest::parse(&body(sealed), strict).unwrap();
-        assert!(matches!(r.generate, GenerateInput::Sealed(ref s) if s == "pbe1.a.b.c.d"));
+        assert!(matches!(r.generate, GenerateInput::Sealed(ref s) if s == "AgR4+/8="));
+        let old = json!({"clientId": "c", "sealedGenerateResponse": "pbe1.a.b.c.d"});
+        assert!(
+            matches!(BackupRequest::parse(&body(old), strict).unwrap().generate,
+                         GenerateInput::Sealed(ref s) if s == "pbe1.a.b.c.d")
+        );
+        for bad in ["", "{\"SECP256K1\":1}", "not base64!"] {
+            let e =
+                err(json!({"clientId": "c", "clientApiKey": "k", "sealedGenerateResponse": bad}));
+            assert_eq!(e.field, "sealedGenerateResponse", "{bad}");
+        }
         assert!(
             r.api_key.is_none(),
             "the key travels inside the sealed payload"

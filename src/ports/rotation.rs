@@ -90,4 +90,14 @@ pub trait Rewrap: Send + Sync {
         context: &EncryptionContext,
         destination: &str,
     ) -> impl Future<Output = Result<Rewrapped, EnvelopeError>> + Send;
+
+    /// Opens `old` (either format) under `context` and seals it anew as an AWS Encryption SDK
+    /// message under the current key: how an ESDK message changes key (its header, data key
+    /// included, is authenticated, so the data key cannot be re-wrapped alone) and how a `pbe1`
+    /// string is migrated.
+    fn reseal(
+        &self,
+        context: &EncryptionContext,
+        old: &str,
+    ) -> impl Future<Output = Result<String, EnvelopeError>> + Send;
 }

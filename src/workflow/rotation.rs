@@ -1,14 +1,18 @@
-//! Key rotation: re-wraps every stored data key under the function's current KMS key.
+//! Key rotation: moves every stored ciphertext under the function's current KMS key, and
+//! migrates `pbe1` strings to AWS Encryption SDK messages.
 //!
-//! Only the encrypted data key of each `pbe1` ciphertext changes (KMS `ReEncrypt`, source and
-//! destination encryption context both the ciphertext's own); the key id field names the new key,
-//! and the nonce and ciphertext+tag stay byte for byte. No plaintext data key ever reaches this
-//! process. Each write is conditional on the ciphertext read (`#attr = :old`), so a concurrent
-//! change is never overwritten and a re-run re-wraps nothing twice.
+//! A `pbe1` string changes key without being opened: only its encrypted data key changes (KMS
+//! `ReEncrypt`, source and destination context both the ciphertext's own), and the nonce and
+//! ciphertext+tag stay byte for byte. An ESDK message authenticates its header, data key
+//! included, so it changes key by being opened and sealed anew (`Rewrap::reseal`), in memory, as
+//! a backup is. Mode `migrate` re-seals every `pbe1` string as an ESDK message under the current
+//! key. Each write is conditional on the ciphertext read (`#attr = :old`), so a concurrent
+//! change is never overwritten and a re-run does nothing twice.
 //!
-//! Reached by a direct invoke `{"action": "rotate", "clientId"?, "cursor"?, "pageSize"?}`: one
-//! invocation handles one page of the table (a Scan, or a Query of one client), stops early when
-//! its deadline nears, and answers the counts and the cursor to continue from (`null`: done).
+//! Reached by a direct invoke `{"action": "rotate", "mode"?, "clientId"?, "cursor"?,
+//! "pageSize"?}`: one invocation handles one page of the table (a Scan, or a Query of one
+//! client), stops early when its deadline nears, and answers the counts and the cursor to
+//! continue from (`null`: done).
 
 use std::time::Duration;
 
@@ -16,7 +20,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ciphertext::{EncryptionContext, Sealed};
+use crate::domain::ciphertext::{EncryptionContext, Format, Sealed};
+use crate::domain::esdk_message::{decode_text, read_header, same_key};
 use crate::domain::model::Curve;
 use crate::domain::request::InputError;
 use crate::ports::envelope::EnvelopeError;
@@ -31,7 +36,8 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Most items per invocation (DynamoDB's page limit is by size anyway; this bounds the run time).
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
-/// Time one item may take (a `ReEncrypt` per ciphertext and an `UpdateItem`, with SDK retries);
+/// Time one item may take (a `ReEncrypt`, or a `Decrypt` and a `GenerateDataKey`, per ciphertext
+/// and an `UpdateItem`, with SDK retries);
 /// no item is started with less than this (plus the reserve) left.
 pub const ITEM_BUDGET: Duration = Duration::from_secs(2);
 
@@ -77,9 +83,22 @@ fn decode_cursor(text: &str) -> Option<(ItemKey, Option<String>)> {
     ))
 }
 
+/// What a rotation does to the ciphertexts it reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Moves every ciphertext under the current key, each in its own format.
+    #[default]
+    Rewrap,
+    /// As `Rewrap`, and re-seals every `pbe1` string as an ESDK message.
+    Migrate,
+}
+
 /// A validated rotate request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotateRequest {
+    /// What to do with the ciphertexts.
+    pub mode: Mode,
     /// Limits the run to one client's items (a Query instead of a Scan).
     pub client_id: Option<String>,
     /// Resume after this item (from a previous answer's cursor).
@@ -89,7 +108,7 @@ pub struct RotateRequest {
 }
 
 /// The fields of a rotate request.
-const ROTATE_FIELDS: [&str; 4] = ["action", "clientId", "cursor", "pageSize"];
+const ROTATE_FIELDS: [&str; 5] = ["action", "mode", "clientId", "cursor", "pageSize"];
 
 /// Whether a direct-invoke payload asks for `rotate` (its other fields are read by `parse`).
 pub fn is_rotate(payload: &[u8]) -> bool {
@@ -125,6 +144,11 @@ impl RotateRequest {
         if text("action")? != Some("rotate") {
             return Err(bad("action", "must be rotate"));
         }
+        let mode = match text("mode")? {
+            None | Some("rewrap") => Mode::Rewrap,
+            Some("migrate") => Mode::Migrate,
+            Some(_) => return Err(bad("mode", "must be rewrap (the default) or migrate")),
+        };
         let client_id = text("clientId")?.map(str::to_owned);
         if let Some(c) = &client_id
             && !crate::domain::request::valid_client_id(c)
@@ -154,6 +178,7 @@ impl RotateRequest {
                 .ok_or_else(|| bad("pageSize", "must be a whole number from 1 to 1000"))?,
         };
         Ok(Self {
+            mode,
             client_id,
             start,
             page_size,
@@ -165,10 +190,14 @@ impl RotateRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RotateAnswer {
-    /// The key every ciphertext is re-wrapped into (an ARN).
+    /// The key every ciphertext is moved under (an ARN).
     pub key_id: String,
-    /// Ciphertexts re-wrapped in this invocation.
+    /// The mode of the run.
+    pub mode: Mode,
+    /// Ciphertexts moved under the current key in this invocation, each in its own format.
     pub rewrapped: u64,
+    /// `pbe1` strings re-sealed as ESDK messages in this invocation (mode `migrate`).
+    pub migrated: u64,
     /// Ciphertexts already under the current key.
     pub already_current: u64,
     /// Items left as they are: an unknown kind, or a backup still in flight (see the logs).
@@ -182,7 +211,7 @@ pub struct RotateAnswer {
 /// A ciphertext attribute of an item and the context it is bound to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealedField {
-    /// The attribute holding the `pbe1` string.
+    /// The attribute holding the ciphertext.
     pub attribute: String,
     /// Its encryption context, rebuilt from the item.
     pub context: EncryptionContext,
@@ -262,37 +291,61 @@ enum ItemError {
 /// What happened to one ciphertext.
 enum Done {
     Rewrapped,
+    Migrated,
     Current,
 }
 
-/// Re-wraps one ciphertext into `target` and writes it back if it is unchanged.
+/// The key a ciphertext of either format is under, read without opening it.
+fn key_of(text: &str) -> Result<String, EnvelopeError> {
+    match Format::of(text) {
+        Format::Pbe1 => Ok(Sealed::decode(text)?.key_id),
+        Format::Esdk => Ok(read_header(&decode_text(text)?)?.kms_key_arn()?.to_owned()),
+    }
+}
+
+/// Moves one ciphertext under `target` (and to the ESDK format when migrating), and writes it
+/// back if it is unchanged.
 async fn rotate_one<K: Rewrap, T: RotationTable>(
     kms: &K,
     table: &T,
-    target: &str,
+    (target, mode): (&str, Mode),
     key: &ItemKey,
     field: &SealedField,
     old: &str,
 ) -> Result<Result<Done, ItemError>, StoreError> {
-    let sealed = match Sealed::decode(old) {
-        Ok(s) => s,
+    let under = match key_of(old) {
+        Ok(k) => k,
         Err(e) => return Ok(Err(e.into())),
     };
-    if sealed.key_id == target {
-        return Ok(Ok(Done::Current));
-    }
-    let wrapped = match kms.rewrap(&sealed, &field.context, target).await {
-        Ok(w) => w,
+    let format = Format::of(old);
+    let (new, done) = match (format, mode) {
+        (Format::Pbe1, Mode::Migrate) => (kms.reseal(&field.context, old).await, Done::Migrated),
+        _ if same_key(&under, target) => return Ok(Ok(Done::Current)),
+        (Format::Esdk, _) => (kms.reseal(&field.context, old).await, Done::Rewrapped),
+        (Format::Pbe1, Mode::Rewrap) => {
+            // Only the data key changes; a pbe1 string is never opened to change key.
+            let rewrapped = match Sealed::decode(old) {
+                Ok(sealed) => match kms.rewrap(&sealed, &field.context, target).await {
+                    Ok(w) => Ok(Sealed {
+                        key_id: w.key_id,
+                        encrypted_data_key: w.encrypted_data_key,
+                        nonce: sealed.nonce,
+                        ciphertext: sealed.ciphertext,
+                    }
+                    .encode()),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            (rewrapped, Done::Rewrapped)
+        }
+    };
+    let new = match new {
+        Ok(n) => n,
         Err(e) => return Ok(Err(e.into())),
     };
-    let new = Sealed {
-        key_id: wrapped.key_id,
-        encrypted_data_key: wrapped.encrypted_data_key,
-        ..sealed
-    }
-    .encode();
     Ok(match table.swap(key, &field.attribute, old, &new).await? {
-        Swap::Written => Ok(Done::Rewrapped),
+        Swap::Written => Ok(done),
         Swap::Changed => Err(ItemError::Changed),
     })
 }
@@ -342,6 +395,7 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
         .map_err(|e| step(e.into()))?;
     let mut answer = RotateAnswer {
         key_id: target.clone(),
+        mode: req.mode,
         ..RotateAnswer::default()
     };
     let mut handled: Option<&ItemKey> = None;
@@ -375,11 +429,12 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
             let Some(old) = item.attributes.get(&field.attribute) else {
                 continue;
             };
-            match rotate_one(kms, table, &target, &item.key, field, old)
+            match rotate_one(kms, table, (&target, req.mode), &item.key, field, old)
                 .await
                 .map_err(|e| step(e.into()))?
             {
                 Ok(Done::Rewrapped) => answer.rewrapped += 1,
+                Ok(Done::Migrated) => answer.migrated += 1,
                 Ok(Done::Current) => answer.already_current += 1,
                 Err(e) => {
                     answer.failed += 1;
@@ -403,9 +458,11 @@ pub async fn rotate<K: Rewrap, T: RotationTable>(
     answer.cursor = resume.map(|k| encode_cursor(k, client));
     tracing::info!(
         key_id = %answer.key_id,
+        mode = ?answer.mode,
         client_id = client,
         items = page.items.len(),
         rewrapped = answer.rewrapped,
+        migrated = answer.migrated,
         already_current = answer.already_current,
         skipped = answer.skipped,
         failed = answer.failed,

@@ -6,6 +6,54 @@ use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
 use super::{Moto, Sim, python_decrypt};
+use portal_backup::domain::ciphertext::{Format, Sealed};
+use portal_backup::domain::esdk_message::{decode_text, encode_text, read_header};
+
+/// A stored ciphertext in its text form: a binary attribute (an AWS Encryption SDK message) in
+/// standard base64, a string (`pbe1`) as it is.
+pub fn stored_text(value: &aws_sdk_dynamodb::types::AttributeValue) -> String {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    match value {
+        AttributeValue::B(b) => encode_text(b.as_ref()),
+        AttributeValue::S(s) => s.clone(),
+        other => panic!("a ciphertext is binary or a string, not {other:?}"),
+    }
+}
+
+/// A ciphertext the function wrote now: an ESDK message in a binary attribute.
+pub fn new_ciphertext(value: &aws_sdk_dynamodb::types::AttributeValue) -> String {
+    assert!(
+        value.is_b(),
+        "a new ciphertext is stored as binary (an ESDK message)"
+    );
+    stored_text(value)
+}
+
+/// The key a ciphertext of either format is under (an ARN), read without opening it.
+pub fn key_of(text: &str) -> String {
+    match Format::of(text) {
+        Format::Pbe1 => Sealed::decode(text).expect("a pbe1 string").key_id,
+        Format::Esdk => read_header(&decode_text(text).expect("base64"))
+            .expect("an ESDK message")
+            .kms_key_arn()
+            .expect("one KMS data key")
+            .to_owned(),
+    }
+}
+
+/// The KMS-wrapped data key of a ciphertext of either format.
+pub fn wrapped_data_key(text: &str) -> Vec<u8> {
+    match Format::of(text) {
+        Format::Pbe1 => Sealed::decode(text).expect("pbe1").encrypted_data_key,
+        Format::Esdk => {
+            read_header(&decode_text(text).expect("base64"))
+                .expect("an ESDK message")
+                .data_keys
+                .remove(0)
+                .ciphertext
+        }
+    }
+}
 
 /// The client's backup pairs at the simulator.
 pub async fn backup_pairs(sim: &Sim, client: &str) -> Vec<Value> {
@@ -51,10 +99,10 @@ pub async fn assert_self_managed_backup(moto: &Moto, sim: &Sim, client: &str) ->
             item["curve"].as_s().unwrap(),
             pair["curve"].as_str().unwrap()
         );
-        let ct = item["cipherText"].as_s().unwrap();
-        let plain = python_decrypt(&moto.endpoint, ct, &context(client, pair)).expect("decrypts");
+        let ct = new_ciphertext(&item["cipherText"]);
+        let plain = python_decrypt(&moto.endpoint, &ct, &context(client, pair)).expect("decrypts");
         check_plaintext(&plain, client, id);
-        secrets.extend(secrets_of_ciphertext(moto, ct, &context(client, pair)).await);
+        secrets.extend(secrets_of_ciphertext(moto, &ct, &context(client, pair)).await);
     }
     secrets
 }
@@ -87,9 +135,7 @@ pub async fn secrets_of_ciphertext(moto: &Moto, ct: &str, context: &Value) -> Ve
     let plain = python_decrypt(&moto.endpoint, ct, context).expect("decrypts");
     let doc: Value = serde_json::from_slice(&plain).unwrap();
     let share = doc["share"].as_str().unwrap().to_owned();
-    let edk = URL_SAFE_NO_PAD
-        .decode(ct.split('.').nth(2).unwrap())
-        .unwrap();
+    let edk = wrapped_data_key(ct);
     let mut kms_context = std::collections::HashMap::new();
     for k in ["clientId", "backupSharePairId", "curve"] {
         kms_context.insert(k.to_owned(), context[k].as_str().unwrap().to_owned());
@@ -159,8 +205,6 @@ pub fn outcome_ids(answer: &Answer) -> Vec<String> {
 /// wrapped by the backup key; custodian shares only in the custody table, wrapped by the custody
 /// key. At least one item of each kind must be there.
 pub async fn assert_two_trust_domains(moto: &Moto) {
-    use portal_backup::domain::ciphertext::Sealed;
-    let key_of = |ct: &str| Sealed::decode(ct).expect("a ciphertext").key_id;
     let backup = moto.items(&moto.table).await;
     let custody = moto.items(&moto.custody_table).await;
     let sk = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
@@ -178,9 +222,9 @@ pub async fn assert_two_trust_domains(moto: &Moto) {
         );
     }
     for item in &shares {
-        let ct = item["cipherText"].as_s().expect("cipherText");
+        let ct = new_ciphertext(&item["cipherText"]);
         assert_eq!(
-            key_of(ct),
+            key_of(&ct),
             moto.key_id,
             "client shares under the backup key"
         );
@@ -191,9 +235,9 @@ pub async fn assert_two_trust_domains(moto: &Moto) {
             sk(item).starts_with("CUSTODIAN#"),
             "only custodian shares in the custody table"
         );
-        let ct = item["cipherText"].as_s().expect("cipherText");
+        let ct = new_ciphertext(&item["cipherText"]);
         assert_eq!(
-            key_of(ct),
+            key_of(&ct),
             moto.custody_key_id,
             "custodian shares under the custody key"
         );

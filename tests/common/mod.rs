@@ -442,7 +442,8 @@ pub fn message(client: &str, key: &str, generate: &Value, mode: Option<&str>) ->
     body.to_string()
 }
 
-/// Decrypts with the independent Python implementation (boto3 + cryptography).
+/// Decrypts with an independent Python implementation: the Python AWS Encryption SDK for an ESDK
+/// message, boto3 + cryptography for a `pbe1` string (`pbtool.py decrypt`).
 pub fn python_decrypt(
     endpoint: &str,
     ciphertext: &str,
@@ -493,8 +494,20 @@ pub fn sealed_with_key(moto: &Moto, client: &str, key: &str, generate: &Value) -
     )
 }
 
-/// Seals a generate response for `client` with the Python producer helper (`pbtool.py seal`).
+/// Seals a generate response for `client` with the Python producer helper (`pbtool.py seal`), as
+/// an AWS Encryption SDK message.
 pub fn python_seal(endpoint: &str, key_id: &str, client: &str, generate: &Value) -> String {
+    python_seal_as(endpoint, key_id, client, generate, "aws-esdk")
+}
+
+/// As `python_seal`, in `format` (`aws-esdk` or `pbe1`).
+pub fn python_seal_as(
+    endpoint: &str,
+    key_id: &str,
+    client: &str,
+    generate: &Value,
+    format: &str,
+) -> String {
     use std::io::Write;
     let mut child = std::process::Command::new(venv_python())
         .args([
@@ -506,6 +519,8 @@ pub fn python_seal(endpoint: &str, key_id: &str, client: &str, generate: &Value)
             key_id,
             "--client-id",
             client,
+            "--format",
+            format,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
 use crate::adapters::dynamodb::shares::{SHARE_WRITE_CONDITION, share_item};
-use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key};
+use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key, sealed_value};
 use crate::domain::checkpoint::{BackupKey, Progress, SealedRecord, Status};
 use crate::domain::model::Curve;
 use crate::ports::checkpoints::{Acquired, Checkpoints};
@@ -58,7 +58,9 @@ pub(crate) fn progress(item: &Item) -> Option<Progress> {
         Some(SealedRecord {
             curve,
             id: text(item, &format!("{prefix}PairId"))?.to_owned(),
-            cipher_text: text(item, &format!("{prefix}CipherText"))?.to_owned(),
+            cipher_text: crate::adapters::dynamodb::sealed_text(
+                item.get(&format!("{prefix}CipherText"))?,
+            )?,
         })
     };
     let shares = match status {
@@ -113,9 +115,9 @@ impl Transition {
             );
             values.extend([
                 (":a_id".to_owned(), s(&a.id)),
-                (":a_ct".to_owned(), s(&a.cipher_text)),
+                (":a_ct".to_owned(), sealed_value(&a.cipher_text)),
                 (":b_id".to_owned(), s(&b.id)),
-                (":b_ct".to_owned(), s(&b.cipher_text)),
+                (":b_ct".to_owned(), sealed_value(&b.cipher_text)),
             ]);
         }
         if to.status == Status::Completed {
@@ -287,7 +289,7 @@ impl Checkpoints for DynamoStore {
                             .table_name(self.table())
                             .set_item(Some(share_item(share)))
                             .condition_expression(SHARE_WRITE_CONDITION)
-                            .expression_attribute_values(":ct", s(&share.cipher_text))
+                            .expression_attribute_values(":ct", sealed_value(&share.cipher_text))
                             .build()
                             .map_err(invalid)?,
                     )

@@ -5,7 +5,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key};
+use crate::adapters::dynamodb::{
+    DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value,
+};
 use crate::ports::custody::{CustodianShare, CustodianStore, Put};
 use crate::ports::store::StoreError;
 
@@ -33,7 +35,7 @@ impl CustodianStore for DynamoStore {
             .item("clientId", s(&share.client_id))
             .item("backupSharePairId", s(&share.backup_share_pair_id))
             .item("backupMethod", s(&share.backup_method))
-            .item("cipherText", s(&share.cipher_text))
+            .item("cipherText", sealed_value(&share.cipher_text))
             .item("updatedAt", AttributeValue::N(share.updated_at.to_string()))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -111,7 +113,10 @@ fn custodian_from_item(
     Ok(CustodianShare {
         client_id: client_id.to_owned(),
         backup_method: get("backupMethod").unwrap_or_default(),
-        cipher_text: get("cipherText").ok_or_else(|| corrupt("cipherText is missing"))?,
+        cipher_text: item
+            .get("cipherText")
+            .and_then(sealed_text)
+            .ok_or_else(|| corrupt("cipherText is missing"))?,
         updated_at: match item.get("updatedAt") {
             Some(AttributeValue::N(n)) => n.parse().unwrap_or_default(),
             _ => 0,

@@ -10,6 +10,8 @@ pub(crate) mod shares;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::domain::ciphertext::Format;
+use crate::domain::esdk_message::{decode_text, encode_text};
 use crate::ports::store::StoreError;
 
 /// The adapter over aws-sdk-dynamodb.
@@ -64,6 +66,29 @@ pub fn share_sk(backup_share_pair_id: &str) -> String {
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
+}
+
+/// A ciphertext as it is stored: an AWS Encryption SDK message as its bytes (a binary
+/// attribute), a `pbe1` string as a string. Conditions that compare ciphertexts use this too, so
+/// equal texts are equal attributes.
+pub(crate) fn sealed_value(text: &str) -> AttributeValue {
+    match Format::of(text) {
+        Format::Esdk => match decode_text(text) {
+            Ok(message) => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(message)),
+            // Not base64: kept as written, so it fails where it is opened, by name.
+            Err(_) => s(text),
+        },
+        Format::Pbe1 => s(text),
+    }
+}
+
+/// A stored ciphertext in its text form (standard base64 for an ESDK message).
+pub(crate) fn sealed_text(value: &AttributeValue) -> Option<String> {
+    match value {
+        AttributeValue::S(text) => Some(text.clone()),
+        AttributeValue::B(message) => Some(encode_text(message.as_ref())),
+        _ => None,
+    }
 }
 
 /// A DynamoDB SDK error as a `StoreError` (shared with the checkpoint store).

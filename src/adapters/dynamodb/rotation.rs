@@ -6,20 +6,20 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key};
+use crate::adapters::dynamodb::{
+    DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value,
+};
 use crate::domain::checkpoint::Status;
 use crate::ports::catalogue::Catalogue;
 use crate::ports::rotation::{ItemKey, Page, RotationTable, ScannedItem, Swap};
 use crate::ports::store::StoreError;
 
-/// An item's string attributes, and its key if it has string `pk` and `sk`.
+/// An item's string and binary attributes (a binary one, an ESDK message, in its text form),
+/// and its key if it has string `pk` and `sk`.
 fn scanned(item: HashMap<String, AttributeValue>) -> Option<ScannedItem> {
     let attributes: HashMap<String, String> = item
         .into_iter()
-        .filter_map(|(k, v)| match v {
-            AttributeValue::S(s) => Some((k, s)),
-            _ => None,
-        })
+        .filter_map(|(k, v)| sealed_text(&v).map(|text| (k, text)))
         .collect();
     Some(ScannedItem {
         key: ItemKey {
@@ -113,8 +113,8 @@ impl RotationTable for DynamoStore {
             .update_expression("SET #ct = :new")
             .condition_expression("#ct = :old")
             .expression_attribute_names("#ct", attribute)
-            .expression_attribute_values(":new", AttributeValue::S(new.to_owned()))
-            .expression_attribute_values(":old", AttributeValue::S(old.to_owned()))
+            .expression_attribute_values(":new", sealed_value(new))
+            .expression_attribute_values(":old", sealed_value(old))
             .send()
             .await;
         match result {

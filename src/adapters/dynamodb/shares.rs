@@ -14,7 +14,9 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::s;
-use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key, share_sk};
+use crate::adapters::dynamodb::{
+    DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value, share_sk,
+};
 use crate::ports::store::{BackupStore, StoreError, StoredShare};
 
 /// A share's item: its key and attributes.
@@ -32,7 +34,7 @@ pub(crate) fn share_item(share: &StoredShare) -> HashMap<String, AttributeValue>
             "signingSharePairId".to_owned(),
             s(&share.signing_share_pair_id),
         ),
-        ("cipherText".to_owned(), s(&share.cipher_text)),
+        ("cipherText".to_owned(), sealed_value(&share.cipher_text)),
         (
             "createdAt".to_owned(),
             AttributeValue::N(share.created_at.to_string()),
@@ -49,13 +51,12 @@ fn item_cipher_text(
     item: &HashMap<String, AttributeValue>,
     backup_share_pair_id: &str,
 ) -> Result<String, StoreError> {
-    match item.get("cipherText") {
-        Some(AttributeValue::S(ct)) => Ok(ct.clone()),
-        _ => Err(StoreError::Corrupt(
+    item.get("cipherText").and_then(sealed_text).ok_or_else(|| {
+        StoreError::Corrupt(
             backup_share_pair_id.to_owned(),
-            "cipherText is missing or not a string",
-        )),
-    }
+            "cipherText is missing or neither binary nor a string",
+        )
+    })
 }
 
 /// Rounds of `UnprocessedKeys` a pair read follows before it reports a transient failure.
@@ -69,7 +70,7 @@ impl BackupStore for DynamoStore {
             .table_name(&self.table)
             .set_item(Some(share_item(share)))
             .condition_expression(SHARE_WRITE_CONDITION)
-            .expression_attribute_values(":ct", s(&share.cipher_text))
+            .expression_attribute_values(":ct", sealed_value(&share.cipher_text))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
             .send()
             .await;

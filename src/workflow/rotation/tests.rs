@@ -3,6 +3,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::adapters::dynamodb::client_pk;
+use crate::domain::esdk_message::{encode_text, test_message};
 use crate::ports::rotation::{ItemKey, Page, Rewrap, Rewrapped, RotationTable, ScannedItem, Swap};
 
 const OLD: &str = "arn:aws:kms:us-east-1:1:key/old";
@@ -60,6 +61,44 @@ impl Rewrap for FakeKms {
             encrypted_data_key: edk,
         })
     }
+
+    async fn reseal(
+        &self,
+        context: &EncryptionContext,
+        old: &str,
+    ) -> Result<String, EnvelopeError> {
+        *self.calls.lock().unwrap() += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if key_of(old)? == GONE {
+            return Err(EnvelopeError::KeyService {
+                operation: "Decrypt",
+                transient: false,
+                code: Some("DisabledException".into()),
+                detail: "key is disabled".into(),
+            });
+        }
+        Ok(esdk(NEW, context))
+    }
+}
+
+/// An ESDK message (header only) under `key`, its context stored in the header.
+fn esdk(key: &str, context: &EncryptionContext) -> String {
+    let pairs: BTreeMap<String, String> = context.to_kms().into_iter().collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    encode_text(&test_message(&pairs, &[("aws-kms", key)]))
+}
+
+/// The key and stored context of an ESDK message.
+fn opened(text: &str) -> (String, HashMap<String, String>) {
+    assert_eq!(Format::of(text), Format::Esdk, "{text}");
+    let h = read_header(&decode_text(text).unwrap()).unwrap();
+    (
+        h.kms_key_arn().unwrap().to_owned(),
+        h.stored_context.into_iter().collect(),
+    )
 }
 
 /// A sorted in-memory table; `changed` makes every swap find another value.
@@ -196,6 +235,7 @@ fn table() -> FakeTable {
 
 fn request(page_size: u32) -> RotateRequest {
     RotateRequest {
+        mode: Mode::Rewrap,
         client_id: None,
         start: None,
         page_size,
@@ -203,13 +243,22 @@ fn request(page_size: u32) -> RotateRequest {
 }
 
 async fn run_to_end(kms: &FakeKms, t: &FakeTable, page_size: u32) -> (RotateAnswer, u32) {
+    run_mode(kms, t, page_size, Mode::Rewrap).await
+}
+
+async fn run_mode(kms: &FakeKms, t: &FakeTable, page_size: u32, mode: Mode) -> (RotateAnswer, u32) {
     let mut total = RotateAnswer::default();
-    let mut req = request(page_size);
+    let mut req = RotateRequest {
+        mode,
+        ..request(page_size)
+    };
     let mut invocations = 0;
     loop {
         invocations += 1;
         let a = rotate(kms, t, &req, &Deadline::none()).await.unwrap();
+        assert_eq!(a.mode, mode);
         total.rewrapped += a.rewrapped;
+        total.migrated += a.migrated;
         total.already_current += a.already_current;
         total.skipped += a.skipped;
         total.failed += a.failed;
@@ -252,6 +301,114 @@ async fn every_kind_is_rewrapped_keeping_nonce_and_ciphertext_and_a_rerun_does_n
         *kms.calls.lock().unwrap(),
         calls,
         "no KMS call for current ciphertexts"
+    );
+}
+
+#[tokio::test]
+async fn migrate_reseals_every_pbe1_string_as_an_esdk_message_under_its_context() {
+    let (kms, t) = (FakeKms::new(), table());
+    // One share already current in pbe1, one ESDK message under the old key.
+    t.insert(
+        "CLIENT#c3",
+        "SHARE#n",
+        &[("curve", "ED25519"), ("cipherText", &pbe1(NEW, 5))],
+    );
+    let ctx = EncryptionContext::backup_share("c3", "e", Curve::Secp256k1);
+    t.insert(
+        "CLIENT#c3",
+        "SHARE#e",
+        &[("curve", "SECP256K1"), ("cipherText", &esdk(OLD, &ctx))],
+    );
+    let (total, _) = run_mode(&kms, &t, 3, Mode::Migrate).await;
+    assert_eq!((total.migrated, total.rewrapped), (10, 1), "{total:?}");
+    assert_eq!(
+        (total.already_current, total.failed, total.skipped),
+        (0, 0, 1)
+    );
+    for (pk, sk, attr, ctx) in [
+        (
+            "CLIENT#c2",
+            "BACKUP#s1.s2",
+            "ed25519CipherText",
+            EncryptionContext::backup_share("c2", "b", Curve::Ed25519),
+        ),
+        (
+            "CLIENT#c1",
+            "SHARE#a",
+            "cipherText",
+            EncryptionContext::backup_share("c1", "a", Curve::Secp256k1),
+        ),
+        (
+            "CLIENT#c1",
+            "CUSTODIAN#x",
+            "cipherText",
+            EncryptionContext::custodian_share("c1", "a"),
+        ),
+        (
+            "CLIENT#c3",
+            "SHARE#n",
+            "cipherText",
+            EncryptionContext::backup_share("c3", "n", Curve::Ed25519),
+        ),
+        ("CLIENT#c3", "SHARE#e", "cipherText", ctx),
+    ] {
+        let (key, stored) = opened(&t.get(pk, sk, attr));
+        assert_eq!((key.as_str(), &stored), (NEW, &ctx.to_kms()), "{pk} {sk}");
+    }
+    assert_eq!(t.get("CLIENT#c1", "WEBHOOK#1", "cipherText"), pbe1(OLD, 4));
+
+    // Done: a re-run in either mode finds every ciphertext current and calls KMS for none.
+    let calls = *kms.calls.lock().unwrap();
+    for mode in [Mode::Migrate, Mode::Rewrap] {
+        let (again, _) = run_mode(&kms, &t, 100, mode).await;
+        assert_eq!(
+            (again.migrated, again.rewrapped, again.already_current),
+            (0, 0, 11)
+        );
+    }
+    assert_eq!(*kms.calls.lock().unwrap(), calls);
+}
+
+#[tokio::test]
+async fn rewrap_mode_reseals_esdk_messages_and_keeps_pbe1_strings_pbe1() {
+    let (kms, t) = (FakeKms::new(), FakeTable::default());
+    let ctx = EncryptionContext::backup_share("c", "a", Curve::Ed25519);
+    t.insert(
+        "CLIENT#c",
+        "SHARE#a",
+        &[("curve", "ED25519"), ("cipherText", &esdk(OLD, &ctx))],
+    );
+    t.insert(
+        "CLIENT#c",
+        "SHARE#b",
+        &[("curve", "ED25519"), ("cipherText", &pbe1(OLD, 2))],
+    );
+    let gone = EncryptionContext::backup_share("c", "g", Curve::Ed25519);
+    t.insert(
+        "CLIENT#c",
+        "SHARE#g",
+        &[("curve", "ED25519"), ("cipherText", &esdk(GONE, &gone))],
+    );
+    let (total, _) = run_to_end(&kms, &t, 10).await;
+    assert_eq!(
+        (total.rewrapped, total.migrated, total.failed),
+        (2, 0, 1),
+        "{total:?}"
+    );
+    assert_eq!(
+        opened(&t.get("CLIENT#c", "SHARE#a", "cipherText")),
+        (NEW.to_owned(), ctx.to_kms())
+    );
+    assert_eq!(
+        Sealed::decode(&t.get("CLIENT#c", "SHARE#b", "cipherText"))
+            .unwrap()
+            .key_id,
+        NEW
+    );
+    assert_eq!(
+        t.get("CLIENT#c", "SHARE#g", "cipherText"),
+        esdk(GONE, &gone),
+        "a failure writes nothing"
     );
 }
 
