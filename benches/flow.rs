@@ -105,6 +105,11 @@ impl Subject {
 /// What one subject measured.
 struct Figures {
     init_ms: f64,
+    /// A fresh process's first message and the next one, no Portal latency.
+    first_ms: f64,
+    second_ms: f64,
+    /// The process's CPU from its start to the end of its first message.
+    first_cpu_ms: f64,
     peak_rss_mib: f64,
     single_ms: f64,
     batch_ms: f64,
@@ -160,10 +165,16 @@ async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures {
 
     // 2. One message, and a batch of ten, with PORTAL_MS per Portal call.
     let f = s.start(aws, sim).await;
-    let singles_ev = batches(sim, RUNS + 1, 1, base).await;
+    let singles_ev = batches(sim, RUNS + 2, 1, base).await;
     let tens_ev = batches(sim, RUNS, 10, base + 100).await;
     let cpu_ev = batches(sim, CPU_MESSAGES / 10, 10, base + 1000).await;
-    timed(&f, &singles_ev[RUNS]).await; // warm the pools, as in a warm Lambda
+    // The first message warms the pools, as a cold Lambda's does; the second is a warm one.
+    let first_ms = timed(&f, &singles_ev[RUNS]).await;
+    let first_cpu_ms = {
+        let (user, sys, _) = usage(f.pid().expect("pid"));
+        (user + sys) * 1000.0
+    };
+    let second_ms = timed(&f, &singles_ev[RUNS + 1]).await;
     sim.admin("config", json!({"latencyMs": PORTAL_MS})).await;
     let (mut singles, mut tens) = (Vec::new(), Vec::new());
     let (mut ddb_busy, mut kms_busy) = (Vec::new(), Vec::new());
@@ -192,6 +203,9 @@ async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures {
     let per_message = |seconds: f64| seconds * 1000.0 / CPU_MESSAGES as f64;
     Figures {
         init_ms: median(inits),
+        first_ms,
+        second_ms,
+        first_cpu_ms,
         peak_rss_mib,
         single_ms: median(singles),
         batch_ms: median(tens),
@@ -609,7 +623,28 @@ async fn main() {
         1,
     );
     row(
-        &format!("peak RSS after {} messages", CPU_MESSAGES + 8 + RUNS * 11),
+        "first message of a fresh process, no Portal latency (one run)",
+        "ms",
+        ours.first_ms,
+        peer.as_ref().map(|p| p.first_ms),
+        1,
+    );
+    row(
+        "  ÷ the second message (warm)",
+        "×",
+        ours.first_ms / ours.second_ms,
+        peer.as_ref().map(|p| p.first_ms / p.second_ms),
+        2,
+    );
+    row(
+        "  process CPU from start to the end of the first message",
+        "ms",
+        ours.first_cpu_ms,
+        peer.as_ref().map(|p| p.first_cpu_ms),
+        0,
+    );
+    row(
+        &format!("peak RSS after {} messages", CPU_MESSAGES + 9 + RUNS * 11),
         "MiB",
         ours.peak_rss_mib,
         peer.as_ref().map(|p| p.peak_rss_mib),

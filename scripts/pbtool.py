@@ -246,6 +246,8 @@ def ordered(row):
 def show(kms, ddb, table):
     items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
     for item in sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])):
+        if not item["pk"]["S"].startswith("CLIENT#"):
+            continue  # the drills' cursor: no backup
         row = {k: text_of(list(v.values())[0]) for k, v in item.items()}
         if row["sk"].startswith("BACKUP#"):
             keep = ["sk", "status", "backupMode", "attempts", "secp256k1PairId", "ed25519PairId"]
@@ -368,7 +370,8 @@ def report(kms, ddb, table_name, custody_table, sim, answers_path, events):
 
 
 def stored_items(kms, ddb, table_name):
-    items = ddb.scan(TableName=table_name, ConsistentRead=True)["Items"]
+    items = [i for i in ddb.scan(TableName=table_name, ConsistentRead=True)["Items"]
+             if i["pk"]["S"].startswith("CLIENT#")]  # not the drills' cursor
     out = []
     for item in sorted(items, key=lambda i: (i["sk"]["S"].split("#")[0], i["pk"]["S"], i["sk"]["S"])):
         row = {k: text_of(list(v.values())[0]) for k, v in item.items()}

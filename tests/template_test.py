@@ -4,6 +4,7 @@
 Run by scripts/test with the project's venv (cfn-lint's YAML decoder reads the !Ref/!GetAtt tags).
 Exits non-zero on the first failed check, naming it.
 """
+import json
 import pathlib
 import re
 import sys
@@ -199,7 +200,17 @@ for kname, users in key_users.items():
 # The role map: every table and key each function's role can reach (IAM statements, and key
 # policy statements naming the role). No table and no key is reachable from both functions.
 roles = of_type("AWS::IAM::Role")
-check(sorted(roles) == ["BackupFunctionRole", "CustodyFunctionRole"], "one role per function")
+check(sorted(roles) == ["BackupFunctionRole", "CustodyFunctionRole", "DrillSchedulerRole"], "one role per function, and the drill schedule's")
+# The schedule's role may invoke the backup function and nothing else.
+drill_role = roles.pop("DrillSchedulerRole")
+check(drill_role.get("Condition") == "HasDrillSchedule", "the schedule's role exists only with a schedule")
+drill_statements = [st for pol in drill_role["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])]
+check(len(drill_statements) == 1 and actions(drill_statements[0]) == ["lambda:InvokeFunction"]
+      and drill_statements[0]["Resource"] == getatt("BackupFunction", "Arn"),
+      "the drill schedule's role invokes the backup function, nothing else")
+check(drill_role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+      and "aws:SourceAccount" in str(drill_role["Properties"]["AssumeRolePolicyDocument"]),
+      "only EventBridge Scheduler of this account assumes it")
 reach = {}
 for rname, role in roles.items():
     r = reach.setdefault(rname, set())
@@ -316,6 +327,31 @@ check(len(restores) == 1 and restores[0]["Namespace"] == "PortalBackup" and '"Re
       and restores[0]["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}],
       "an alarm on every restore and recover (the Restores metric the function emits)")
 check(all("AlarmActions" in a["Properties"] for a in alarms.values()), "every alarm notifies AlarmTopicArn when set")
+
+# Restore drills: the schedule, its payload, the alarms on failures and on silence.
+schedules = of_type("AWS::Scheduler::Schedule")
+check(list(schedules) == ["RestoreDrillSchedule"], "one schedule: the restore drill")
+sched = schedules["RestoreDrillSchedule"]
+check(sched.get("Condition") == "HasDrillSchedule" and P["DrillSchedule"]["Default"] == "rate(1 day)",
+      "drills run daily by default, and an empty DrillSchedule turns them off")
+check(template["Conditions"]["HasDrillSchedule"] == {"Fn::Not": [{"Fn::Equals": [ref("DrillSchedule"), ""]}]}, "HasDrillSchedule: a schedule is set")
+target = sched["Properties"]["Target"]
+check(target["Arn"] == getatt("BackupFunction", "Arn") and target["RoleArn"] == getatt("DrillSchedulerRole", "Arn"),
+      "the schedule invokes the backup function with its own role")
+check(sched["Properties"]["ScheduleExpression"] == ref("DrillSchedule"), "the schedule is the DrillSchedule parameter")
+payload = json.loads(target["Input"]["Fn::Sub"].replace("${DrillSample}", "20"))
+check(payload == {"action": "drill", "sample": 20}, f"the schedule's payload is a drill of DrillSample backups: {payload}")
+check(P["DrillSample"]["Default"] == 20 and P["DrillSample"]["MinValue"] == 1 and P["DrillSample"]["MaxValue"] == 500,
+      "DrillSample: 20 by default, within what the function accepts (1-500)")
+drill_rs = (ROOT / "src/workflow/drill.rs").read_text()
+check("MAX_SAMPLE: u32 = 500" in drill_rs, "the function's largest sample is the template's MaxValue")
+failures = [a["Properties"] for a in alarms.values() if a["Properties"]["MetricName"] == "DrillFailures"]
+check(len(failures) == 1 and failures[0]["Threshold"] == 1 and failures[0]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+      and failures[0]["Statistic"] == "Sum" and failures[0]["Namespace"] == "PortalBackup"
+      and '"DrillFailures"' in metrics_rs, "an alarm on DrillFailures >= 1 (the metric the function emits)")
+missing = [a for a in alarms.values() if a["Properties"]["MetricName"] == "DrillsVerified"]
+check(len(missing) == 1 and missing[0]["Properties"]["TreatMissingData"] == "breaching" and missing[0].get("Condition") == "HasDrillSchedule",
+      "an alarm when no drill reports at all (silence is not success)")
 for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn"]:
     check(out in template["Outputs"], f"output {out}")
 

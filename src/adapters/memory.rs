@@ -177,6 +177,7 @@ pub(crate) struct FakeStore {
     pub items: Arc<Mutex<HashMap<(String, String), StoredShare>>>,
     pub checkpoints: Arc<Mutex<HashMap<(String, String), Record>>>,
     pub custodian: Arc<Mutex<HashMap<(String, String), crate::ports::custody::CustodianShare>>>,
+    pub drill_cursor: Arc<Mutex<Option<crate::ports::drill::DrillCursor>>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -360,5 +361,95 @@ impl CustodianStore for FakeStore {
             .filter(|s| s.client_id == client_id)
             .cloned()
             .collect())
+    }
+}
+
+/// Drills over the fake's checkpoints, in key order as a Scan reads them; a checkpoint's segment
+/// is the sum of its key's bytes modulo the segments (deterministic, enough to spread a few).
+impl crate::ports::drill::DrillTable for FakeStore {
+    async fn drill_cursor(&self) -> Result<Option<crate::ports::drill::DrillCursor>, StoreError> {
+        Ok(self.drill_cursor.lock().unwrap().clone())
+    }
+    async fn save_drill_cursor(
+        &self,
+        cursor: &crate::ports::drill::DrillCursor,
+    ) -> Result<bool, StoreError> {
+        let mut stored = self.drill_cursor.lock().unwrap();
+        if stored.as_ref().map_or(0, |c| c.version) + 1 != cursor.version {
+            return Ok(false);
+        }
+        *stored = Some(cursor.clone());
+        Ok(true)
+    }
+    async fn completed_page(
+        &self,
+        start: Option<&crate::ports::rotation::ItemKey>,
+        limit: u32,
+    ) -> Result<crate::ports::drill::CompletedPage, StoreError> {
+        let all = self.scan_order();
+        let from = start.map_or(0, |k| {
+            all.iter()
+                .position(|b| (&b.item.pk, &b.item.sk) > (&k.pk, &k.sk))
+                .unwrap_or(all.len())
+        });
+        let read: Vec<_> = all.into_iter().skip(from).take(limit as usize).collect();
+        let last = (read.len() == limit as usize)
+            .then(|| read.last().map(|b| b.item.clone()))
+            .flatten();
+        Ok(crate::ports::drill::CompletedPage {
+            backups: read
+                .into_iter()
+                .filter(|b| b.progress.status == Status::Completed)
+                .collect(),
+            last,
+        })
+    }
+    async fn completed_in_segment(
+        &self,
+        segment: u32,
+        segments: u32,
+        limit: u32,
+    ) -> Result<Vec<crate::ports::drill::CompletedBackup>, StoreError> {
+        Ok(self
+            .scan_order()
+            .into_iter()
+            .filter(|b| {
+                let sum: u32 = b
+                    .item
+                    .pk
+                    .bytes()
+                    .chain(b.item.sk.bytes())
+                    .map(u32::from)
+                    .sum();
+                sum % segments == segment
+            })
+            .take(limit as usize)
+            .filter(|b| b.progress.status == Status::Completed)
+            .collect())
+    }
+}
+
+impl FakeStore {
+    /// Every checkpoint as a drill reads it, in key order.
+    fn scan_order(&self) -> Vec<crate::ports::drill::CompletedBackup> {
+        let mut all: Vec<_> = self
+            .checkpoints
+            .lock()
+            .unwrap()
+            .iter()
+            .map(
+                |((owner, key), (progress, _, _))| crate::ports::drill::CompletedBackup {
+                    client_id: owner.clone(),
+                    key: key.clone(),
+                    progress: progress.clone(),
+                    item: crate::ports::rotation::ItemKey {
+                        pk: format!("CLIENT#{owner}"),
+                        sk: format!("BACKUP#{key}"),
+                    },
+                },
+            )
+            .collect();
+        all.sort_by(|a, b| (&a.item.pk, &a.item.sk).cmp(&(&b.item.pk, &b.item.sk)));
+        all
     }
 }

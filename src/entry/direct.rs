@@ -7,11 +7,13 @@ use lambda_runtime::Diagnostic;
 use super::{Ctx, Services, run_request};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
+use crate::ports::drill::DrillTable;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::{BackupService, Outcome};
+use crate::workflow::drill::{DrillRequest, is_drill};
 use crate::workflow::restore::{ActionAnswer, ActionRequest, RestoreService};
 use crate::workflow::rotation::{RotateRequest, is_rotate};
 
@@ -88,9 +90,19 @@ pub async fn handle_action<P, E, S>(
 where
     P: Portal,
     E: Envelope + Rewrap,
-    S: BackupStore + Checkpoints + Catalogue + RotationTable,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
-    let result = if is_rotate(payload) {
+    let result = if is_drill(payload) {
+        match DrillRequest::parse(payload) {
+            Ok(request) => {
+                let answer = services.drill.run(request, &ctx.deadline).await;
+                // A drill that could not run counts as a failure, never as silence.
+                super::metrics::emit_drill(answer.as_ref().ok());
+                answer.map(super::Answer::Drill)
+            }
+            Err(e) => Err(e.into()),
+        }
+    } else if is_rotate(payload) {
         match RotateRequest::parse(payload) {
             Ok(request) => services
                 .rotation

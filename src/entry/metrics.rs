@@ -91,6 +91,43 @@ pub fn emit_restore(action: &str) {
     let _ = writeln!(out, "{line}");
 }
 
+/// The EMF document for one restore drill: `DrillsVerified`, `DrillFailures` (a drill that
+/// could not run counts one) and `DrillCycleAgeSeconds`; alarms watch the last two.
+pub fn drill_document(answer: Option<&crate::workflow::drill::DrillAnswer>) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let (verified, failed) = answer.map_or((0, 1), |a| (a.verified, a.failed));
+    let mut doc = json!({
+        "DrillsVerified": verified,
+        "DrillFailures": failed,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"]],
+                "Metrics": [
+                    {"Name": "DrillsVerified", "Unit": "Count"},
+                    {"Name": "DrillFailures", "Unit": "Count"},
+                    {"Name": "DrillCycleAgeSeconds", "Unit": "Seconds"},
+                ],
+            }],
+        },
+    });
+    if let Some(a) = answer {
+        doc["DrillCycleAgeSeconds"] = json!(a.cycle.age_seconds);
+    }
+    doc
+}
+
+/// Writes one EMF line for a restore drill (counts only).
+pub fn emit_drill(answer: Option<&crate::workflow::drill::DrillAnswer>) {
+    let line = drill_document(answer).to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// Writes one EMF line for a backup's result (the line holds counts, names and timings only).
 pub fn emit(result: Result<(), &BackupError>, stats: &RunStats) {
     let line = document(result, stats).to_string();

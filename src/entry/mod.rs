@@ -20,11 +20,13 @@ use zeroize::Zeroize;
 use crate::domain::request::{BackupRequest, FIELDS, RequestPolicy};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
+use crate::ports::drill::DrillTable;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::{Portal, PortalError};
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::{BackupService, Invocation, Outcome, RunStats};
+use crate::workflow::drill::DrillService;
 use crate::workflow::error::{BackupError, Cause, Step};
 use crate::workflow::restore::RestoreService;
 use crate::workflow::retry::Deadline;
@@ -219,6 +221,8 @@ pub enum Answer {
     Action(crate::workflow::restore::ActionAnswer),
     /// A key rotation's answer: counts and where to continue.
     Rotate(crate::workflow::rotation::RotateAnswer),
+    /// A restore drill's answer: counts, failures, the cycle.
+    Drill(crate::workflow::drill::DrillAnswer),
 }
 
 /// The services an invocation can reach, each over the same adapters.
@@ -230,6 +234,8 @@ pub struct Services<P, E, S> {
     pub restore: RestoreService<P, E, S>,
     /// Key rotation (an operator action).
     pub rotation: RotationService<E, S>,
+    /// Restore drills (an operator action, on a schedule).
+    pub drill: DrillService<E, S>,
 }
 
 impl<P, E, S> Services<P, E, S>
@@ -243,7 +249,8 @@ where
         Self {
             backup: BackupService::new(portal.clone(), envelope.clone(), store.clone()),
             restore: RestoreService::new(portal, envelope.clone(), store.clone()),
-            rotation: RotationService::new(envelope, store),
+            rotation: RotationService::new(envelope.clone(), store.clone()),
+            drill: DrillService::new(envelope, store),
         }
     }
 }
@@ -268,7 +275,7 @@ pub async fn handle<P, E, S>(
 where
     P: Portal,
     E: Envelope + Rewrap,
-    S: BackupStore + Checkpoints + Catalogue + RotationTable,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
     let mut raw: Box<str> = event.payload.into();
     let ctx = Ctx {
@@ -290,7 +297,7 @@ async fn dispatch<P, E, S>(
 where
     P: Portal,
     E: Envelope + Rewrap,
-    S: BackupStore + Checkpoints + Catalogue + RotationTable,
+    S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
     let services = &app.services;
     match recognise(raw)? {

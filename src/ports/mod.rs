@@ -4,6 +4,7 @@
 pub mod catalogue;
 pub mod checkpoints;
 pub mod custody;
+pub mod drill;
 pub mod envelope;
 pub mod portal;
 pub mod rotation;

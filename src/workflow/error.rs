@@ -30,6 +30,8 @@ pub enum Step {
     Rotate,
     /// `POST /v1/recover` with a restored backup, and sealing its new signing shares.
     Recover,
+    /// A restore drill (operator action, on a schedule).
+    Drill,
 }
 
 impl Step {
@@ -46,6 +48,7 @@ impl Step {
             Step::MarkStored => "mark_stored",
             Step::Rotate => "rotate",
             Step::Recover => "recover",
+            Step::Drill => "drill",
         }
     }
 }

@@ -4,10 +4,12 @@
 //! - `restore`: list, verify and restore stored backups.
 //! - `rotation`: re-wrap every stored data key under the current KMS key.
 //! - `custody`: Portal's custodian webhooks (self-managed backups).
+//! - `drill`: restore drills that prove every stored backup, cycle after cycle.
 //! - `retry`: retries and the invocation's deadline.
 
 pub mod backup;
 pub mod custody;
+pub mod drill;
 pub mod error;
 pub mod restore;
 pub mod retry;
