@@ -68,11 +68,16 @@ check(env["ALLOW_PLAINTEXT_RESTORE"] == ref("AllowPlaintextRestore") and P["Allo
       "restores answer sealed unless a deployer allows plaintext")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 CURRENT_KEY = {"Fn::If": ["UseStackKey", getatt("BackupKey"), ref("KmsKeyArn")]}
-check(env["KMS_KEY_ID"] == CURRENT_KEY and env["BACKUP_TABLE_NAME"] == ref("BackupTable"), "the stack's key (or KmsKeyArn) and table")
+def table_ref(name, how="Ref"):
+    """A table named the one way every reference must: the global table with a second region."""
+    one = ref(name) if how == "Ref" else getatt(name, "Arn")
+    both = ref(name.replace("Table", "GlobalTable")) if how == "Ref" else getatt(name.replace("Table", "GlobalTable"), "Arn")
+    return {"Fn::If": ["HasSecondaryRegion", both, one]}
+check(env["KMS_KEY_ID"] == CURRENT_KEY and env["BACKUP_TABLE_NAME"] == table_ref("BackupTable"), "the stack's key (or KmsKeyArn) and table")
 check(template["Conditions"]["UseStackKey"] == {"Fn::Equals": [ref("KmsKeyArn"), ""]} and P["KmsKeyArn"]["Default"] == "", "the stack's own key unless KmsKeyArn names another")
 check(P["RetiredKmsKeyArns"]["Type"] == "CommaDelimitedList" and P["RetiredKmsKeyArns"]["Default"] == "", "no retired keys by default")
 cenv = functions["CustodyFunction"]["Properties"]["Environment"]["Variables"]
-check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("CustodyKey"), "CUSTODY_TABLE_NAME": ref("CustodyTable"),
+check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("CustodyKey"), "CUSTODY_TABLE_NAME": table_ref("CustodyTable"),
                "WEBHOOK_SECRET_ARN": ref("WebhookSecret")}, "the custody function is given its own key, table and secret, nothing else")
 check("WEBHOOK_SECRET_ARN" not in env, "the backup function has no webhook secret")
 check(functions["CustodyFunction"]["Properties"]["ReservedConcurrentExecutions"] == ref("CustodyReservedConcurrency"),
@@ -138,15 +143,30 @@ for method, path in sorted(webhook_routes):
 
 # The tables: durable, encrypted, retained, with the key schema the code writes.
 check(sorted(of_type("AWS::DynamoDB::Table")) == ["BackupTable", "CustodyTable"], "two tables: backup and custody")
-for name in ["BackupTable", "CustodyTable"]:
+check(sorted(of_type("AWS::DynamoDB::GlobalTable")) == ["BackupGlobalTable", "CustodyGlobalTable"], "and the same two as global tables")
+for name in ["BackupTable", "CustodyTable", "BackupGlobalTable", "CustodyGlobalTable"]:
     t = R[name]
     tp = t["Properties"]
     check(t["DeletionPolicy"] == "Retain" and t["UpdateReplacePolicy"] == "Retain", f"{name} retained")
     check(tp["BillingMode"] == "PAY_PER_REQUEST", f"{name} on-demand")
-    check(tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, f"{name} point-in-time recovery")
     check(tp["SSESpecification"]["SSEEnabled"] is True and tp["SSESpecification"]["SSEType"] == "KMS", f"{name} SSE with KMS")
-    check(tp["DeletionProtectionEnabled"] is True, f"{name} deletion protection")
     check([(k["AttributeName"], k["KeyType"]) for k in tp["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")], f"{name}: pk/sk as in src/adapters/dynamodb")
+    if "Global" in name:
+        check(t["Condition"] == "HasSecondaryRegion", f"{name} only with a second region")
+        regions = [r["Region"] for r in tp["Replicas"]]
+        check(regions == [ref("AWS::Region"), ref("SecondaryRegion")], f"{name}: a replica here and in SecondaryRegion")
+        for r in tp["Replicas"]:
+            check(r["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True and r["DeletionProtectionEnabled"] is True,
+                  f"{name}: PITR and deletion protection on every replica")
+    else:
+        check(t["Condition"] == "OneRegion", f"{name} only in one region")
+        check(tp["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, f"{name} point-in-time recovery")
+        check(tp["DeletionProtectionEnabled"] is True, f"{name} deletion protection")
+check(P["SecondaryRegion"]["Default"] == "", "one region by default")
+check(template["Conditions"]["OneRegion"] == {"Fn::Equals": [ref("SecondaryRegion"), ""]}
+      and template["Conditions"]["HasSecondaryRegion"] == {"Fn::Not": [{"Fn::Equals": [ref("SecondaryRegion"), ""]}]}, "the region conditions")
+for key in ["BackupKey", "CustodyKey"]:
+    check(R[key]["Properties"]["MultiRegion"] == {"Fn::If": ["HasSecondaryRegion", True, False]}, f"{key} is a multi-Region key with a second region")
 
 # The keys: rotation, alias, retained.
 for name in ["BackupKey", "CustodyKey"]:
@@ -217,7 +237,12 @@ for rname, role in roles.items():
     for pol in role["Properties"]["Policies"]:
         for st in unwrap(pol["PolicyDocument"]["Statement"]):
             res = st["Resource"]
-            if isinstance(res, dict) and "Fn::GetAtt" in res:
+            if isinstance(res, dict) and "Fn::If" in res and res["Fn::If"][0] == "HasSecondaryRegion":
+                # A table: the global one with a second region. Both branches must be one table.
+                one, both = res["Fn::If"][2], res["Fn::If"][1]
+                check(both == table_ref(one["Fn::GetAtt"][0], "Arn")["Fn::If"][1], f"{rname}/{st['Sid']}: the same table in both regions")
+                r.add(one["Fn::GetAtt"][0])
+            elif isinstance(res, dict) and "Fn::GetAtt" in res:
                 r.add(res["Fn::GetAtt"][0])
             elif isinstance(res, dict) and "Ref" in res:
                 r.add(res["Ref"])
@@ -354,6 +379,26 @@ check(len(missing) == 1 and missing[0]["Properties"]["TreatMissingData"] == "bre
       "an alarm when no drill reports at all (silence is not success)")
 for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn"]:
     check(out in template["Outputs"], f"output {out}")
+
+# The second region's template: replica keys of the primary's two keys, retained, usable only
+# under the same encryption-context conditions as the primaries.
+second, _ = decode(str(ROOT / "template-secondary.yaml"))
+SR = second["Resources"]
+check(sorted(k for k, v in SR.items() if v["Type"] == "AWS::KMS::ReplicaKey") == ["BackupReplicaKey", "CustodyReplicaKey"],
+      "template-secondary.yaml: a replica of each key")
+for name, param in [("BackupReplicaKey", "BackupKeyArn"), ("CustodyReplicaKey", "CustodyKeyArn")]:
+    rk = SR[name]
+    check(rk["Properties"]["PrimaryKeyArn"] == ref(param) and rk["DeletionPolicy"] == "Retain", f"{name}: of {param}, retained")
+    check("key/mrk-" in second["Parameters"][param]["AllowedPattern"], f"{param}: a multi-Region key")
+    stmts = unwrap(rk["Properties"]["KeyPolicy"]["Statement"])
+    for st in stmts:
+        acts = actions(st)
+        if any(a in acts for a in ("kms:Decrypt", "kms:GenerateDataKey")):
+            check("kms:EncryptionContextKeys" in str(st.get("Condition")), f"{name}/{st['Sid']}: bound to the encryption context")
+        check(st["Sid"] != "AccountAdministersButCannotUse" or not any(a in acts for a in CRYPTO), f"{name}: the account administers, never uses")
+backup_ctx = next(st for st in unwrap(SR["BackupReplicaKey"]["Properties"]["KeyPolicy"]["Statement"]) if st["Sid"] == "BackupRoleSealsAndOpensBackupShares")
+check(sorted(backup_ctx["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
+      "the replica's condition names the keys the code sends, as the primary's does")
 
 # samconfig.toml lists every parameter at the template's default (so a deploy never silently
 # turns a safety default off).
