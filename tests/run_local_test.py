@@ -72,7 +72,8 @@ def stored_secrets(env):
     items = [i for t in (env["BACKUP_TABLE_NAME"], CUSTODY["CUSTODY_TABLE_NAME"])
              for i in ddb.scan(TableName=t, ConsistentRead=True)["Items"]]
     for item in items:
-        row = {k: list(v.values())[0] for k, v in item.items()}
+        # A binary attribute (an ESDK message) as its standard base64 text.
+        row = {k: pbtool.text_of(list(v.values())[0]) for k, v in item.items()}
         if "cipherText" not in row or row["sk"].startswith("BACKUP#"):
             continue
         plain = pbtool.decrypt(kms, row["cipherText"], pbtool.item_context(row)).decode()
