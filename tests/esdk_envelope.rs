@@ -359,3 +359,42 @@ async fn aws_encryption_cli_opens_a_stored_backup_by_hand_as_the_readme_says() {
     assert!(!output.exists(), "a wrong context opens nothing");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A message sealed (here by the Python ESDK, as a producer would) under its context plus a key of
+/// its own is refused: a message of this function carries exactly its context.
+#[tokio::test]
+async fn a_message_carrying_more_than_its_context_is_refused() {
+    let moto = Moto::start().await;
+    let seal = |context: &str| {
+        let script = format!(
+            "import sys; sys.path.insert(0, {root:?}); import pbtool; \
+             kms, _, _ = pbtool.clients({ep:?}, 'us-east-1'); \
+             print(pbtool.esdk_encrypt(kms, {key:?}, b'payload', {context}))",
+            root = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts"),
+            ep = moto.endpoint,
+            key = moto.key_id,
+        );
+        let out = std::process::Command::new(common::venv_python())
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap();
+    let c = EncryptionContext::generate_response("c1");
+    let exact = seal("{'clientId': 'c1', 'purpose': 'generate-response'}");
+    assert_eq!(
+        envelope.open(&c, &exact).await.unwrap().expose(),
+        b"payload"
+    );
+    let more = seal("{'clientId': 'c1', 'purpose': 'generate-response', 'extra': 'y'}");
+    assert!(matches!(
+        envelope.open(&c, &more).await,
+        Err(EnvelopeError::Authentication)
+    ));
+}

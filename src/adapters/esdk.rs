@@ -156,6 +156,7 @@ impl EsdkEnvelope {
         let arn = arn_in_region(header.kms_key_arn()?, &self.region);
         let (esdk, mpl, kms) = (self.esdk.clone(), self.mpl.clone(), self.kms.clone());
         let (ctx, required) = (context.to_kms(), context.keys());
+        let expected = ctx.clone();
         self.on_side(async move {
             let keyring = mpl
                 .create_aws_kms_mrk_keyring()
@@ -188,7 +189,13 @@ impl EsdkEnvelope {
             let plaintext = out
                 .plaintext
                 .ok_or(EnvelopeError::KeyServiceContract("Decrypt", "a plaintext"))?;
-            Ok(SecretBytes::new(plaintext.into_inner()))
+            let opened = SecretBytes::new(plaintext.into_inner());
+            // The required-context CMM lets a message carry keys beyond the ones required; a
+            // message of this function carries exactly its context, nothing more.
+            if out.encryption_context.as_ref() != Some(&expected) {
+                return Err(EnvelopeError::Authentication);
+            }
+            Ok(opened)
         })
         .await
     }
