@@ -63,6 +63,24 @@ fn last_key(key: Option<Item>) -> Option<ItemKey> {
     })
 }
 
+impl DynamoStore {
+    /// A consistent Scan of up to `limit` items, filtered to completed checkpoints.
+    fn completed_scan(
+        &self,
+        limit: u32,
+    ) -> aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder {
+        self.client()
+            .scan()
+            .table_name(self.table())
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .filter_expression(COMPLETED)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":backup", AttributeValue::S("BACKUP#".into()))
+            .expression_attribute_values(":completed", AttributeValue::S("COMPLETED".into()))
+            .consistent_read(true)
+    }
+}
+
 impl DrillTable for DynamoStore {
     async fn drill_cursor(&self) -> Result<Option<DrillCursor>, StoreError> {
         let out = self
@@ -129,16 +147,8 @@ impl DrillTable for DynamoStore {
         limit: u32,
     ) -> Result<CompletedPage, StoreError> {
         let out = self
-            .client()
-            .scan()
-            .table_name(self.table())
+            .completed_scan(limit)
             .set_exclusive_start_key(start.map(|k| item_key(k.pk.clone(), k.sk.clone())))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .filter_expression(COMPLETED)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":backup", AttributeValue::S("BACKUP#".into()))
-            .expression_attribute_values(":completed", AttributeValue::S("COMPLETED".into()))
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| dynamo_error("Scan", &e))?;
@@ -155,17 +165,9 @@ impl DrillTable for DynamoStore {
         limit: u32,
     ) -> Result<Vec<CompletedBackup>, StoreError> {
         let out = self
-            .client()
-            .scan()
-            .table_name(self.table())
+            .completed_scan(limit)
             .segment(i32::try_from(segment).unwrap_or(0))
             .total_segments(i32::try_from(segments).unwrap_or(1))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .filter_expression(COMPLETED)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":backup", AttributeValue::S("BACKUP#".into()))
-            .expression_attribute_values(":completed", AttributeValue::S("COMPLETED".into()))
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| dynamo_error("Scan", &e))?;
