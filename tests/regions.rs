@@ -70,6 +70,16 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
     let answer = f.invoke(&sqs_event(&records)).await;
     assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
 
+    // A drill in the primary region first: its cursor item is replicated with the rest.
+    let Answer::Response(d) = f.invoke(&json!({"action": "drill", "sample": 10})).await else {
+        panic!("drill in the primary region failed: {}", f.logs())
+    };
+    assert_eq!(
+        (&d["verified"], &d["failed"]),
+        (&json!(2), &json!(0)),
+        "{d}"
+    );
+
     // The global table's replication: every item copied to the same table in eu-west-1.
     let secondary_sdk = sdk_in(&moto.endpoint, SECONDARY).await;
     let ddb_b = aws_sdk_dynamodb::Client::new(&secondary_sdk);
@@ -96,7 +106,8 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
             .unwrap();
     }
 
-    // The function in eu-west-1: its KMS client calls eu-west-1 only, with the replica key. A
+    // The function in eu-west-1, configured as template-secondary.yaml configures its standby
+    // function: its KMS client calls eu-west-1 only, with the replica key. A
     // message names the primary's ARN; it opens with the replica of the reading region.
     let mut env_b = env.clone();
     set(&mut env_b, "AWS_REGION", SECONDARY);
@@ -128,6 +139,20 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
         (&json!(2), &json!(0)),
         "{d}"
     );
+    // Each region walks with a cursor of its own: the primary's, replicated here, is not
+    // continued (nor overwritten, which would move the primary's walk back when it replicates).
+    let cursors: Vec<_> = moto_items_in(&ddb_b, &moto.table)
+        .await
+        .into_iter()
+        .filter(|i| i["pk"].as_s().is_ok_and(|pk| pk == "DRILL#CURSOR"))
+        .map(|i| i["sk"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(cursors.len(), 2, "{cursors:?}");
+    assert!(
+        cursors.contains(&"us-east-1".to_owned()) && cursors.contains(&SECONDARY.to_owned()),
+        "{cursors:?}"
+    );
+    assert_eq!(d["cycle"]["number"], 1, "a cycle of its own: {d}");
 
     // moto keeps each region's keys apart, as KMS does: eu-west-1 holds the replica and no
     // other key of this test, and the function there called only eu-west-1.
@@ -142,6 +167,19 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
         [replica.as_str()],
         "the replica is the only key in {SECONDARY}"
     );
+}
+
+async fn moto_items_in(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    ddb.scan()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .items()
+        .to_vec()
 }
 
 fn set(env: &mut [(String, String)], key: &str, value: &str) {

@@ -400,6 +400,40 @@ backup_ctx = next(st for st in unwrap(SR["BackupReplicaKey"]["Properties"]["KeyP
 check(sorted(backup_ctx["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
       "the replica's condition names the keys the code sends, as the primary's does")
 
+# The standby function (DeployStandby=true): the primary's binary over the replicas here, direct
+# invoke only, its own drills; its role reaches only the replica table, the replica key's policy
+# names the role under the same context condition.
+SP = second["Parameters"]
+check(SP["DeployStandby"]["Default"] == "false", "no standby function unless asked")
+check(second["Rules"]["StandbyNeedsTheTable"]["RuleCondition"] == {"Fn::Equals": [ref("DeployStandby"), "true"]},
+      "a standby function needs the table's name (a rule, checked before anything is created)")
+standby = SR["StandbyFunction"]
+check(standby["Type"] == "AWS::Serverless::Function" and standby["Condition"] == "HasStandby", "the standby function exists only when asked")
+sp = standby["Properties"]
+senv = sp["Environment"]["Variables"]
+check(senv["KMS_KEY_ID"] == getatt("BackupReplicaKey") and senv["BACKUP_TABLE_NAME"] == ref("TableName")
+      and senv["FUNCTION_ROLE"] == "backup", "the standby seals and opens with the replica key, over the table's replica")
+check(senv["REQUIRE_SEALED_INPUT"] == "true" and senv["ALLOW_PLAINTEXT_RESTORE"] == "false", "the standby keeps the safe defaults")
+check(set(senv) <= set(env), f"the standby sets only variables the primary's function sets: {sorted(set(senv) - set(env))}")
+check("Events" not in sp and standby["Metadata"] == functions["BackupFunction"]["Metadata"] and sp["CodeUri"] == fp["CodeUri"],
+      "the standby is the same binary, with no trigger (direct invoke only)")
+srole = SR["StandbyFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+check(len(srole) == 1 and all(a.startswith("dynamodb:") for a in actions(srole[0])) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"],
+      "the standby's role reaches the replica table and nothing else")
+standby_kms = [st for st in unwrap(SR["BackupReplicaKey"]["Properties"]["KeyPolicy"]["Statement"]) if st["Sid"] == "StandbyFunctionSealsAndOpensBackupShares"]
+check(len(standby_kms) == 1 and standby_kms[0]["Principal"] == {"AWS": getatt("StandbyFunctionRole")}
+      and standby_kms[0]["Condition"] == backup_ctx["Condition"], "the replica key lets the standby's role seal and open, under the backup context")
+check(not any("Standby" in st.get("Sid", "") for st in unwrap(SR["CustodyReplicaKey"]["Properties"]["KeyPolicy"]["Statement"])),
+      "the standby never reaches the custody key")
+ssched = SR["RestoreDrillSchedule"]
+check(ssched["Condition"] == "HasStandbyDrills" and ssched["Properties"]["Target"]["Arn"] == getatt("StandbyFunction")
+      and json.loads(ssched["Properties"]["Target"]["Input"]["Fn::Sub"].replace("${DrillSample}", "20")) == {"action": "drill", "sample": 20},
+      "the standby drills on its own schedule, with the drill payload")
+salarms = {k: v for k, v in SR.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+check(sorted(a["Properties"]["MetricName"] for a in salarms.values()) == ["DrillFailures", "DrillsVerified"]
+      and all("AlarmActions" in a["Properties"] for a in salarms.values()), "the standby's drills alarm on failures and on silence")
+check(second["Outputs"]["StandbyFunctionArn"]["Condition"] == "HasStandby", "output StandbyFunctionArn")
+
 # samconfig.toml lists every parameter at the template's default (so a deploy never silently
 # turns a safety default off).
 import tomllib

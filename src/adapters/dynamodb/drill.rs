@@ -1,8 +1,11 @@
 //! Restore drills' table: completed checkpoints read by Scan pages (along the cursor, or from a
 //! parallel-scan segment), and the drill cursor, one item of its own.
 //!
-//! The cursor item is `pk` = `sk` = `DRILL#CURSOR`: outside every client's partition, so no
-//! client's Query sees it, and rotation skips it as an item of no known kind.
+//! The cursor item is `pk` = `DRILL#CURSOR`, `sk` = the region the function runs in: outside
+//! every client's partition, so no client's Query sees it, and rotation skips it as an item of no
+//! known kind. One cursor per region, because a global table replicates every item: drills in
+//! two regions sharing one cursor would overwrite each other's walk (last writer wins there, and
+//! the version condition is checked only in the writing region).
 
 use std::collections::HashMap;
 
@@ -17,7 +20,7 @@ use crate::ports::drill::{CompletedBackup, CompletedPage, DrillCursor, DrillTabl
 use crate::ports::rotation::ItemKey;
 use crate::ports::store::StoreError;
 
-/// The cursor item's `pk` and `sk`.
+/// The cursor items' `pk`.
 pub const CURSOR_KEY: &str = "DRILL#CURSOR";
 
 /// Completed checkpoints only: the filter of every drill Scan (it filters after reading, so the
@@ -64,6 +67,16 @@ fn last_key(key: Option<Item>) -> Option<ItemKey> {
 }
 
 impl DynamoStore {
+    /// The key of this region's cursor item.
+    fn cursor_key(&self) -> Item {
+        let region = self
+            .client()
+            .config()
+            .region()
+            .map_or_else(|| CURSOR_KEY.to_owned(), |r| r.as_ref().to_owned());
+        item_key(CURSOR_KEY.into(), region)
+    }
+
     /// A consistent Scan of up to `limit` items, filtered to completed checkpoints.
     fn completed_scan(
         &self,
@@ -87,7 +100,7 @@ impl DrillTable for DynamoStore {
             .client()
             .get_item()
             .table_name(self.table())
-            .set_key(Some(item_key(CURSOR_KEY.into(), CURSOR_KEY.into())))
+            .set_key(Some(self.cursor_key()))
             .consistent_read(true)
             .send()
             .await
@@ -106,7 +119,7 @@ impl DrillTable for DynamoStore {
     }
 
     async fn save_drill_cursor(&self, cursor: &DrillCursor) -> Result<bool, StoreError> {
-        let mut item = item_key(CURSOR_KEY.into(), CURSOR_KEY.into());
+        let mut item = self.cursor_key();
         if let Some(next) = &cursor.next {
             item.insert("nextPk".into(), AttributeValue::S(next.pk.clone()));
             item.insert("nextSk".into(), AttributeValue::S(next.sk.clone()));
