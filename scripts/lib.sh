@@ -53,3 +53,15 @@ ensure_cargo_deny() {
   fi
   export PATH="$ROOT/.tools/bin:$PATH"
 }
+
+# rustack (MIT): a multi-threaded, AWS-like emulator of DynamoDB, KMS and SQS. The bench runs on
+# it by default and one end-to-end test proves the function there. Built once into .tools/,
+# pinned; not --locked, because its lock file names a crate version the registry lacks.
+RUSTACK_VERSION=0.12.0
+ensure_rustack() {
+  if ! "$ROOT/.tools/bin/rustack" --version 2>/dev/null | grep -qx "rustack $RUSTACK_VERSION"; then
+    log "installing rustack $RUSTACK_VERSION into .tools (one time, about 5-11 minutes)"
+    cargo install --quiet rustack-cli --version "$RUSTACK_VERSION" --no-default-features \
+      --features dynamodb,kms,sqs --root "$ROOT/.tools"
+  fi
+}

@@ -102,7 +102,39 @@ async fn portal_managed_sqs_message_stores_ciphertexts_with_portal() {
 #[tokio::test]
 async fn batch_of_ten_reports_exactly_the_poison_and_the_refused_message() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
-    let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    batch_of_ten(&moto, &sim).await;
+}
+
+/// The same batch on rustack, the multi-threaded AWS-like backend the bench runs on: the
+/// function's calls (transactions, conditions, BatchGetItem, KMS contexts) behave there as on
+/// moto, and its backups then verify and drill through the function.
+#[tokio::test]
+async fn batch_of_ten_on_rustack_then_verified_and_drilled() {
+    let (aws, sim) = tokio::join!(Moto::rustack(), Sim::start());
+    let good = batch_of_ten(&aws, &sim).await;
+    let f = Function::start(&function_env(&aws, &sim, "SELF_MANAGED")).await;
+    for client in &good {
+        let Answer::Response(v) = f
+            .invoke(&json!({"action": "verify", "clientId": client}))
+            .await
+        else {
+            panic!("verify on rustack failed: {}", f.logs())
+        };
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let Answer::Response(d) = f.invoke(&json!({"action": "drill", "sample": 20})).await else {
+        panic!("drill on rustack failed: {}", f.logs())
+    };
+    assert_eq!(
+        (&d["verified"], &d["failed"]),
+        (&json!(8), &json!(0)),
+        "{d}"
+    );
+}
+
+/// A batch of ten with a poison message and a refused one; answers the eight clients backed up.
+async fn batch_of_ten(moto: &Moto, sim: &Sim) -> Vec<String> {
+    let f = Function::start(&function_env(moto, sim, "SELF_MANAGED")).await;
     let mut records = Vec::new();
     let mut good = Vec::new();
     let mut secrets = Vec::new();
@@ -127,20 +159,20 @@ async fn batch_of_ten_reports_exactly_the_poison_and_the_refused_message() {
     let answer = f.invoke(&sqs_event(&records)).await;
     assert_eq!(failed_ids(&answer), ["msg-3", "msg-6"], "{}", f.logs());
     for client in &good {
-        secrets.extend(assert_self_managed_backup(&moto, &sim, client).await);
+        secrets.extend(assert_self_managed_backup(moto, sim, client).await);
     }
     assert!(
-        backup_pairs(&sim, "client-103").await.is_empty(),
+        backup_pairs(sim, "client-103").await.is_empty(),
         "the poison message cost no Portal call"
     );
-    assert!(backup_pairs(&sim, "client-106").await.is_empty());
+    assert!(backup_pairs(sim, "client-106").await.is_empty());
     assert_eq!(
         sim.calls("backup").await,
         9,
         "eight backups and the refused one"
     );
     assert_eq!(
-        share_items(&moto).await,
+        share_items(moto).await,
         16,
         "two items for each of the eight"
     );
@@ -154,6 +186,7 @@ async fn batch_of_ten_reports_exactly_the_poison_and_the_refused_message() {
         "the refusal names Portal's status"
     );
     assert_no_secret_in(&logs, &secrets);
+    good
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! What the integration tests share: a moto server, the Portal simulator and the built function
-//! under a local Runtime API, each started by the test itself and stopped when dropped.
+//! What the integration tests share: a moto server (or rustack, `Moto::rustack`), the Portal
+//! simulator and the built function under a local Runtime API, each started by the test itself
+//! and stopped when dropped.
 #![allow(dead_code)]
 
 pub mod checks;
@@ -22,6 +23,11 @@ use tokio::process::{Child, Command};
 /// The project's single-threaded moto launcher (see `scripts/moto-server.py`).
 fn moto_server() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/moto-server.py").to_owned()
+}
+
+/// rustack, as `scripts/lib.sh` installs it.
+pub fn rustack_program() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/.tools/bin/rustack").to_owned()
 }
 
 /// The project's venv Python, for the independent decryptor.
@@ -89,7 +95,34 @@ impl Moto {
         // Keep reading, so that anything moto prints later never meets a closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         wait_for(port, "moto").await;
-        let endpoint = format!("http://127.0.0.1:{port}");
+        Self::provision(child, format!("http://127.0.0.1:{port}")).await
+    }
+
+    /// Starts rustack (`.tools/bin/rustack`, installed by `scripts/test` and `scripts/bench`): an
+    /// AWS-like, multi-threaded emulator of DynamoDB, KMS and SQS, in place of moto, provisioned
+    /// alike. moto stays the reference for behaviour; rustack is how AWS's concurrency looks.
+    pub async fn rustack() -> Moto {
+        let program = rustack_program();
+        let port = free_port();
+        let child = Command::new(&program)
+            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SERVICES", "dynamodb,kms,sqs")
+            .env("LOG_LEVEL", "error")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {program} ({e}): run scripts/test, which installs rustack into .tools")
+            });
+        wait_for(port, "rustack").await;
+        Self::provision(child, format!("http://127.0.0.1:{port}")).await
+    }
+
+    /// Creates the two keys and the two tables on a fresh server.
+    async fn provision(child: Child, endpoint: String) -> Moto {
         let sdk = sdk_config(&endpoint).await;
         let kms = aws_sdk_kms::Client::new(&sdk);
         let create_key = || async {
