@@ -6,6 +6,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_async::rt::sleep::TokioSleep;
+use aws_smithy_http_client::{Connector, tls};
+use aws_smithy_runtime_api::client::http::{
+    HttpConnectorSettings, SharedHttpClient, SharedHttpConnector, http_client_fn,
+};
 
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
@@ -16,16 +21,20 @@ use crate::entry::webhook::CustodyHandler;
 use crate::entry::{Handler, Services};
 use crate::workflow::custody::CustodyService;
 
+/// The AWS SDK's connect timeout (and the connector's).
+const SDK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The AWS SDK settings of every client the function builds; region, credentials and endpoints
 /// still come from the SDK's usual sources when it loads.
 pub fn sdk_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(sdk_http_client())
         // Standard retries (3 attempts, backoff with jitter) for throttling and 5xx; each
         // attempt bounded so a stalled KMS or DynamoDB call cannot eat the invocation.
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
+                .connect_timeout(SDK_CONNECT_TIMEOUT)
                 .operation_attempt_timeout(Duration::from_secs(5))
                 .operation_timeout(Duration::from_secs(15))
                 .build(),
@@ -33,6 +42,25 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
         // Each attempt is already bounded by operation_attempt_timeout, and every response is a
         // small JSON document: the stalled-stream monitor would only add a timer per body.
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+}
+
+/// The SDK's HTTPS client, its connector built now: the SDK's default builds it on the first
+/// request, and building it loads and parses the host's trust store, which would fall on the
+/// first message instead of on init (issue 16). Same TLS as the default (rustls on AWS-LC, the
+/// host's roots) and the same connect timeout; every client of the process shares it.
+fn sdk_http_client() -> SharedHttpClient {
+    let connector = SharedHttpConnector::new(
+        Connector::builder()
+            .connector_settings(
+                HttpConnectorSettings::builder()
+                    .connect_timeout(SDK_CONNECT_TIMEOUT)
+                    .build(),
+            )
+            .sleep_impl(TokioSleep::new())
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .build(),
+    );
+    http_client_fn(move |_settings, _components| connector.clone())
 }
 
 /// The backup function: every backup service wired to the real adapters.
