@@ -51,7 +51,10 @@ fn flag_off(name: &str) -> bool {
 #[tokio::main]
 async fn main() {
     let kind = Kind::from_env();
-    let (aws, sim) = tokio::join!(Aws::start(kind), Sim::start());
+    let sim = Sim::start().await;
+    // A fresh backend for each phase: rustack keeps at most 1,024 transaction tokens per 10-minute
+    // idempotency window (DynamoDB has no such limit), and one phase makes up to 1,000.
+    let fresh = || Aws::start(kind);
     let root = env!("CARGO_MANIFEST_DIR");
     let rust = Subject {
         name: "portal-backup",
@@ -75,19 +78,20 @@ async fn main() {
         _ => None,
     };
 
+    let aws = fresh().await;
     let ours = measure(&rust, &aws, &sim, 0).await;
-    let floor = calls::sequential_floor(&aws, &sim, 50_000).await;
-    let calls = calls::calls_cpu(&aws, &sim, 60_000).await;
+    let floor = calls::sequential_floor(&fresh().await, &sim, 50_000).await;
+    let calls = calls::calls_cpu(&fresh().await, &sim, 60_000).await;
     let peer = match &peer_subject {
-        Some(node) => Some(measure(node, &aws, &sim, 100_000).await),
+        Some(node) => Some(measure(node, &fresh().await, &sim, 100_000).await),
         None => None,
     };
     let (our_shares, peer_shares) = if flag_off("BENCH_QUOTA") {
         (None, None)
     } else {
-        let ours = quota::shares(&rust, &aws, &sim, 200_000).await;
+        let ours = quota::shares(&rust, &fresh().await, &sim, 200_000).await;
         let peer = match (&peer_subject, &ours) {
-            (Some(node), Some(_)) => quota::shares(node, &aws, &sim, 300_000).await,
+            (Some(node), Some(_)) => quota::shares(node, &fresh().await, &sim, 300_000).await,
             _ => None,
         };
         (ours, peer)
