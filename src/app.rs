@@ -57,7 +57,9 @@ fn sdk_http_client() -> SharedHttpClient {
                     .build(),
             )
             .sleep_impl(TokioSleep::new())
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
             .build(),
     );
     http_client_fn(move |_settings, _components| connector.clone())

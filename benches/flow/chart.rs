@@ -8,7 +8,7 @@ use crate::quota::Share;
 const PANEL_W: f64 = 360.0;
 const PANEL_H: f64 = 260.0;
 const LEFT: f64 = 56.0;
-const TOP: f64 = 56.0;
+const TOP: f64 = 76.0;
 const BOTTOM: f64 = 40.0;
 const OURS: &str = "#d4572a";
 const PEER: &str = "#6b7b8c";
@@ -50,7 +50,7 @@ pub fn svg(title: &str, ours: &[Share], peer: &[Share]) -> String {
         r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"#,
         escape(title)
     );
-    legend(&mut out, width - 300.0, !peer.is_empty());
+    legend(&mut out, LEFT, !peer.is_empty());
     for (p, (name, value)) in panels.iter().enumerate() {
         let x0 = LEFT + p as f64 * (PANEL_W + LEFT);
         let _ = writeln!(
@@ -125,13 +125,15 @@ fn legend(out: &mut String, x: f64, with_peer: bool) {
     if with_peer {
         items.push((PEER, "Node.js 20, the seed's flow"));
     }
+    // One row under the title.
+    let ly = 42.0;
     for (i, (colour, name)) in items.iter().enumerate() {
-        let ly = 16.0 + 16.0 * i as f64;
+        let lx = x + 220.0 * i as f64;
         let _ = writeln!(
             out,
-            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{ly}">{name}</text>"#,
+            r#"<rect x="{lx}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{ly}">{name}</text>"#,
             ly - 10.0,
-            x + 18.0
+            lx + 18.0
         );
     }
 }

@@ -115,9 +115,11 @@ async fn main() {
         peer.as_ref(),
         ours256.as_ref().map(|s| (s, peer256.as_ref())),
     );
-    if let Some(s) = &our_shares {
+    // The chart is the standard run's: this build beside the peer (not an A/B run's).
+    let standard = std::env::var_os("PORTAL_BACKUP_BIN").is_none() && peer_shares.is_some();
+    if let Some(s) = our_shares.as_ref().filter(|_| standard) {
         let title = format!(
-            "portal-backup and the Node.js peer at Lambda's CPU share ({}, {})",
+            "At Lambda's CPU share: portal-backup and the Node.js peer ({}, {})",
             kind.name(),
             chrono_date()
         );
