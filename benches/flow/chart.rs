@@ -16,8 +16,9 @@ const PEER: &str = "#6b7b8c";
 /// One panel's figure of a subject at one memory size.
 type Metric = fn(&Share) -> f64;
 
-/// The SVG text. `peer` may be empty (no Node.js here): its bars are then left out.
-pub fn svg(title: &str, ours: &[Share], peer: &[Share]) -> String {
+/// The SVG text; `note` ends the footer (the backend). `peer` may be empty (no Node.js here):
+/// its bars are then left out.
+pub fn svg(title: &str, note: &str, ours: &[Share], peer: &[Share]) -> String {
     let panels: [(&str, Metric); 2] = [
         ("init + first message", |s| s.init_first_ms),
         ("batch of 10, warm", |s| s.batch_ms),
@@ -113,8 +114,9 @@ pub fn svg(title: &str, ours: &[Share], peer: &[Share]) -> String {
     }
     let _ = writeln!(
         out,
-        r##"<text x="{LEFT}" y="{}" fill="#555">Lambda memory size (CPU share: memory ÷ 1,769 MB of one vCPU, as a CFS quota); log scale; 50 ms per Portal call</text>"##,
-        height - 8.0
+        r##"<text x="{LEFT}" y="{}" fill="#555">CPU share = memory ÷ 1,769 MB of a vCPU (CFS quota) · log scale · 50 ms per Portal call · {}</text>"##,
+        height - 8.0,
+        escape(note)
     );
     out.push_str("</svg>\n");
     out

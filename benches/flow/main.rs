@@ -119,11 +119,15 @@ async fn main() {
     let standard = std::env::var_os("PORTAL_BACKUP_BIN").is_none() && peer_shares.is_some();
     if let Some(s) = our_shares.as_ref().filter(|_| standard) {
         let title = format!(
-            "At Lambda's CPU share: portal-backup and the Node.js peer ({}, {})",
-            kind.name(),
+            "portal-backup and the Node.js peer at Lambda's CPU share ({})",
             chrono_date()
         );
-        let svg = chart::svg(&title, s, peer_shares.as_deref().unwrap_or(&[]));
+        let svg = chart::svg(
+            &title,
+            kind.name(),
+            s,
+            peer_shares.as_deref().unwrap_or(&[]),
+        );
         let path = format!("{root}/docs/performance-chart.svg");
         match std::fs::write(&path, svg) {
             Ok(()) => eprintln!("chart: {path}"),
