@@ -114,17 +114,20 @@ async fn batch_of_ten_on_rustack_then_verified_and_drilled() {
     let good = batch_of_ten(&aws, &sim).await;
     let f = Function::start(&function_env(&aws, &sim, "SELF_MANAGED")).await;
     for client in &good {
-        let Answer::Response(v) = f
-            .invoke(&json!({"action": "verify", "clientId": client}))
-            .await
-        else {
-            panic!("verify on rustack failed: {}", f.logs())
-        };
+        let v = f
+            .respond(
+                &json!({"action": "verify", "clientId": client}),
+                "verify on rustack",
+            )
+            .await;
         assert_eq!(v["ok"], true, "{v}");
     }
-    let Answer::Response(d) = f.invoke(&json!({"action": "drill", "sample": 20})).await else {
-        panic!("drill on rustack failed: {}", f.logs())
-    };
+    let d = f
+        .respond(
+            &json!({"action": "drill", "sample": 20}),
+            "drill on rustack",
+        )
+        .await;
     assert_eq!(
         (&d["verified"], &d["failed"]),
         (&json!(8), &json!(0)),

@@ -8,7 +8,6 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::config::Credentials;
 use common::checks::key_of;
 use common::{Function, Moto, Sim, create_table, failed_ids, function_env, message, sqs_event};
-use devstack::runtime_api::Answer;
 use serde_json::json;
 
 const SECONDARY: &str = "eu-west-1";
@@ -71,9 +70,12 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
     assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
 
     // A drill in the primary region first: its cursor item is replicated with the rest.
-    let Answer::Response(d) = f.invoke(&json!({"action": "drill", "sample": 10})).await else {
-        panic!("drill in the primary region failed: {}", f.logs())
-    };
+    let d = f
+        .respond(
+            &json!({"action": "drill", "sample": 10}),
+            "drill in the primary region",
+        )
+        .await;
     assert_eq!(
         (&d["verified"], &d["failed"]),
         (&json!(2), &json!(0)),
@@ -114,26 +116,29 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
     set(&mut env_b, "KMS_KEY_ID", &replica);
     let g = Function::start(&env_b).await;
     for client in &clients {
-        let Answer::Response(v) = g
-            .invoke(&json!({"action": "verify", "clientId": client}))
-            .await
-        else {
-            panic!("verify in {SECONDARY} failed: {}", g.logs())
-        };
+        let v = g
+            .respond(
+                &json!({"action": "verify", "clientId": client}),
+                &format!("verify in {SECONDARY}"),
+            )
+            .await;
         assert_eq!(v["ok"], true, "{v}");
-        let Answer::Response(r) = g
-            .invoke(&json!({"action": "restore", "clientId": client}))
-            .await
-        else {
-            panic!("restore in {SECONDARY} failed: {}", g.logs())
-        };
+        let r = g
+            .respond(
+                &json!({"action": "restore", "clientId": client}),
+                &format!("restore in {SECONDARY}"),
+            )
+            .await;
         // Sealed in the secondary region, under the replica.
         let sealed = r["sealedBackupResponse"].as_str().expect("sealed");
         assert_eq!(key_of(sealed), replica);
     }
-    let Answer::Response(d) = g.invoke(&json!({"action": "drill", "sample": 10})).await else {
-        panic!("drill in {SECONDARY} failed: {}", g.logs())
-    };
+    let d = g
+        .respond(
+            &json!({"action": "drill", "sample": 10}),
+            &format!("drill in {SECONDARY}"),
+        )
+        .await;
     assert_eq!(
         (&d["verified"], &d["failed"]),
         (&json!(2), &json!(0)),

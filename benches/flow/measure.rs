@@ -44,22 +44,21 @@ pub struct Subject {
     pub args: Vec<String>,
 }
 
+/// Another way to run a program: `(program, args)` → the command that runs it (inside a cgroup,
+/// see `quota`).
+pub type Launcher<'a> = &'a dyn Fn(&str, &[String]) -> (String, Vec<String>);
+
 impl Subject {
     pub async fn start(&self, aws: &Aws, sim: &Sim) -> Function {
         self.start_in(aws, sim, None).await
     }
 
-    /// Starts the process, inside `cgroup` if given (its CPU share: see `quota`).
-    pub async fn start_in(
-        &self,
-        aws: &Aws,
-        sim: &Sim,
-        cgroup: Option<&crate::quota::Cgroup>,
-    ) -> Function {
+    /// Starts the process, through `launch` if given.
+    pub async fn start_in(&self, aws: &Aws, sim: &Sim, launch: Option<Launcher<'_>>) -> Function {
         let mut env = aws.env(sim);
         env.push(("RUST_LOG".into(), "warn".into()));
-        let (program, args) = match cgroup {
-            Some(cg) => cg.wrap(&self.program, &self.args),
+        let (program, args) = match launch {
+            Some(launch) => launch(&self.program, &self.args),
             None => (self.program.clone(), self.args.clone()),
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

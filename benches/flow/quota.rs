@@ -127,7 +127,9 @@ pub async fn shares(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Option<Ve
             let events = batches(sim, 2, 1, at).await;
             let ten = batches(sim, 1, 10, at + 5).await;
             let started = Instant::now();
-            let f: Function = s.start_in(aws, sim, Some(&cgroup)).await;
+            let f: Function = s
+                .start_in(aws, sim, Some(&|p: &str, a: &[String]| cgroup.wrap(p, a)))
+                .await;
             // Queued before the process polls: it gets it on its first /next.
             timed(&f, &events[0]).await;
             let init_first_ms = started.elapsed().as_secs_f64() * 1000.0;

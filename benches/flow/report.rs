@@ -148,66 +148,54 @@ pub fn shares(name: &str, ours: &[Share], peer: Option<&[Share]>) {
     println!("|---|---|---|---|");
     for (i, s) in ours.iter().enumerate() {
         let p = peer.and_then(|p| p.get(i));
-        let share = quota_us(s.memory_mb) as f64 / 20_000.0;
         let mb = s.memory_mb;
-        row(
-            &format!("{mb} MB ({share:.3} vCPU): init"),
-            "ms",
-            s.init_ms,
-            p.map(|p| p.init_ms),
-            0,
-        );
-        row(
-            &format!("{mb} MB: init + first message"),
-            "ms",
-            s.init_first_ms,
-            p.map(|p| p.init_first_ms),
-            0,
-        );
-        row(
-            &format!("{mb} MB: first message alone (after init)"),
-            "ms",
-            s.first_ms(),
-            p.map(Share::first_ms),
-            0,
-        );
-        row(
-            &format!("{mb} MB: a warm message"),
-            "ms",
-            s.warm_ms,
-            p.map(|p| p.warm_ms),
-            0,
-        );
-        row(
-            &format!("{mb} MB: first message ÷ a warm one"),
-            "×",
-            s.first_ms() / s.warm_ms,
-            p.map(|p| p.first_ms() / p.warm_ms),
-            2,
-        );
-        row(
-            &format!("{mb} MB: a batch of 10, warm"),
-            "ms",
-            s.batch_ms,
-            p.map(|p| p.batch_ms),
-            0,
-        );
-        row(
-            &format!("{mb} MB: process CPU, start to the end of the batch"),
-            "ms",
-            s.cpu_ms,
-            p.map(|p| p.cpu_ms),
-            0,
-        );
-        row(
-            &format!("{mb} MB: billed GB-s per 1,000 backups (batches of 10, warm)"),
-            "GB-s",
-            s.gb_s_per_1000(),
-            p.map(Share::gb_s_per_1000),
-            2,
-        );
+        for (n, (what, unit, value, digits)) in SHARE_ROWS.iter().enumerate() {
+            // The size's first row also says the CPU share it stands for.
+            let size = if n == 0 {
+                format!("{mb} MB ({:.3} vCPU)", quota_us(mb) as f64 / 20_000.0)
+            } else {
+                format!("{mb} MB")
+            };
+            row(
+                &format!("{size}: {what}"),
+                unit,
+                value(s),
+                p.map(value),
+                *digits,
+            );
+        }
     }
 }
+
+/// One figure of a subject at one memory size.
+type Metric = fn(&Share) -> f64;
+
+/// The rows printed for each memory size: what, unit, the figure, decimals.
+const SHARE_ROWS: [(&str, &str, Metric, usize); 8] = [
+    ("init", "ms", |s| s.init_ms, 0),
+    ("init + first message", "ms", |s| s.init_first_ms, 0),
+    ("first message alone (after init)", "ms", Share::first_ms, 0),
+    ("a warm message", "ms", |s| s.warm_ms, 0),
+    (
+        "first message ÷ a warm one",
+        "×",
+        |s| s.first_ms() / s.warm_ms,
+        2,
+    ),
+    ("a batch of 10, warm", "ms", |s| s.batch_ms, 0),
+    (
+        "process CPU, start to the end of the batch",
+        "ms",
+        |s| s.cpu_ms,
+        0,
+    ),
+    (
+        "billed GB-s per 1,000 backups (batches of 10, warm)",
+        "GB-s",
+        Share::gb_s_per_1000,
+        2,
+    ),
+];
 
 /// One target: the figure, the bound, and whether it holds.
 fn target(what: &str, value: Option<f64>, bound: f64) {

@@ -407,6 +407,15 @@ impl Function {
         }
     }
 
+    /// Invokes with `payload` and returns the function's response; panics, with its output, if
+    /// the invocation failed (`what` names it).
+    pub async fn respond(&self, payload: &Value, what: &str) -> Value {
+        match self.invoke(payload).await {
+            Answer::Response(v) => v,
+            _ => panic!("{what} failed: {}", self.logs()),
+        }
+    }
+
     /// Invokes with a deadline of `deadline` from now; `None` if no answer came in that time.
     pub async fn invoke_within(&self, payload: &Value, deadline: Duration) -> Option<Answer> {
         self.api.invoke(payload, deadline).await.ok()
