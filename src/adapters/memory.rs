@@ -39,6 +39,8 @@ pub(crate) struct FakePortal {
     pub stored: Arc<Mutex<HashMap<String, String>>>,
     /// The `Authorization` header of each `/v1/backup` call.
     pub keys: Arc<Mutex<Vec<String>>>,
+    /// The client `/v1/backup`'s shares name (`None`: [`FAKE_CLIENT`]).
+    pub backup_client: Option<String>,
 }
 
 impl Portal for FakePortal {
@@ -57,15 +59,20 @@ impl Portal for FakePortal {
                 call: "backup",
                 status,
                 error_id: None,
-                message: "x".into(),
                 retry_after: None,
             });
         }
         let tag = g.expose().len();
+        // As Portal does: the backup shares are the signing shares' client's.
+        let client = self
+            .backup_client
+            .clone()
+            .or_else(|| signing_client(g))
+            .unwrap_or_else(|| FAKE_CLIENT.to_owned());
         Ok(Curve::ALL.map(|curve| BackupShare {
             curve,
             id: format!("bk-{curve}-{tag}"),
-            share: SecretString::new(fake_share(&format!("bk-{curve}-{tag}"))),
+            share: SecretString::new(fake_share(&client, &format!("bk-{curve}-{tag}"))),
         }))
     }
     async fn store_cipher_text(
@@ -108,8 +115,17 @@ impl Portal for FakePortal {
         self.log.push("portal.recover");
         // New signing shares, named after the backup they came from.
         let tag = backup_response.expose().len();
+        let client = self
+            .backup_client
+            .clone()
+            .or_else(|| signing_client(backup_response))
+            .unwrap_or_else(|| FAKE_CLIENT.to_owned());
+        let (s, e) = (
+            fake_share(&client, &format!("sig-s-{tag}")),
+            fake_share(&client, &format!("sig-e-{tag}")),
+        );
         Ok(SecretString::new(format!(
-            r#"{{"SECP256K1":{{"share":"new-s","id":"sig-s-{tag}"}},"ED25519":{{"share":"new-e","id":"sig-e-{tag}"}}}}"#
+            r#"{{"SECP256K1":{{"share":"{s}","id":"sig-s-{tag}"}},"ED25519":{{"share":"{e}","id":"sig-e-{tag}"}}}}"#
         )))
     }
     async fn mark_stored(&self, _: &ClientApiKey, ids: &[String]) -> Result<(), PortalError> {
@@ -119,7 +135,6 @@ impl Portal for FakePortal {
                 call: "mark",
                 status: 503,
                 error_id: None,
-                message: "x".into(),
                 retry_after: None,
             });
         }
@@ -128,12 +143,30 @@ impl Portal for FakePortal {
 }
 
 /// A share as Portal makes them: base64 of JSON naming its backup share pair.
-pub(crate) fn fake_share(id: &str) -> String {
+pub(crate) fn fake_share(client_id: &str, id: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!(
-        r#"{{"backupSharePairId":"{id}","share":"5ecret"}}"#
+        r#"{{"clientId":"{client_id}","backupSharePairId":"{id}","share":"5ecret"}}"#
     ))
 }
+
+/// The client the first share of a curve-keyed response (generate or backup) names.
+fn signing_client(generate: &SecretString) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(generate.expose()).ok()?;
+    let share = doc.as_object()?.values().next()?.get("share")?.as_str()?;
+    crate::domain::share::client_id_in(share)
+}
+
+/// A generate response whose two signing shares name `client_id`, with pair ids `s` and `e`.
+pub(crate) fn fake_generate(client_id: &str, s: &str, e: &str) -> serde_json::Value {
+    serde_json::json!({
+        "SECP256K1": {"share": fake_share(client_id, s), "id": s},
+        "ED25519": {"share": fake_share(client_id, e), "id": e},
+    })
+}
+
+/// The client the fakes' requests name (`workflow::backup::tests::request`).
+pub(crate) const FAKE_CLIENT: &str = "client-1";
 
 /// "Encrypts" as `context-json|plaintext`, so a wrong context fails to open.
 #[derive(Clone, Default)]

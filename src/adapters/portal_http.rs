@@ -120,12 +120,10 @@ impl HttpPortal {
         if status.is_success() {
             return Ok((status, body));
         }
-        let (error_id, message) = parse_error(body.expose());
         Err(PortalError::Status {
             call,
             status: status.as_u16(),
-            error_id,
-            message,
+            error_id: parse_error(body.expose()),
             retry_after,
         })
     }
@@ -167,24 +165,22 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     truncate(&detail, 300)
 }
 
-/// Reads Portal's three documented error shapes (and a plain string) into id and message.
-pub fn parse_error(body: &[u8]) -> (Option<String>, String) {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| truncate(s, 200));
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::String(s)) => (None, truncate(&s, 200)),
-        Ok(Value::Object(map)) => {
-            if let Some(Value::Object(inner)) = map.get("error") {
-                let id = text(inner.get("id")).or_else(|| text(inner.get("error")));
-                (id, text(inner.get("message")).unwrap_or_default())
-            } else {
-                (
-                    text(map.get("id")),
-                    text(map.get("message")).unwrap_or_default(),
-                )
-            }
-        }
-        _ => (None, "no error detail".to_owned()),
-    }
+/// Reads Portal's error id from its three documented error shapes. Only an id-shaped value is
+/// kept (`[A-Z0-9_]`, 1 to 64): Portal's message and anything else it sends are dropped, since
+/// they may quote the request (signing shares, a backup response).
+pub fn parse_error(body: &[u8]) -> Option<String> {
+    let doc = serde_json::from_slice::<Value>(body).ok()?;
+    let map = doc.as_object()?;
+    let id = match map.get("error") {
+        Some(Value::Object(inner)) => inner.get("id").or_else(|| inner.get("error")),
+        _ => map.get("id"),
+    }?
+    .as_str()?;
+    let id_shaped = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    id_shaped.then(|| id.to_owned())
 }
 
 /// Parses a `/v1/backup` answer in any documented form, checking each share names its own id.
@@ -404,24 +400,34 @@ mod tests {
     }
 
     #[test]
-    fn reads_all_error_shapes() {
+    fn keeps_only_portals_error_id_from_each_shape() {
+        assert_eq!(parse_error(br#""Authorization header is missing""#), None);
         assert_eq!(
-            parse_error(br#""Authorization header is missing""#),
-            (None, "Authorization header is missing".into())
-        );
-        assert_eq!(
-            parse_error(br#"{"id":"BAD_REQUEST","message":"m"}"#),
-            (Some("BAD_REQUEST".into()), "m".into())
+            parse_error(br#"{"id":"BAD_REQUEST","message":"share eyJzZWNyZXQ"}"#),
+            Some("BAD_REQUEST".into())
         );
         assert_eq!(
             parse_error(br#"{"error":{"id":"WEBHOOK_FAILED","message":"m","code":0}}"#),
-            (Some("WEBHOOK_FAILED".into()), "m".into())
+            Some("WEBHOOK_FAILED".into())
         );
         assert_eq!(
             parse_error(br#"{"error":{"code":211,"error":"SIGNING_NETWORK_ERROR","message":"m"}}"#),
-            (Some("SIGNING_NETWORK_ERROR".into()), "m".into())
+            Some("SIGNING_NETWORK_ERROR".into())
         );
-        assert_eq!(parse_error(b"<html>"), (None, "no error detail".into()));
+        // Anything that is not id-shaped may quote the request: dropped.
+        assert_eq!(parse_error(br#"{"id":"bad share: eyJzZWNyZXQ"}"#), None);
+        assert_eq!(parse_error(b"<html>"), None);
+        let err = PortalError::Status {
+            call: BACKUP,
+            status: 400,
+            error_id: parse_error(br#"{"id":"BAD_REQUEST","message":"s3cr3t"}"#),
+            retry_after: None,
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("HTTP 400 BAD_REQUEST") && !text.contains("s3cr3t"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -430,7 +436,6 @@ mod tests {
             call: BACKUP,
             status: s,
             error_id: None,
-            message: String::new(),
             retry_after: None,
         };
         assert!(status(429).is_transient());

@@ -60,6 +60,17 @@ pub struct GenerateResponse {
     pub json: SecretString,
     /// The signing share pair ids in it (SECP256K1, ED25519); not secret.
     pub signing_share_pair_ids: [String; 2],
+    /// The `clientId` each signing share names (SECP256K1, ED25519), if it names one.
+    pub share_client_ids: [Option<String>; 2],
+}
+
+impl GenerateResponse {
+    /// Whether both signing shares name `client_id` (a share naming none does not).
+    pub fn names_only(&self, client_id: &str) -> bool {
+        self.share_client_ids
+            .iter()
+            .all(|named| named.as_deref() == Some(client_id))
+    }
 }
 
 /// The signing shares as the request carried them.
@@ -227,12 +238,13 @@ fn generate_response(
             GenerateResponse::parse(SecretString::new(std::mem::take(s)), field)
         }
         Some(obj @ Value::Object(_)) => {
-            let signing_share_pair_ids = signing_ids(obj, field)?;
+            let (signing_share_pair_ids, share_client_ids) = signing_ids(obj, field)?;
             let text = serde_json::to_string(obj)
                 .map_err(|e| bad(field, format!("cannot be encoded ({e})")))?;
             Ok(GenerateResponse {
                 json: SecretString::new(text),
                 signing_share_pair_ids,
+                share_client_ids,
             })
         }
         Some(_) => Err(bad(field, "must be an object or a JSON string")),
@@ -257,18 +269,22 @@ impl SealedPayload {
     pub fn parse(plaintext: SecretString) -> Result<Self, InputError> {
         let mut doc: Value = serde_json::from_str(plaintext.expose())
             .map_err(|e| bad(Self::FIELD, format!("is not valid JSON ({e})")))?;
-        let result = match doc.as_object_mut() {
-            Some(map) if map.contains_key("generateResponse") => Self::wrapped(map),
-            // The generate response alone: its text is already what Portal takes.
-            Some(_) => signing_ids(&doc, Self::FIELD).map(|signing_share_pair_ids| Self {
-                generate: GenerateResponse {
-                    json: plaintext,
-                    signing_share_pair_ids,
-                },
-                api_key: None,
-            }),
-            None => Err(bad(Self::FIELD, "must open to a JSON object")),
-        };
+        let result =
+            match doc.as_object_mut() {
+                Some(map) if map.contains_key("generateResponse") => Self::wrapped(map),
+                // The generate response alone: its text is already what Portal takes.
+                Some(_) => signing_ids(&doc, Self::FIELD).map(
+                    |(signing_share_pair_ids, share_client_ids)| Self {
+                        generate: GenerateResponse {
+                            json: plaintext,
+                            signing_share_pair_ids,
+                            share_client_ids,
+                        },
+                        api_key: None,
+                    },
+                ),
+                None => Err(bad(Self::FIELD, "must open to a JSON object")),
+            };
         wipe_json(&mut doc);
         result
     }
@@ -307,16 +323,21 @@ impl GenerateResponse {
     pub fn parse(json: SecretString, field: &str) -> Result<Self, InputError> {
         let mut inner: Value = serde_json::from_str(json.expose())
             .map_err(|e| bad(field, format!("is not valid JSON ({e})")))?;
-        let ids = signing_ids(&inner, field);
+        let read = signing_ids(&inner, field);
         wipe_json(&mut inner);
+        let (signing_share_pair_ids, share_client_ids) = read?;
         Ok(GenerateResponse {
             json,
-            signing_share_pair_ids: ids?,
+            signing_share_pair_ids,
+            share_client_ids,
         })
     }
 }
 
-fn signing_ids(doc: &Value, field: &str) -> Result<[String; 2], InputError> {
+/// The signing share pair ids of a generate response, and the client each share names.
+type Signing = ([String; 2], [Option<String>; 2]);
+
+fn signing_ids(doc: &Value, field: &str) -> Result<Signing, InputError> {
     let map = doc
         .as_object()
         .ok_or_else(|| bad(field, "must be a JSON object"))?;
@@ -332,13 +353,21 @@ fn signing_ids(doc: &Value, field: &str) -> Result<[String; 2], InputError> {
     }
     let entries = curve_entries(map, false).map_err(|e| bad(field, e))?;
     let mut ids: [String; 2] = Default::default();
-    for ((entry, id_out), curve) in entries.iter().zip(ids.iter_mut()).zip(Curve::ALL) {
+    let mut clients: [Option<String>; 2] = Default::default();
+    for (((entry, id_out), client_out), curve) in entries
+        .iter()
+        .zip(ids.iter_mut())
+        .zip(clients.iter_mut())
+        .zip(Curve::ALL)
+    {
         let at = format!("{field}.{curve}");
         let entry = entry
             .as_object()
             .ok_or_else(|| bad(&at, "must be an object with `share` and `id`"))?;
         match entry.get("share") {
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SHARE_BYTES => {}
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SHARE_BYTES => {
+                *client_out = crate::domain::share::client_id_in(s);
+            }
             Some(Value::String(_)) => {
                 return Err(bad(
                     format!("{at}.share"),
@@ -359,7 +388,7 @@ fn signing_ids(doc: &Value, field: &str) -> Result<[String; 2], InputError> {
     if ids[0] == ids[1] {
         return Err(bad(field, "has the same share pair id for both curves"));
     }
-    Ok(ids)
+    Ok((ids, clients))
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ mod tests {
     fn good() -> Zeroizing<String> {
         Zeroizing::new(
             json!({"clientId": "c1", "clientApiKey": "sk_live_k",
-                   "generateResponse": {"SECP256K1": {"share": "a", "id": "s1"}, "ED25519": {"share": "b", "id": "e1"}}})
+                   "generateResponse": crate::adapters::memory::fake_generate("c1", "s1", "e1")})
             .to_string(),
         )
     }

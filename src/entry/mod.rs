@@ -411,6 +411,7 @@ pub fn failure(err: &BackupError) -> Failure {
         Cause::Deadline(_) => f(503, "DEADLINE", Some(DEFAULT_RETRY_AFTER)),
         Cause::InProgress => f(409, "IN_PROGRESS", Some(DEFAULT_RETRY_AFTER)),
         Cause::IdempotencyKeyReused(_) => f(422, "IDEMPOTENCY_KEY_REUSED", None),
+        Cause::ClientMismatch { .. } => f(422, "CLIENT_MISMATCH", None),
     }
 }
 

@@ -126,8 +126,8 @@ mod tests {
 
     fn good(client: &str) -> String {
         serde_json::json!({"clientId": client, "clientApiKey": "k",
-            "generateResponse": {"SECP256K1": {"share": "a", "id": format!("s-{client}")},
-                                 "ED25519": {"share": "b", "id": format!("e-{client}")}}})
+            "generateResponse": crate::adapters::memory::fake_generate(
+                client, &format!("s-{client}"), &format!("e-{client}"))})
         .to_string()
     }
 

@@ -21,16 +21,16 @@ pub struct BackupShare {
 #[derive(Debug, thiserror::Error)]
 pub enum PortalError {
     /// Portal answered with an error status.
-    #[error("Portal {call} answered HTTP {status}{}: {message} ({})", error_id.as_deref().map(|id| format!(" {id}")).unwrap_or_default(), hint(*status))]
+    /// Portal's own message is never kept: it may quote what was sent (a share, a key).
+    #[error("Portal {call} answered HTTP {status}{} ({})", error_id.as_deref().map(|id| format!(" {id}")).unwrap_or_default(), hint(*status))]
     Status {
         /// The call, e.g. `POST /v1/backup`.
         call: &'static str,
         /// HTTP status.
         status: u16,
-        /// Portal's error id (`AUTH_FAILED`, `WEBHOOK_FAILED`, …), when it sent one.
+        /// Portal's error id (`AUTH_FAILED`, `WEBHOOK_FAILED`, …), when it sent one that has
+        /// the shape of an id (`[A-Z0-9_]`, at most 64).
         error_id: Option<String>,
-        /// Portal's message, shortened.
-        message: String,
         /// `Retry-After`, when sent.
         retry_after: Option<Duration>,
     },

@@ -156,6 +156,17 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 (&opened.0, &opened.1)
             }
         };
+        // A backup is filed under the client its shares belong to, checked before Portal is called:
+        // anyone may name any clientId, so the id a request names is only taken as its shares'.
+        if !generate.names_only(&req.client_id) {
+            return Err(BackupError::new(
+                Step::Input,
+                Cause::ClientMismatch {
+                    what: "the signing shares",
+                    client_id: req.client_id.clone(),
+                },
+            ));
+        }
         let fresh = Progress {
             status: Status::InProgress,
             backup_mode: req.mode,

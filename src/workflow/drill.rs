@@ -19,6 +19,7 @@ use crate::domain::checkpoint::SealedRecord;
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::BackupMode;
 use crate::domain::request::InputError;
+use crate::domain::share::{RecordCheck, check_record};
 use crate::ports::drill::{CompletedBackup, DrillCursor, DrillTable};
 use crate::ports::envelope::Envelope;
 use crate::ports::store::BackupStore;
@@ -202,12 +203,22 @@ async fn prove_share<E: Envelope, T: BackupStore>(
     };
     let context = EncryptionContext::backup_share(&backup.client_id, &record.id, record.curve);
     match envelope.open(&context, &stored).await {
-        Ok(opened) if crate::domain::share::names_pair(opened.expose(), &record.id) => None,
-        Ok(_) => Some(failure(
-            backup,
-            curve,
-            format!("opens, but not to the share of pair {}", record.id),
-        )),
+        Ok(opened) => match check_record(opened.expose(), &record.id, &backup.client_id) {
+            RecordCheck::Matches => None,
+            RecordCheck::OtherPair => Some(failure(
+                backup,
+                curve,
+                format!("opens, but not to the share of pair {}", record.id),
+            )),
+            RecordCheck::OtherClient => Some(failure(
+                backup,
+                curve,
+                format!(
+                    "CLIENT_MISMATCH: opens, but its share does not name client {}",
+                    backup.client_id
+                ),
+            )),
+        },
         Err(e) => Some(failure(backup, curve, e.to_string())),
     }
 }

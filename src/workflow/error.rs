@@ -89,6 +89,17 @@ pub enum Cause {
         "idempotencyKey {0:?} already names the backup of other signing share pairs or another backup mode (permanent: give each wallet's backup a key of its own)"
     )]
     IdempotencyKeyReused(String),
+    /// A share names another client than the request, or no client: a backup is only ever filed
+    /// under the client its shares belong to.
+    #[error(
+        "{what} do not all name clientId {client_id} (permanent: a backup is filed only under the client its shares belong to)"
+    )]
+    ClientMismatch {
+        /// Which shares: `the signing shares`, `Portal's backup shares`, `the stored backup`.
+        what: &'static str,
+        /// The client the request named.
+        client_id: String,
+    },
     /// Another delivery of the same backup holds its lease.
     #[error(
         "another delivery of this backup is in progress (transient: retried after the visibility timeout)"
@@ -152,7 +163,8 @@ impl BackupError {
             Cause::Input(_)
             | Cause::Mismatch(_)
             | Cause::NoBackup(_)
-            | Cause::IdempotencyKeyReused(_) => false,
+            | Cause::IdempotencyKeyReused(_)
+            | Cause::ClientMismatch { .. } => false,
             Cause::Deadline(_) | Cause::InProgress => true,
             Cause::Portal(e) => e.is_transient(),
             Cause::Envelope(e) => e.is_transient(),

@@ -19,6 +19,7 @@ use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::BackupMode;
 use crate::domain::request::{GenerateResponse, InputError};
 use crate::domain::secret::{ClientApiKey, SecretString, wipe_json};
+use crate::domain::share::{RecordCheck, check_record};
 use crate::ports::catalogue::{Catalogue, Listed};
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::{Portal, PortalError};
@@ -166,6 +167,9 @@ pub enum ActionAnswer {
         ok: bool,
         /// `"ok"` or what is wrong, keyed by curve.
         curves: std::collections::BTreeMap<&'static str, String>,
+        /// Newer completed backups passed over because their shares name another client.
+        #[serde(rename = "skippedOtherClient", skip_serializing_if = "Vec::is_empty")]
+        skipped_other_client: Vec<[String; 2]>,
     },
     /// `restore`: the string `/v1/recover` takes as `backupResponse`, sealed.
     Restore {
@@ -215,13 +219,15 @@ fn expose<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(secret.expose())
 }
 
-/// The latest completed backup of a listing, with its sealed shares.
-pub fn latest_completed(listed: &[Listed]) -> Option<(&Listed, &[SealedRecord; 2])> {
-    listed
+/// The completed backups of a listing with their sealed shares, the latest first.
+pub fn completed_newest_first(listed: &[Listed]) -> Vec<(&Listed, &[SealedRecord; 2])> {
+    let mut done: Vec<_> = listed
         .iter()
         .filter(|l| l.progress.status == Status::Completed)
         .filter_map(|l| Some((l, l.progress.shares.as_ref()?)))
-        .max_by_key(|(l, _)| (l.completed_at.unwrap_or(0), l.updated_at))
+        .collect();
+    done.sort_by_key(|(l, _)| std::cmp::Reverse((l.completed_at.unwrap_or(0), l.updated_at)));
+    done
 }
 
 /// List, verify and restore over the ports: a service of its own beside the backup workflow,
@@ -287,22 +293,37 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                 backups: listed.iter().map(summary).collect(),
             });
         }
-        let (latest, [a, b]) = latest_completed(&listed).ok_or_else(|| {
-            BackupError::new(
+        // Newest first; a backup whose shares name another client is not this client's (filed
+        // under its id by someone else): it is skipped, and said so, never answered.
+        let mut skipped = Vec::new();
+        let mut chosen = None;
+        for (listed, [a, b]) in completed_newest_first(&listed) {
+            let mode = listed.progress.backup_mode;
+            let (ra, rb) = futures::future::join(
+                self.open_stored(req, mode, a),
+                self.open_stored(req, mode, b),
+            )
+            .await;
+            let other_client = |r: &Result<SecretString, BackupError>| matches!(r, Err(e) if matches!(e.cause, Cause::ClientMismatch { .. }));
+            if other_client(&ra) || other_client(&rb) {
+                tracing::warn!(client_id = %req.client_id, backup_share_pair_ids = ?[&a.id, &b.id], "skipped a backup whose shares name another client");
+                skipped.push([a.id.clone(), b.id.clone()]);
+                continue;
+            }
+            chosen = Some((a, b, ra, rb));
+            break;
+        }
+        let Some((a, b, ra, rb)) = chosen else {
+            return Err(BackupError::new(
                 Step::Verify,
                 Cause::NoBackup(format!(
-                    "client {} has no completed backup: list its backups to see their states",
-                    req.client_id
+                    "client {} has no completed backup whose shares name it ({} skipped that name another client): list its backups to see their states",
+                    req.client_id,
+                    skipped.len()
                 )),
-            )
-        })?;
+            ));
+        };
         let ids = [a.id.clone(), b.id.clone()];
-        let mode = latest.progress.backup_mode;
-        let (ra, rb) = futures::future::join(
-            self.open_stored(req, mode, a),
-            self.open_stored(req, mode, b),
-        )
-        .await;
         match req.action {
             // `list` answered above.
             Action::List | Action::Verify => {
@@ -319,6 +340,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                     backup_share_pair_ids: ids,
                     ok: ra.is_ok() && rb.is_ok(),
                     curves,
+                    skipped_other_client: skipped,
                 })
             }
             Action::Restore | Action::Recover => {
@@ -387,6 +409,12 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                 detail: e.to_string(),
             }))
         })?;
+        if !generate.names_only(&req.client_id) {
+            return Err(step(Cause::ClientMismatch {
+                what: "Portal's new signing shares",
+                client_id: req.client_id.clone(),
+            }));
+        }
         // `{"clientApiKey", "generateResponse"}`: the sealed payload a backup request takes.
         // The key as a JSON string (serde escapes it; a string always serialises), escaped first
         // so that the buffer is sized once and never reallocated, which would leave a copy.
@@ -456,10 +484,19 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
             .open(&context, &stored)
             .await
             .map_err(|e| step(e.into()))?;
-        if !crate::domain::share::names_pair(opened.expose(), &record.id) {
-            return Err(step(Cause::Mismatch(Mismatch::NotThatPairsShare(
-                record.id.clone(),
-            ))));
+        match check_record(opened.expose(), &record.id, &req.client_id) {
+            RecordCheck::Matches => {}
+            RecordCheck::OtherPair => {
+                return Err(step(Cause::Mismatch(Mismatch::NotThatPairsShare(
+                    record.id.clone(),
+                ))));
+            }
+            RecordCheck::OtherClient => {
+                return Err(step(Cause::ClientMismatch {
+                    what: "the stored backup's shares",
+                    client_id: req.client_id.clone(),
+                }));
+            }
         }
         // Checked in place: a failed `String::from_utf8` would drop its bytes unwiped.
         let text = std::str::from_utf8(opened.expose())

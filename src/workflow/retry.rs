@@ -205,7 +205,6 @@ mod tests {
                 call: "c",
                 status: 503,
                 error_id: None,
-                message: String::new(),
                 retry_after,
             },
         )

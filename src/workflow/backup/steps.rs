@@ -13,7 +13,7 @@ use crate::domain::checkpoint::{Progress, SealedRecord, Status};
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::request::{BackupRequest, GenerateResponse, InputError, SealedPayload};
 use crate::domain::secret::{ClientApiKey, SecretString};
-use crate::domain::share::names_pair;
+use crate::domain::share::{RecordCheck, check_record, client_id_in};
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::{BackupShare, Portal};
@@ -116,6 +116,20 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             )
             .await?;
         stats.timed(Step::Backup, started);
+        // Portal's answer must be this client's too: nothing is sealed or stored otherwise.
+        let client = run.req.client_id.as_str();
+        if shares
+            .iter()
+            .any(|s| client_id_in(s.share.expose()).as_deref() != Some(client))
+        {
+            return Err(BackupError::new(
+                Step::Backup,
+                Cause::ClientMismatch {
+                    what: "Portal's backup shares",
+                    client_id: client.to_owned(),
+                },
+            ));
+        }
         Ok(shares)
     }
 
@@ -241,10 +255,10 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             .await?;
         let ((ra, na), (rb, nb)) = join(
             self.retry.counted(Step::Verify, deadline, || {
-                self.check_opens(&sealed[0], a.as_deref())
+                self.check_opens(&run.req.client_id, &sealed[0], a.as_deref())
             }),
             self.retry.counted(Step::Verify, deadline, || {
-                self.check_opens(&sealed[1], b.as_deref())
+                self.check_opens(&run.req.client_id, &sealed[1], b.as_deref())
             }),
         )
         .await;
@@ -307,6 +321,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
     /// Proves that `stored`, the ciphertext read back, is the one sealed and opens to its share.
     async fn check_opens(
         &self,
+        client_id: &str,
         sealed: &SealedShare,
         stored: Option<&str>,
     ) -> Result<(), BackupError> {
@@ -328,7 +343,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         let matches = match &sealed.plaintext {
             Some(plain) => opened.expose() == plain.as_bytes_for_seal(),
             // Resumed from a checkpoint: the share is no longer in memory; check what it names.
-            None => names_pair(opened.expose(), id),
+            None => check_record(opened.expose(), id, client_id) == RecordCheck::Matches,
         };
         if !matches {
             return Err(step(Cause::Mismatch(Mismatch::NotItsShare(id.clone()))));

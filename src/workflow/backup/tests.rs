@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::adapters::memory::{FakeEnvelope, FakePortal, FakeStore, Log, fake_share, now_ms};
+use crate::adapters::memory::{
+    FakeEnvelope, FakePortal, FakeStore, Log, fake_generate, fake_share, now_ms,
+};
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::{BackupMode, Curve};
 use crate::domain::secret::{ClientApiKey, SecretString};
@@ -15,6 +17,7 @@ pub(crate) fn request(mode: BackupMode) -> BackupRequest {
         generate: GenerateInput::Plain(GenerateResponse {
             json: SecretString::new("{}".into()),
             signing_share_pair_ids: ["sig-s".into(), "sig-e".into()],
+            share_client_ids: [Some("client-1".into()), Some("client-1".into())],
         }),
         idempotency_key: None,
         mode,
@@ -108,7 +111,7 @@ async fn self_managed_runs_steps_in_order_and_stores_bound_ciphertexts() {
     ));
     assert!(item.cipher_text.ends_with(&format!(
         r#"{{"share":"{}","id":"bk-ED25519-2"}}"#,
-        fake_share("bk-ED25519-2")
+        fake_share("client-1", "bk-ED25519-2")
     )));
 }
 
@@ -212,8 +215,7 @@ async fn a_sealed_generate_response_is_opened_under_the_clients_context() {
     let log = Log::default();
     let (p, e, s) = service(&log);
     let svc = BackupService::new(p, e.clone(), s);
-    let generate =
-        r#"{"SECP256K1":{"share":"a","id":"sig-1"},"ED25519":{"share":"b","id":"sig-2"}}"#;
+    let generate = fake_generate("client-1", "sig-1", "sig-2").to_string();
     let ctx = EncryptionContext::generate_response("client-1");
     let sealed = e.seal(&ctx, generate.as_bytes()).await.unwrap();
     let mut req = request(BackupMode::SelfManaged);
@@ -250,7 +252,9 @@ async fn an_api_key_sealed_with_the_shares_is_the_one_portal_sees_and_is_never_s
     let keys = p.keys.clone();
     let svc = BackupService::new(p, e.clone(), s);
     let ctx = EncryptionContext::generate_response("client-1");
-    let payload = r#"{"clientApiKey":"sealed-key","generateResponse":{"SECP256K1":{"share":"a","id":"sig-1"},"ED25519":{"share":"b","id":"sig-2"}}}"#;
+    let payload = serde_json::json!({"clientApiKey": "sealed-key",
+        "generateResponse": fake_generate("client-1", "sig-1", "sig-2")})
+    .to_string();
     let sealed = e.seal(&ctx, payload.as_bytes()).await.unwrap();
     let mut req = request(BackupMode::SelfManaged);
     req.api_key = None;
@@ -501,6 +505,7 @@ async fn a_reused_idempotency_key_is_refused_and_never_answers_another_wallets_b
     other_wallet.generate = GenerateInput::Plain(GenerateResponse {
         json: SecretString::new("{}".into()),
         signing_share_pair_ids: ["other-s".into(), "other-e".into()],
+        share_client_ids: [Some("client-1".into()), Some("client-1".into())],
     });
     let err = svc.back_up(&other_wallet).await.unwrap_err();
     assert!(
@@ -549,4 +554,50 @@ async fn a_reused_idempotency_key_is_refused_and_never_answers_another_wallets_b
         matches!(acquired, Acquired::Run(ref p) if p.signing_share_pair_ids == theirs.signing_share_pair_ids),
         "the other wallet's retry takes its checkpoint back"
     );
+}
+
+#[tokio::test]
+async fn signing_shares_of_another_client_never_reach_portal() {
+    let log = Log::default();
+    let (p, e, s) = service(&log);
+    let svc = BackupService::new(p, e, s);
+    for names in [
+        [Some("victim".to_owned()), Some("victim".to_owned())],
+        [Some("client-1".to_owned()), Some("victim".to_owned())],
+        [Some("client-1".to_owned()), None],
+    ] {
+        let mut req = request(BackupMode::SelfManaged);
+        if let GenerateInput::Plain(g) = &mut req.generate {
+            g.share_client_ids = names.clone();
+        }
+        let err = svc.back_up(&req).await.unwrap_err();
+        assert!(
+            matches!(err.cause, Cause::ClientMismatch { .. }),
+            "{names:?}: {err}"
+        );
+        assert!(!err.is_transient());
+        assert_eq!(crate::entry::failure(&err).code, "CLIENT_MISMATCH");
+        assert_eq!(crate::entry::failure(&err).status, 422);
+    }
+    assert!(log.calls().is_empty(), "no checkpoint, no Portal call");
+}
+
+#[tokio::test]
+async fn backup_shares_naming_another_client_are_never_stored() {
+    let log = Log::default();
+    let (mut p, e, s) = service(&log);
+    p.backup_client = Some("someone-else".into());
+    let svc = BackupService::new(p, e, s.clone());
+    let err = svc
+        .back_up(&request(BackupMode::SelfManaged))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.cause, Cause::ClientMismatch { .. }), "{err}");
+    assert_eq!(err.step, Step::Backup);
+    assert_eq!(
+        log.calls(),
+        ["checkpoint.acquire", "portal.backup", "checkpoint.release"],
+        "nothing sealed, stored or marked"
+    );
+    assert!(s.items.lock().unwrap().is_empty());
 }

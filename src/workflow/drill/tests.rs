@@ -20,7 +20,7 @@ async fn table(n: usize) -> (FakeEnvelope, FakeStore) {
             (Curve::Secp256k1, format!("s{i}")),
             (Curve::Ed25519, format!("e{i}")),
         ] {
-            let plain = format!(r#"{{"share":"{}","id":"{pair}"}}"#, fake_share(&pair));
+            let plain = format!(r#"{{"share":"{}","id":"{pair}"}}"#, fake_share(&who, &pair));
             let ctx = EncryptionContext::backup_share(&who, &pair, curve);
             let ct = envelope.seal(&ctx, plain.as_bytes()).await.unwrap();
             if mode == BackupMode::SelfManaged {

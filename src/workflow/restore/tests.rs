@@ -41,11 +41,12 @@ fn the_latest_completed_backup_is_restored_never_an_unfinished_one() {
         listed("newest-unfinished", Status::Stored, None),
         listed("fresh", Status::InProgress, None),
     ];
-    assert_eq!(
-        latest_completed(&all).map(|(l, _)| l.key.as_str()),
-        Some("new")
-    );
-    assert!(latest_completed(&all[2..]).is_none());
+    let keys: Vec<_> = completed_newest_first(&all)
+        .iter()
+        .map(|(l, _)| l.key.as_str())
+        .collect();
+    assert_eq!(keys, ["new", "old"]);
+    assert!(completed_newest_first(&all[2..]).is_empty());
 }
 
 #[test]
