@@ -266,15 +266,11 @@ pub fn sealed_fields(item: &ScannedItem) -> Result<Vec<SealedField>, &'static st
                     .collect(),
             )
         }
-        // A custodian-held copy of a backup share.
-        "CUSTODIAN" => {
-            let pair =
-                attr("backupSharePairId").ok_or("custodian item has no backupSharePairId")?;
-            Ok(vec![field(
-                "cipherText",
-                EncryptionContext::custodian_share(client, pair),
-            )])
-        }
+        // Custodian shares belong to the custody table and key: the backup function never
+        // touches one, wherever it is found (it must not hold both halves of a wallet).
+        "CUSTODIAN" => Err(
+            "custodian share in the backup table: refused (custodian shares belong to the custody table and key)",
+        ),
         _ => Err("unknown item kind"),
     }
 }

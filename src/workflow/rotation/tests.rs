@@ -272,10 +272,10 @@ async fn run_mode(kms: &FakeKms, t: &FakeTable, page_size: u32, mode: Mode) -> (
 async fn every_kind_is_rewrapped_keeping_nonce_and_ciphertext_and_a_rerun_does_nothing() {
     let (kms, t) = (FakeKms::new(), table());
     let (total, invocations) = run_to_end(&kms, &t, 2).await;
-    // 2 × (2 shares + 2 checkpoint ciphertexts) + 1 custodian.
-    assert_eq!(total.rewrapped, 9, "{total:?}");
+    // 2 × (2 shares + 2 checkpoint ciphertexts); a custodian share is never the backup's to touch.
+    assert_eq!(total.rewrapped, 8, "{total:?}");
     assert_eq!((total.already_current, total.failed), (0, 0));
-    assert_eq!(total.skipped, 1, "the unknown kind only");
+    assert_eq!(total.skipped, 2, "the unknown kind and the custodian share");
     assert!(invocations >= 5, "{invocations}");
     let after = Sealed::decode(&t.get("CLIENT#c2", "BACKUP#s1.s2", "ed25519CipherText")).unwrap();
     let before = Sealed::decode(&pbe1(OLD, 2)).unwrap();
@@ -286,17 +286,16 @@ async fn every_kind_is_rewrapped_keeping_nonce_and_ciphertext_and_a_rerun_does_n
     );
     let expected_ctx = EncryptionContext::backup_share("c2", "b", Curve::Ed25519);
     assert!(after.encrypted_data_key.ends_with(&expected_ctx.aad()));
-    let custodian = Sealed::decode(&t.get("CLIENT#c1", "CUSTODIAN#x", "cipherText")).unwrap();
-    assert!(
-        custodian
-            .encrypted_data_key
-            .ends_with(&EncryptionContext::custodian_share("c1", "a").aad())
+    assert_eq!(
+        t.get("CLIENT#c1", "CUSTODIAN#x", "cipherText"),
+        pbe1(OLD, 3),
+        "a custodian share in the backup table is refused, left as it was"
     );
     assert_eq!(t.get("CLIENT#c1", "WEBHOOK#1", "cipherText"), pbe1(OLD, 4));
 
     let calls = *kms.calls.lock().unwrap();
     let (again, _) = run_to_end(&kms, &t, 100).await;
-    assert_eq!((again.rewrapped, again.already_current), (0, 9));
+    assert_eq!((again.rewrapped, again.already_current), (0, 8));
     assert_eq!(
         *kms.calls.lock().unwrap(),
         calls,
@@ -320,10 +319,10 @@ async fn migrate_reseals_every_pbe1_string_as_an_esdk_message_under_its_context(
         &[("curve", "SECP256K1"), ("cipherText", &esdk(OLD, &ctx))],
     );
     let (total, _) = run_mode(&kms, &t, 3, Mode::Migrate).await;
-    assert_eq!((total.migrated, total.rewrapped), (10, 1), "{total:?}");
+    assert_eq!((total.migrated, total.rewrapped), (9, 1), "{total:?}");
     assert_eq!(
         (total.already_current, total.failed, total.skipped),
-        (0, 0, 1)
+        (0, 0, 2)
     );
     for (pk, sk, attr, ctx) in [
         (
@@ -337,12 +336,6 @@ async fn migrate_reseals_every_pbe1_string_as_an_esdk_message_under_its_context(
             "SHARE#a",
             "cipherText",
             EncryptionContext::backup_share("c1", "a", Curve::Secp256k1),
-        ),
-        (
-            "CLIENT#c1",
-            "CUSTODIAN#x",
-            "cipherText",
-            EncryptionContext::custodian_share("c1", "a"),
         ),
         (
             "CLIENT#c3",
@@ -363,7 +356,7 @@ async fn migrate_reseals_every_pbe1_string_as_an_esdk_message_under_its_context(
         let (again, _) = run_mode(&kms, &t, 100, mode).await;
         assert_eq!(
             (again.migrated, again.rewrapped, again.already_current),
-            (0, 0, 11)
+            (0, 0, 10)
         );
     }
     assert_eq!(*kms.calls.lock().unwrap(), calls);
@@ -510,7 +503,7 @@ async fn near_the_deadline_it_stops_after_an_item_and_answers_where_to_resume() 
     req.start = Some(key);
     let rest = rotate(&kms, &t, &req, &Deadline::none()).await.unwrap();
     assert_eq!(rest.cursor, None);
-    assert_eq!(a.rewrapped + rest.rewrapped, 9);
+    assert_eq!(a.rewrapped + rest.rewrapped, 8);
     let too_late = Deadline::after(Duration::from_millis(10));
     let e = rotate(&kms, &t, &request(100), &too_late)
         .await
