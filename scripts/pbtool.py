@@ -379,6 +379,10 @@ def stored_items(kms, ddb, table_name):
         if kind == "BACKUP":
             out.append(["checkpoint", row["sk"][7:], row.get("status", ""), row.get("backupMode", ""), "-"])
             continue
+        if kind == "TOTALS":  # a client's custodian share count and bytes, for its caps
+            out.append(["custodian totals", row["pk"][7:], f'{row.get("shares", "")} share(s)', "",
+                        f'{row.get("answerBytes", "")} answer bytes'])
+            continue
         ct = row["cipherText"]
         if kind == "CUSTODIAN":
             context = item_context(row)

@@ -15,10 +15,12 @@ use aws_smithy_runtime_api::client::http::{
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
 use crate::adapters::portal_http::{HttpPortal, http_client};
-use crate::adapters::secrets_manager::{SecretFetchError, fetch_secret};
+use crate::adapters::secrets_manager::{RotatingSecret, SecretFetchError};
 use crate::config::{Config, ConfigError, CustodyConfig, FunctionConfig, WebhookSecretSource};
+use crate::domain::secret::WebhookSecrets;
 use crate::entry::webhook::CustodyHandler;
 use crate::entry::{Handler, Services};
+use crate::ports::webhook_secret::{FixedSecrets, SecretSource};
 use crate::workflow::custody::CustodyService;
 
 /// The AWS SDK's connect timeout (and the connector's).
@@ -69,7 +71,25 @@ fn sdk_http_client() -> SharedHttpClient {
 pub type BackupFunction = Handler<HttpPortal, EsdkEnvelope, DynamoStore>;
 
 /// The custody function: Portal's webhooks over the custody table and key.
-pub type CustodyFunction = CustodyHandler<EsdkEnvelope, DynamoStore>;
+pub type CustodyFunction = CustodyHandler<EsdkEnvelope, DynamoStore, CustodySecrets>;
+
+/// Where the custody function's webhook secrets come from.
+#[derive(Debug)]
+pub enum CustodySecrets {
+    /// Secrets Manager, read again every refresh interval (every deployment).
+    Rotating(RotatingSecret),
+    /// The environment's value (local runs only).
+    Fixed(FixedSecrets),
+}
+
+impl SecretSource for CustodySecrets {
+    async fn secrets(&self) -> std::sync::Arc<WebhookSecrets> {
+        match self {
+            CustodySecrets::Rotating(s) => s.secrets().await,
+            CustodySecrets::Fixed(s) => s.secrets().await,
+        }
+    }
+}
 
 /// What this process runs, chosen by `FUNCTION_ROLE`. Built once per process, so the size
 /// difference between the variants costs nothing.
@@ -116,7 +136,8 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, Startup
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let http = http_client(config.portal_timeouts, config.https_only())?;
     let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
-    let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?;
+    let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?
+        .with_retired_keys(config.retired_kms_key_ids.clone());
     let mut services = Services::new(portal, envelope, store);
     services.restore = services
         .restore
@@ -136,14 +157,28 @@ pub async fn build_custody(
 ) -> Result<CustodyFunction, StartupError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?;
-    let secret = match &config.webhook_secret {
-        WebhookSecretSource::Value(secret) => secret.clone(),
-        WebhookSecretSource::SecretsManager(arn) => {
-            fetch_secret(&aws_sdk_secretsmanager::Client::new(sdk), arn).await?
-        }
+    let secrets = match &config.webhook_secret {
+        WebhookSecretSource::Value(secret) => CustodySecrets::Fixed(FixedSecrets(
+            std::sync::Arc::new(WebhookSecrets::only(secret.clone())),
+        )),
+        WebhookSecretSource::SecretsManager(arn) => CustodySecrets::Rotating(
+            RotatingSecret::load(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                arn.clone(),
+                config.secret_refresh,
+            )
+            .await?,
+        ),
     };
+    tracing::info!(
+        source_blocks = config.source_cidrs.len(),
+        max_shares = config.caps.shares,
+        max_bytes = config.caps.bytes,
+        "custody function ready"
+    );
     Ok(CustodyHandler {
-        custody: CustodyService::new(envelope, store),
-        secret,
+        custody: CustodyService::new(envelope, store, config.caps),
+        secrets,
+        sources: config.source_cidrs.clone(),
     })
 }

@@ -6,6 +6,8 @@ use crate::adapters::portal_http::HttpTimeouts;
 use crate::domain::model::BackupMode;
 use crate::domain::request::RequestPolicy;
 use crate::domain::secret::WebhookSecret;
+use crate::domain::source::SourceAllowList;
+pub use crate::ports::custody::CustodianCaps;
 
 /// Portal's Enclave MPC API.
 pub const DEFAULT_PORTAL_MPC_URL: &str = "https://mpc-client.portalhq.io";
@@ -37,6 +39,9 @@ pub struct Config {
     /// Portal HTTP timeouts (`PORTAL_CONNECT_TIMEOUT_MS`, default 3000;
     /// `PORTAL_REQUEST_TIMEOUT_MS`, default 15000).
     pub portal_timeouts: HttpTimeouts,
+    /// Keys earlier backups may still be under (`RETIRED_KMS_KEY_IDS`: comma-separated ARNs or
+    /// key ids). A message under any key but these and `kms_key_id` is refused unopened.
+    pub retired_kms_key_ids: Vec<String>,
 }
 
 /// Which function this process is: the two trust domains run the same binary under different
@@ -59,18 +64,30 @@ pub struct CustodyConfig {
     /// Where the secret of Portal's webhooks comes from (`WEBHOOK_SECRET_ARN`, or
     /// `WEBHOOK_SECRET` for local runs).
     pub webhook_secret: WebhookSecretSource,
+    /// How often the secret is read again (`WEBHOOK_SECRET_REFRESH_SECONDS`, 1–3600, default
+    /// 300): a rotation reaches a warm function within it.
+    pub secret_refresh: Duration,
+    /// The addresses Portal's calls may come from (`WEBHOOK_SOURCE_CIDRS`, required).
+    pub source_cidrs: SourceAllowList,
+    /// The most custodian shares and answer bytes one client may hold.
+    pub caps: CustodianCaps,
 }
 
 /// Variables only the custody function reads: set on the backup function, they are a mistake.
-const CUSTODY_ONLY: [&str; 4] = [
+const CUSTODY_ONLY: [&str; 9] = [
     "CUSTODY_KMS_KEY_ID",
     "CUSTODY_TABLE_NAME",
     "WEBHOOK_SECRET_ARN",
     "WEBHOOK_SECRET",
+    "ALLOW_PLAINTEXT_WEBHOOK_SECRET",
+    "WEBHOOK_SECRET_REFRESH_SECONDS",
+    "WEBHOOK_SOURCE_CIDRS",
+    "MAX_CUSTODIAN_SHARES_PER_CLIENT",
+    "MAX_CUSTODIAN_BYTES_PER_CLIENT",
 ];
 /// Variables only the backup function reads: the custody function must not reach the client
 /// shares' key or table, so naming them there is refused.
-const BACKUP_ONLY: [&str; 2] = ["KMS_KEY_ID", "BACKUP_TABLE_NAME"];
+const BACKUP_ONLY: [&str; 3] = ["KMS_KEY_ID", "BACKUP_TABLE_NAME", "RETIRED_KMS_KEY_IDS"];
 
 /// Where the webhook secret comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,8 +169,32 @@ impl CustodyConfig {
                 "must be 3 to 255 of [A-Za-z0-9_.-]",
             ));
         }
+        // A secret in the environment is readable by anyone who may read the function's
+        // configuration: only a local run may use one, and must say so.
+        let local_secret = match get("ALLOW_PLAINTEXT_WEBHOOK_SECRET").as_deref() {
+            None => false,
+            Some("local-only") => true,
+            Some(_) => {
+                return Err(bad(
+                    "ALLOW_PLAINTEXT_WEBHOOK_SECRET",
+                    "must be local-only, or unset",
+                ));
+            }
+        };
         let webhook_secret = match (get("WEBHOOK_SECRET_ARN"), get("WEBHOOK_SECRET")) {
-            (Some(arn), _) => WebhookSecretSource::SecretsManager(arn),
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "WEBHOOK_SECRET",
+                    "must not be set beside WEBHOOK_SECRET_ARN",
+                ));
+            }
+            (Some(arn), None) => WebhookSecretSource::SecretsManager(arn),
+            (None, Some(_)) if !local_secret => {
+                return Err(bad(
+                    "WEBHOOK_SECRET",
+                    "is refused: a secret in the environment is readable from the function's configuration; use WEBHOOK_SECRET_ARN (local runs: ALLOW_PLAINTEXT_WEBHOOK_SECRET=local-only)",
+                ));
+            }
             (None, Some(value)) => WebhookSecretSource::Value(
                 WebhookSecret::new(value).ok_or_else(|| bad("WEBHOOK_SECRET", "is empty"))?,
             ),
@@ -164,10 +205,45 @@ impl CustodyConfig {
                 ));
             }
         };
+        let refresh = number(
+            get("WEBHOOK_SECRET_REFRESH_SECONDS"),
+            "WEBHOOK_SECRET_REFRESH_SECONDS",
+            300,
+            1,
+            3600,
+        )?;
+        let source_cidrs = get("WEBHOOK_SOURCE_CIDRS")
+            .ok_or_else(|| {
+                bad(
+                    "WEBHOOK_SOURCE_CIDRS",
+                    "is required (Portal's webhook addresses, comma-separated CIDR blocks)",
+                )
+            })
+            .and_then(|v| SourceAllowList::parse(&v).map_err(|e| bad("WEBHOOK_SOURCE_CIDRS", e)))?;
+        let shares = number(
+            get("MAX_CUSTODIAN_SHARES_PER_CLIENT"),
+            "MAX_CUSTODIAN_SHARES_PER_CLIENT",
+            100,
+            1,
+            1000,
+        )?;
+        let bytes = number(
+            get("MAX_CUSTODIAN_BYTES_PER_CLIENT"),
+            "MAX_CUSTODIAN_BYTES_PER_CLIENT",
+            4 << 20,
+            4 << 10,
+            5 << 20,
+        )?;
         Ok(CustodyConfig {
             kms_key_id,
             table_name,
             webhook_secret,
+            secret_refresh: Duration::from_secs(refresh as u64),
+            source_cidrs,
+            caps: CustodianCaps {
+                shares: shares as u64,
+                bytes: bytes as u64,
+            },
         })
     }
 }
@@ -231,9 +307,26 @@ impl Config {
             100,
             900_000,
         )?;
+        let retired_kms_key_ids: Vec<String> = get("RETIRED_KMS_KEY_IDS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if retired_kms_key_ids
+            .iter()
+            .any(|k| crate::domain::allowed_keys::is_alias(k))
+        {
+            return Err(bad(
+                "RETIRED_KMS_KEY_IDS",
+                "must list key ARNs or key ids, not aliases (an alias may move to another key)",
+            ));
+        }
         Ok(Config {
             backup_mode,
             kms_key_id,
+            retired_kms_key_ids,
             table_name,
             portal_mpc_url,
             portal_api_url,
@@ -358,16 +451,19 @@ mod tests {
             ("FUNCTION_ROLE", "custody"),
             ("CUSTODY_KMS_KEY_ID", "alias/custody"),
             ("CUSTODY_TABLE_NAME", "custody"),
+            (
+                "WEBHOOK_SOURCE_CIDRS",
+                "35.203.150.117/32,104.155.171.139/32",
+            ),
         ];
         let with = |extra: &[(&str, &str)]| {
             let mut v = base.to_vec();
+            v.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
             v.extend_from_slice(extra);
             load(&v)
         };
         let arn = "arn:aws:secretsmanager:us-east-1:1:secret:wh";
-        let Ok(FunctionConfig::Custody(c)) =
-            with(&[("WEBHOOK_SECRET_ARN", arn), ("WEBHOOK_SECRET", "local")])
-        else {
+        let Ok(FunctionConfig::Custody(c)) = with(&[("WEBHOOK_SECRET_ARN", arn)]) else {
             panic!("a custody configuration")
         };
         assert_eq!(
@@ -378,7 +474,19 @@ mod tests {
             (c.kms_key_id.as_str(), c.table_name.as_str()),
             ("alias/custody", "custody")
         );
-        let Ok(FunctionConfig::Custody(c)) = with(&[("WEBHOOK_SECRET", "local-secret")]) else {
+        assert_eq!(c.secret_refresh, Duration::from_secs(300));
+        assert_eq!(c.caps, CustodianCaps::default());
+        assert!(c.source_cidrs.admits(Some("104.155.171.139")));
+        assert!(!c.source_cidrs.admits(Some("203.0.113.1")));
+        // A secret in the environment: refused unless the run says it is local.
+        let e = with(&[("WEBHOOK_SECRET", "local-secret")]).unwrap_err();
+        assert_eq!(e.var, "WEBHOOK_SECRET");
+        assert!(!e.to_string().contains("local-secret"));
+        let local = [
+            ("WEBHOOK_SECRET", "local-secret"),
+            ("ALLOW_PLAINTEXT_WEBHOOK_SECRET", "local-only"),
+        ];
+        let Ok(FunctionConfig::Custody(c)) = with(&local) else {
             panic!("a custody configuration")
         };
         let WebhookSecretSource::Value(s) = &c.webhook_secret else {
@@ -389,10 +497,24 @@ mod tests {
             !format!("{c:?}").contains("local-secret"),
             "Debug redacts it"
         );
+        for (var, value) in [
+            ("ALLOW_PLAINTEXT_WEBHOOK_SECRET", "true"),
+            ("WEBHOOK_SOURCE_CIDRS", "portal.example"),
+            ("WEBHOOK_SOURCE_CIDRS", " "),
+            ("WEBHOOK_SECRET_REFRESH_SECONDS", "0"),
+            ("MAX_CUSTODIAN_SHARES_PER_CLIENT", "0"),
+            ("MAX_CUSTODIAN_BYTES_PER_CLIENT", "6291456"),
+        ] {
+            let mut extra = local.to_vec();
+            extra.push((var, value));
+            assert_eq!(with(&extra).unwrap_err().var, var, "{var}={value}");
+        }
+        let both = with(&[("WEBHOOK_SECRET_ARN", arn), ("WEBHOOK_SECRET", "x")]);
+        assert_eq!(both.unwrap_err().var, "WEBHOOK_SECRET");
         assert_eq!(with(&[]).unwrap_err().var, "WEBHOOK_SECRET_ARN");
         // The client shares' key and table are never the custody function's.
-        for var in ["KMS_KEY_ID", "BACKUP_TABLE_NAME"] {
-            let e = with(&[("WEBHOOK_SECRET", "s"), (var, "x")]).unwrap_err();
+        for var in BACKUP_ONLY {
+            let e = with(&[("WEBHOOK_SECRET_ARN", arn), (var, "x")]).unwrap_err();
             assert_eq!(e.var, var);
         }
         // And the backup function takes none of the custody settings.
@@ -409,6 +531,25 @@ mod tests {
             load(&[("FUNCTION_ROLE", "both")]).unwrap_err().var,
             "FUNCTION_ROLE"
         );
+    }
+
+    #[test]
+    fn retired_keys_are_named_never_aliased() {
+        let base = [("KMS_KEY_ID", "k"), ("BACKUP_TABLE_NAME", "backups")];
+        let with = |retired: &str| {
+            let mut v = base.to_vec();
+            v.push(("RETIRED_KMS_KEY_IDS", retired));
+            cfg(&v)
+        };
+        let old = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert_eq!(
+            with(&format!(" {old}, mrk-1 ,"))
+                .unwrap()
+                .retired_kms_key_ids,
+            [old, "mrk-1"]
+        );
+        assert!(with("").unwrap().retired_kms_key_ids.is_empty());
+        assert_eq!(with("alias/old").unwrap_err().var, "RETIRED_KMS_KEY_IDS");
     }
 
     #[test]

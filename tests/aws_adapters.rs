@@ -12,7 +12,7 @@ use portal_backup::adapters::esdk::EsdkEnvelope;
 use portal_backup::adapters::kms::KmsEnvelope;
 use portal_backup::domain::ciphertext::EncryptionContext;
 use portal_backup::domain::model::Curve;
-use portal_backup::ports::custody::{CustodianShare, CustodianStore, Put};
+use portal_backup::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use portal_backup::ports::envelope::{Envelope, EnvelopeError};
 use portal_backup::ports::store::{BackupStore, StoreError, StoredShare};
 use serde_json::json;
@@ -299,26 +299,55 @@ async fn custodian_shares_are_written_once_and_fetched_across_query_pages() {
         backup_method: "CUSTOM".into(),
         cipher_text: format!("pbe1.{n:03}.{big}"),
         updated_at: 1_764_000_000 + n as u64,
+        answer_bytes: 1_000 + n as u64,
+    };
+    let caps = CustodianCaps {
+        shares: 30,
+        bytes: 4 << 20,
     };
     for n in 0..30 {
         assert_eq!(
             store
-                .put_custodian_once(&custodian("client-1", n))
+                .put_custodian_once(&custodian("client-1", n), caps)
                 .await
                 .unwrap(),
             Put::Written
         );
     }
     store
-        .put_custodian_once(&custodian("client-2", 99))
+        .put_custodian_once(&custodian("client-2", 99), caps)
         .await
         .unwrap();
     let mut replaced = custodian("client-1", 7);
     replaced.cipher_text = "pbe1.forged".into();
-    let Put::Exists(kept) = store.put_custodian_once(&replaced).await.unwrap() else {
-        panic!("a second write of a pair must find the first")
+    let Put::Exists(kept) = store.put_custodian_once(&replaced, caps).await.unwrap() else {
+        panic!("a second write of a pair must find the first, even at the cap")
     };
     assert_eq!(kept, custodian("client-1", 7), "the first share stays");
+    // The client is at its cap of 30 shares: one more is refused, atomically with the count.
+    assert_eq!(
+        store
+            .put_custodian_once(&custodian("client-1", 31), caps)
+            .await
+            .unwrap(),
+        Put::OverCap
+    );
+    // The byte cap: client-2 holds 1,099 bytes; 4,000 more would pass 5,000.
+    let bytes_cap = CustodianCaps {
+        shares: 30,
+        bytes: 5_000,
+    };
+    let mut heavy = custodian("client-2", 100);
+    heavy.answer_bytes = 4_000;
+    assert_eq!(
+        store.put_custodian_once(&heavy, bytes_cap).await.unwrap(),
+        Put::OverCap
+    );
+    heavy.answer_bytes = 3_000;
+    assert_eq!(
+        store.put_custodian_once(&heavy, bytes_cap).await.unwrap(),
+        Put::Written
+    );
 
     // The table answers in pages (so the fetch below must follow LastEvaluatedKey).
     let first_page = query_client(&moto, "client-1").await;
@@ -428,6 +457,17 @@ async fn a_ciphertext_pointed_at_another_key_does_not_open() {
     let mut parts: Vec<String> = sealed.split('.').map(str::to_owned).collect();
     parts[1] = B64.encode(other_key.as_bytes());
     let moved = parts.join(".");
+    // A key the function was not told of: refused from the string alone, before KMS.
+    let err = envelope.open(&c, &moved).await.unwrap_err();
+    assert!(
+        matches!(&err, EnvelopeError::ForeignKey(k) if *k == other_key),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    // Listed as retired, it reaches KMS, which refuses a data key another key wrapped.
+    let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id)
+        .unwrap()
+        .with_retired_keys(vec![other_key.clone()]);
     let err = envelope.open(&c, &moved).await.unwrap_err();
     assert!(
         matches!(

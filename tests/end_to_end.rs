@@ -308,6 +308,7 @@ async fn every_sample_event_runs_against_a_fresh_stack() {
     // (scripts/stack); the backup function does not serve them.
     let mut custody_env = moto.custody_env();
     custody_env.push(("WEBHOOK_SECRET".into(), "local-webhook-secret".into()));
+    custody_env.push(("ALLOW_PLAINTEXT_WEBHOOK_SECRET".into(), "local-only".into()));
     let custody = Function::start(&custody_env).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -213,6 +213,8 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
             *v = "alias/portal-backup-next".into();
         }
     }
+    // As RetiredKmsKeyArns does: the old key still opens what it sealed, until rotation is done.
+    env.push(("RETIRED_KMS_KEY_IDS".into(), key_a.clone()));
     let f = Function::start(&env).await;
 
     // One client first (a Query): its four ciphertexts, and the stray item skipped.
@@ -395,6 +397,9 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
     for (k, v) in &mut env {
         if k == "KMS_KEY_ID" {
             *v = key_c.clone();
+        }
+        if k == "RETIRED_KMS_KEY_IDS" {
+            *v = format!("{key_a},{key_b}");
         }
     }
     let f = Function::start(&env).await;

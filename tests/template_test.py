@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks of template.yaml that cfn-lint cannot make: the properties this function relies on.
+"""Checks of template.yaml (and template-secondary.yaml) that cfn-lint cannot make: the
+properties this function relies on.
 
 Run by scripts/test with the project's venv (cfn-lint's YAML decoder reads the !Ref/!GetAtt tags).
 Exits non-zero on the first failed check, naming it.
@@ -39,6 +40,20 @@ def getatt(res, attr="Arn"):
     return {"Fn::GetAtt": [res, attr]}
 
 
+def unwrap(statements):
+    """Statements, with `!If [cond, statement, AWS::NoValue]` as their true branch."""
+    out = []
+    for st in statements:
+        if "Fn::If" in st:
+            cond, then, other = st["Fn::If"]
+            check(other == ref("AWS::NoValue") or then == ref("AWS::NoValue"), "a conditional statement is present or absent")
+            st = other if then == ref("AWS::NoValue") else then
+        out.append(st)
+    return out
+def actions(st):
+    return st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+
+
 # Two functions, one binary: the backup function and the custody function (FUNCTION_ROLE).
 functions = of_type("AWS::Serverless::Function")
 check(sorted(functions) == ["BackupFunction", "CustodyFunction"], "two functions: backup and custody")
@@ -76,14 +91,105 @@ def table_ref(name, how="Ref"):
 check(env["KMS_KEY_ID"] == CURRENT_KEY and env["BACKUP_TABLE_NAME"] == table_ref("BackupTable"), "the stack's key (or KmsKeyArn) and table")
 check(template["Conditions"]["UseStackKey"] == {"Fn::Equals": [ref("KmsKeyArn"), ""]} and P["KmsKeyArn"]["Default"] == "", "the stack's own key unless KmsKeyArn names another")
 check(P["RetiredKmsKeyArns"]["Type"] == "CommaDelimitedList" and P["RetiredKmsKeyArns"]["Default"] == "", "no retired keys by default")
+check(env["RETIRED_KMS_KEY_IDS"] == {"Fn::Join": [",", ref("RetiredKmsKeyArns")]},
+      "the function is told the retired keys (it opens a message under no other key but KMS_KEY_ID)")
 cenv = functions["CustodyFunction"]["Properties"]["Environment"]["Variables"]
 check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("CustodyKey"), "CUSTODY_TABLE_NAME": table_ref("CustodyTable"),
-               "WEBHOOK_SECRET_ARN": ref("WebhookSecret")}, "the custody function is given its own key, table and secret, nothing else")
+               "WEBHOOK_SECRET_ARN": ref("WebhookSecret"), "WEBHOOK_SECRET_REFRESH_SECONDS": "300",
+               "WEBHOOK_SOURCE_CIDRS": {"Fn::Join": [",", ref("WebhookSourceCidrs")]},
+               "MAX_CUSTODIAN_SHARES_PER_CLIENT": ref("MaxCustodianSharesPerClient"),
+               "MAX_CUSTODIAN_BYTES_PER_CLIENT": ref("MaxCustodianBytesPerClient")},
+      "the custody function is given its own key, table and secret, Portal's addresses and the per-client caps, nothing else")
 check("WEBHOOK_SECRET_ARN" not in env, "the backup function has no webhook secret")
 check(functions["CustodyFunction"]["Properties"]["ReservedConcurrentExecutions"] == ref("CustodyReservedConcurrency"),
       "the custody function has reserved concurrency")
+check(P["MaxCustodianSharesPerClient"]["Default"] == 100 and P["MaxCustodianSharesPerClient"]["MinValue"] == 1
+      and P["MaxCustodianSharesPerClient"]["MaxValue"] == 1000, "MaxCustodianSharesPerClient: 100 by default, 1-1000")
+# A fetch answers every share of the client in one Lambda response (at most 6 MB).
+check(P["MaxCustodianBytesPerClient"]["Default"] == 4194304 and P["MaxCustodianBytesPerClient"]["MaxValue"] <= 5 * 1024 * 1024,
+      "MaxCustodianBytesPerClient: 4 MiB by default, at most 5 MiB (the fetch answer fits Lambda's 6 MB response)")
+
+# The webhook secret: its own key, a resource policy, a read rule. Only the custody function (and
+# the optional break-glass reader) can read it; the account can write a value, never read one.
 secret = R["WebhookSecret"]
-check(secret["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in secret["Properties"], "the webhook secret is generated, never in the template")
+sp_ = secret["Properties"]
+SECRET_ARN_PATTERN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}-webhook-secret-??????"
+check(secret["Type"] == "AWS::SecretsManager::Secret" and "GenerateSecretString" in sp_ and "SecretString" not in sp_,
+      "the webhook secret is generated, never in the template")
+check(sp_["Name"] == {"Fn::Sub": "${AWS::StackName}-webhook-secret"} and sp_["KmsKeyId"] == ref("WebhookSecretKey"),
+      "the webhook secret has a fixed name and its own key")
+check(SECRET_ARN_PATTERN.startswith("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:" + sp_["Name"]["Fn::Sub"] + "-"),
+      "the secret's ARN pattern is its name and Secrets Manager's six-character suffix")
+for var in ["WEBHOOK_SECRET", "ALLOW_PLAINTEXT_WEBHOOK_SECRET"]:
+    check(all(var not in f["Properties"]["Environment"]["Variables"] for f in functions.values()),
+          f"no function is given {var} (a plaintext secret is for local runs only; the function refuses it otherwise)")
+wkey = R["WebhookSecretKey"]
+check(wkey["Type"] == "AWS::KMS::Key" and wkey["DeletionPolicy"] == "Retain" and wkey["UpdateReplacePolicy"] == "Retain"
+      and wkey["Properties"]["EnableKeyRotation"] is True, "WebhookSecretKey: retained, rotated")
+check(P["WebhookSecretReaderRoleArn"]["Default"] == "" and P["WebhookSecretReaderRoleArn"]["AllowedPattern"] == P["RecoveryRoleArn"]["AllowedPattern"],
+      "the break-glass reader is optional, a role ARN")
+check(template["Conditions"]["HasWebhookSecretReader"] == {"Fn::Not": [{"Fn::Equals": [ref("WebhookSecretReaderRoleArn"), ""]}]},
+      "HasWebhookSecretReader: a reader is named")
+VIA_SM = {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+def this_secret_via_sm(cond):
+    return (cond.get("StringEquals", {}).get("kms:ViaService") == VIA_SM
+            and cond.get("StringLike") == {"kms:EncryptionContext:SecretARN": {"Fn::Sub": SECRET_ARN_PATTERN}})
+wdecrypt = {}
+for st in R["WebhookSecretKey"]["Properties"]["KeyPolicy"]["Statement"]:
+    cond_name = None
+    if "Fn::If" in st:
+        cond_name, st, _ = st["Fn::If"]
+    check(st["Effect"] == "Allow", f"WebhookSecretKey/{st['Sid']}: allow only")
+    who = st["Principal"]["AWS"]
+    acts = actions(st)
+    if st["Sid"] == "AccountAdministersButCannotUse":
+        continue
+    check(all(a in ("kms:Decrypt", "kms:GenerateDataKey") for a in acts), f"WebhookSecretKey/{st['Sid']}: Decrypt or GenerateDataKey only")
+    check(this_secret_via_sm(st["Condition"]), f"WebhookSecretKey/{st['Sid']}: through Secrets Manager, for this secret only")
+    if "kms:Decrypt" in acts:
+        wdecrypt[st["Sid"]] = (who, cond_name, st["Condition"])
+root_gdk = [st for st in R["WebhookSecretKey"]["Properties"]["KeyPolicy"]["Statement"]
+            if "Fn::If" not in st and st["Principal"]["AWS"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+            and "kms:GenerateDataKey" in actions(st)]
+check(len(root_gdk) == 1 and actions(root_gdk[0]) == ["kms:GenerateDataKey"],
+      "the account may GenerateDataKey (create and put a value) through Secrets Manager, nothing else")
+check(sorted((str(w), c) for w, c, _ in wdecrypt.values()) == sorted([
+          (str(getatt("CustodyFunctionRole")), None), (str(ref("WebhookSecretReaderRoleArn")), "HasWebhookSecretReader"),
+          (str({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}), None)]),
+      f"Decrypt: the custody role, the optional reader, and the account's key check only: {sorted(wdecrypt)}")
+for sid, (who, _, cond) in wdecrypt.items():
+    check(who != "*" and who != {"AWS": "*"}, f"WebhookSecretKey/{sid}: no Decrypt for *")
+    if who == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}:
+        # Secrets Manager's check of the caller's key access when a secret is created with the key:
+        # a throwaway data key under SecretVersionId RequestToValidateKeyAccess, which no version
+        # can have (a version id is 32-64 characters). It opens no stored value.
+        check(cond["StringEquals"].get("kms:EncryptionContext:SecretVersionId") == "RequestToValidateKeyAccess"
+              and len("RequestToValidateKeyAccess") < 32,
+              "the account's only Decrypt is Secrets Manager's key check, never a secret version")
+rpol = [r for r in R.values() if r["Type"] == "AWS::SecretsManager::ResourcePolicy"]
+check(len(rpol) == 1 and rpol[0]["Properties"]["SecretId"] == ref("WebhookSecret") and rpol[0]["Properties"]["BlockPublicPolicy"] is True,
+      "the webhook secret has a resource policy, public policies blocked")
+rstmts = rpol[0]["Properties"]["ResourcePolicy"]["Statement"]
+check(len(rstmts) == 1 and rstmts[0]["Effect"] == "Deny" and rstmts[0]["Principal"] == "*"
+      and actions(rstmts[0]) == ["secretsmanager:GetSecretValue"], "the resource policy denies GetSecretValue to everyone ...")
+check(rstmts[0]["Condition"] == {"StringNotEquals": {"aws:PrincipalArn": {"Fn::If": [
+          "HasWebhookSecretReader", [getatt("CustodyFunctionRole"), ref("WebhookSecretReaderRoleArn")], [getatt("CustodyFunctionRole")]]}}},
+      "... but the custody role and the optional reader (no empty ARN in the list)")
+read_rule = R["WebhookSecretReadRule"]["Properties"]
+rp = read_rule["EventPattern"]
+check(rp["source"] == ["aws.secretsmanager"] and rp["detail"]["eventSource"] == ["secretsmanager.amazonaws.com"]
+      and rp["detail"]["eventName"] == ["GetSecretValue"], "the read rule matches GetSecretValue")
+check(read_rule["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS",
+      "the read rule receives read-only management events (GetSecretValue is one)")
+ids = rp["detail"]["requestParameters"]["secretId"]
+check({"prefix": {"Fn::Sub": SECRET_ARN_PATTERN.rsplit("-", 1)[0]}} in ids and {"prefix": sp_["Name"]} in ids,
+      "the read rule matches the secret by ARN or by name")
+check(rp["detail"]["$or"] == [
+          {"userIdentity": {"sessionContext": {"sessionIssuer": {"arn": [{"anything-but": getatt("CustodyFunctionRole")}]}}}},
+          {"userIdentity": {"type": [{"anything-but": "AssumedRole"}]}}],
+      "the read rule excludes the custody role's sessions only (IAM users and the root user, with no sessionIssuer, match)")
+check(read_rule["Targets"] == {"Fn::If": ["HasAlarmTopic", [{"Id": "alarm-topic", "Arn": ref("AlarmTopicArn")}], ref("AWS::NoValue")]},
+      "the read rule's events go to AlarmTopicArn when set")
 for url in ["PortalMpcUrl", "PortalApiUrl"]:
     check(P[url]["AllowedPattern"].startswith("^https://"), f"{url} must be https")
 
@@ -110,13 +216,16 @@ check(sqs["Queue"] == getatt("BackupQueue"), "the trigger reads the backup queue
 check(sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"], "ReportBatchItemFailures")
 check(sqs["BatchSize"] == ref("BatchSize") and sqs["ScalingConfig"]["MaximumConcurrency"] == ref("MaximumConcurrency"), "batch size and maximum concurrency are parameters")
 
-# The HTTP API: backups and the operator routes behind IAM auth (SigV4); Portal's webhooks without
-# (Portal cannot sign: the secret header is their auth).
+# The HTTP API: backups and the operator routes behind IAM auth (SigV4). Portal's webhooks on a REST
+# API of their own, whose resource policy answers Portal's addresses only (Portal cannot sign: the
+# secret header is their auth).
 api = [e["Properties"] for e in list(events.values()) + list(custody_events.values()) if e["Type"] == "HttpApi"]
 routes = {(a["Method"], a["Path"]): a["Auth"]["Authorizer"] for a in api}
-check(all(e["Type"] == "HttpApi" for e in custody_events.values()), "the custody function has no queue trigger")
+check(all(e["Type"] == "Api" for e in custody_events.values()), "the custody function has no queue trigger and no HTTP API route")
 check({(e["Properties"]["Method"], e["Properties"]["Path"]) for e in custody_events.values()}
       == {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}, "the custody function serves exactly the webhooks")
+check(all(e["Properties"]["RestApiId"] == ref("WebhookApi") for e in custody_events.values()), "the webhooks are on the webhook REST API")
+check(not [e for e in events.values() if e["Type"] == "Api"], "the backup function has no route on the webhook API")
 iam_routes = {
     ("POST", "/backups"),
     ("GET", "/clients/{clientId}/backups"),
@@ -125,21 +234,49 @@ iam_routes = {
     ("POST", "/clients/{clientId}/backups/recover"),
 }
 webhook_routes = {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}
-check(set(routes) == iam_routes | webhook_routes, f"exactly the routes the code serves: {sorted(routes)}")
+check(set(routes) == iam_routes, f"the HTTP API has exactly the IAM routes the code serves: {sorted(routes)}")
+check(not set(routes) & webhook_routes, "no webhook route on the HTTP API (it takes neither a resource policy nor WAF)")
 check(all(routes[r] == "AWS_IAM" for r in iam_routes), "backup and operator routes require IAM auth")
-check(all(a["ApiId"] == ref("BackupApi") for a in api), "every route is on the stack's HTTP API")
+check(all(a["ApiId"] == ref("BackupApi") for a in api), "every IAM route is on the stack's HTTP API")
 # The webhook routes are custody's (src/workflow/custody.rs); the secret check is the secret type's.
 webhook_rs = (ROOT / "src/workflow/custody.rs").read_text() + (ROOT / "src/domain/secret.rs").read_text()
 for method, path in sorted(webhook_routes):
-    check(routes[(method, path)] == "NONE", f"{path}: no IAM (Portal cannot sign)")
+    check("Auth" not in custody_events[next(k for k, e in custody_events.items() if e["Properties"]["Path"] == path)]["Properties"],
+          f"{path}: no IAM (Portal cannot sign)")
     check(f'"{path}"' in webhook_rs, f"{path} is routed by src/workflow/custody.rs")
 check("constant_time" in webhook_rs and "x-webhook-secret" in webhook_rs, "the webhook secret is checked in constant time")
 check(R["BackupApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True, "IAM authorizer enabled")
-route_settings = R["BackupApi"]["Properties"]["RouteSettings"]
-for method, path in sorted(webhook_routes):
-    rs = route_settings[f"{method} {path}"]
-    check(rs["ThrottlingRateLimit"] < R["BackupApi"]["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"],
-          f"{path}: a throttle of its own")
+check("RouteSettings" not in R["BackupApi"]["Properties"], "the HTTP API has no webhook route settings left")
+wapi = R["WebhookApi"]
+wp = wapi["Properties"]
+check(wapi["Type"] == "AWS::Serverless::Api" and wp["EndpointConfiguration"] == {"Type": "REGIONAL"} and wp["StageName"] == "prod",
+      "the webhook API is a regional REST API, stage prod")
+check(wp.get("AlwaysDeploy") is True, "the webhook API is redeployed on every deploy (a changed resource policy takes effect)")
+# Portal's documented webhook addresses (docs/portal-api.md, from Portal's self-managed backups page).
+PORTAL_WEBHOOK_IPS = ["35.203.150.117", "104.155.171.139", "35.185.20.23"]
+doc_ips = re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}\b", (ROOT / "docs/portal-api.md").read_text())
+check(doc_ips == PORTAL_WEBHOOK_IPS, f"docs/portal-api.md names Portal's webhook addresses: {doc_ips}")
+check(P["WebhookSourceCidrs"]["Type"] == "CommaDelimitedList"
+      and P["WebhookSourceCidrs"]["Default"].split(",") == [f"{ip}/32" for ip in PORTAL_WEBHOOK_IPS],
+      "WebhookSourceCidrs: Portal's three addresses, each a /32, by default")
+# The Policy property, as written (SAM would resolve a list parameter in Auth.ResourcePolicy to
+# its default string).
+check("Auth" not in wp, "the webhook API's resource policy is its Policy property, not Auth.ResourcePolicy")
+wstmts = wp["Policy"]["Statement"]
+allow = [st for st in wstmts if st["Effect"] == "Allow"]
+deny = [st for st in wstmts if st["Effect"] == "Deny"]
+check(len(allow) == 1 and len(deny) == 1 and len(wstmts) == 2, "the webhook API's policy: one Allow, one Deny")
+for st in wstmts:
+    check(actions(st) == ["execute-api:Invoke"] and st["Principal"] == "*" and st["Resource"] == "execute-api:/*",
+          f"{st['Sid']}: execute-api:Invoke on the whole API")
+check(allow[0]["Condition"] == {"IpAddress": {"aws:SourceIp": ref("WebhookSourceCidrs")}}, "invoke allowed from WebhookSourceCidrs only")
+check(deny[0]["Condition"] == {"NotIpAddress": {"aws:SourceIp": ref("WebhookSourceCidrs")}}, "invoke denied from any other address")
+ms = wp["MethodSettings"]
+check(len(ms) == 1 and ms[0]["ResourcePath"] == "/*" and ms[0]["HttpMethod"] == "*"
+      and ms[0]["ThrottlingRateLimit"] == 5 and ms[0]["ThrottlingBurstLimit"] == 10,
+      "the webhook stage is throttled at 5 a second, burst 10")
+check(ms[0]["ThrottlingRateLimit"] < R["BackupApi"]["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"],
+      "the webhooks' throttle is below the IAM routes'")
 
 # The tables: durable, encrypted, retained, with the key schema the code writes.
 check(sorted(of_type("AWS::DynamoDB::Table")) == ["BackupTable", "CustodyTable"], "two tables: backup and custody")
@@ -169,41 +306,44 @@ for key in ["BackupKey", "CustodyKey"]:
     check(R[key]["Properties"]["MultiRegion"] == {"Fn::If": ["HasSecondaryRegion", True, False]}, f"{key} is a multi-Region key with a second region")
 
 # The keys: rotation, alias, retained.
-for name in ["BackupKey", "CustodyKey"]:
+for name in ["BackupKey", "CustodyKey", "WebhookSecretKey"]:
     key = R[name]
     check(key["Properties"]["EnableKeyRotation"] is True, f"{name} rotation")
-    check(key["DeletionPolicy"] == "Retain" and key["UpdateReplacePolicy"] == "Retain", f"{name} retained (backups are useless without it)")
+    check(key["DeletionPolicy"] == "Retain" and key["UpdateReplacePolicy"] == "Retain", f"{name} retained (what it sealed is useless without it)")
     check(any(a["Properties"]["TargetKeyId"] == ref(name) for a in of_type("AWS::KMS::Alias").values()), f"{name} alias")
 check(R["QueueKey"]["Properties"]["EnableKeyRotation"] is True, "QueueKey rotation")
 
 # Keys for named roles: no key policy lets the account root or "*" use a key; the root keeps the
-# administrative actions (the key can never be locked out).
+# administrative actions (the key can never be locked out). The one exception is the webhook
+# secret's key, which the account may use through Secrets Manager to write a value (checked above:
+# GenerateDataKey, and Decrypt only for Secrets Manager's key check). Explicit denies to "*" keep
+# purposes apart; they grant nothing.
 CRYPTO = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncrypt", "kms:*", "kms:CreateGrant", "*")
 def is_crypto(action):
     return any(action == c or action.startswith(c) for c in CRYPTO) or action in ("kms:Create*", "kms:Generate*", "kms:Re*")
-def unwrap(statements):
-    """Statements, with `!If [cond, statement, AWS::NoValue]` as their true branch."""
-    out = []
-    for st in statements:
-        if "Fn::If" in st:
-            cond, then, other = st["Fn::If"]
-            check(other == ref("AWS::NoValue") or then == ref("AWS::NoValue"), "a conditional statement is present or absent")
-            st = other if then == ref("AWS::NoValue") else then
-        out.append(st)
-    return out
-def actions(st):
-    return st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+CRYPTO_USE = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+PURPOSE = "kms:EncryptionContext:purpose"
 ROOT_ARN = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
 keys = of_type("AWS::KMS::Key")
-check(sorted(keys) == ["BackupKey", "CustodyKey", "QueueKey"], "three keys: backup, custody, queue")
+check(sorted(keys) == ["BackupKey", "CustodyKey", "QueueKey", "WebhookSecretKey"], "four keys: backup, custody, queue, webhook secret")
 key_users = {}  # key -> {principal (as its template expression, str) -> actions}
+key_denies = {}  # key -> [Deny statements]
 for kname, k in keys.items():
     root_seen = False
     for st in unwrap(k["Properties"]["KeyPolicy"]["Statement"]):
-        check(st["Effect"] == "Allow", f"{kname}/{st['Sid']}: allow only")
         principal = st["Principal"]["AWS"] if isinstance(st["Principal"], dict) else st["Principal"]
+        if st["Effect"] == "Deny":
+            check(principal == "*" and sorted(actions(st)) == CRYPTO_USE,
+                  f"{kname}/{st['Sid']}: a Deny covers every cryptographic use, for everyone")
+            key_denies.setdefault(kname, []).append(st)
+            continue
+        check(st["Effect"] == "Allow", f"{kname}/{st['Sid']}: allow or deny")
         check(principal != "*", f"{kname}/{st['Sid']}: no wildcard principal")
         if principal == ROOT_ARN:
+            if st["Sid"] != "AccountAdministersButCannotUse":
+                check(kname == "WebhookSecretKey" and this_secret_via_sm(st["Condition"]),
+                      f"{kname}/{st['Sid']}: the account uses no key but the webhook secret's, and that only through Secrets Manager")
+                continue
             root_seen = True
             for a in actions(st):
                 check(not is_crypto(a), f"{kname}: the account root is not granted cryptographic use ({a})")
@@ -216,6 +356,28 @@ for kname, k in keys.items():
 for kname, users in key_users.items():
     for principal, acts in users.items():
         check("kms:*" not in acts, f"{kname}: no kms:* for {principal}")
+
+# Purposes kept apart by value. Client backup share contexts carry no purpose; sealed generate
+# responses and restore answers carry generate-response or backup-response; custodian shares
+# custodian-backup-share. Every Allow of the backup key (and the backup role's IAM statements on the
+# deployer's and retired keys) admits only the backup purposes; an explicit Deny refuses custodian
+# ones. The custody key refuses every other purpose, a missing one too.
+BACKUP_PURPOSES = ["backup-response", "generate-response"]
+def backup_purposes_only(st):
+    cond = st.get("Condition", {})
+    if_exists = cond.get("StringEqualsIfExists", {}).get(PURPOSE)
+    exact = cond.get("StringEquals", {}).get(PURPOSE)
+    return (if_exists is not None and sorted(if_exists) == BACKUP_PURPOSES) or exact in BACKUP_PURPOSES
+NEVER_CUSTODIAN = {"StringEquals": {PURPOSE: "custodian-backup-share"}}
+CUSTODIAN_ONLY = {"StringNotEquals": {PURPOSE: "custodian-backup-share"}}
+for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]):
+    if st["Effect"] == "Allow" and any(is_crypto(a) for a in actions(st)):
+        check(backup_purposes_only(st), f"BackupKey/{st['Sid']}: only the backup purposes (or none)")
+check([d["Condition"] for d in key_denies.get("BackupKey", [])] == [NEVER_CUSTODIAN],
+      "BackupKey: an explicit Deny of anything under purpose=custodian-backup-share")
+check([d["Condition"] for d in key_denies.get("CustodyKey", [])] == [CUSTODIAN_ONLY],
+      "CustodyKey: an explicit Deny of anything but purpose=custodian-backup-share (a missing purpose too)")
+check(not key_denies.get("QueueKey") and not key_denies.get("WebhookSecretKey"), "no other key carries a purpose Deny")
 
 # The role map: every table and key each function's role can reach (IAM statements, and key
 # policy statements naming the role). No table and no key is reachable from both functions.
@@ -248,6 +410,9 @@ for rname, role in roles.items():
                 r.add(res["Ref"])
             elif isinstance(res, dict) and "Fn::Sub" in res and ":sqs:" in res["Fn::Sub"]:
                 r.add("BackupQueue" if res["Fn::Sub"].endswith("-backup-requests") else res["Fn::Sub"])
+            elif isinstance(res, dict) and "Fn::Sub" in res and ":secretsmanager:" in res["Fn::Sub"]:
+                # The webhook secret by its name (a reference would be a dependency circle).
+                r.add("WebhookSecret" if res["Fn::Sub"] == SECRET_ARN_PATTERN else res["Fn::Sub"])
             else:
                 check(False, f"{rname}/{st['Sid']}: a resource the map knows ({res})")
             check("*" not in str(res), f"{rname}/{st['Sid']}: no wildcard resource")
@@ -258,7 +423,10 @@ print(f"  role map: " + "; ".join(f"{r} -> {sorted(v)}" for r, v in sorted(reach
 shared = reach["BackupFunctionRole"] & reach["CustodyFunctionRole"]
 check(not shared, f"no table, key or secret reachable from both functions: {sorted(shared)}")
 check({"BackupTable", "BackupKey", "QueueKey"} <= reach["BackupFunctionRole"], "the backup role reaches its table and keys")
-check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret"}, "the custody role reaches exactly its table, key and secret")
+check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret", "WebhookSecretKey"},
+      "the custody role reaches exactly its table, key, secret and the secret's key")
+check("WebhookSecretKey" not in reach["BackupFunctionRole"] and "WebhookSecret" not in reach["BackupFunctionRole"],
+      "the backup role reaches neither the webhook secret nor its key")
 for kname in ["BackupKey", "CustodyKey"]:
     users = {p for p, a in key_users.get(kname, {}).items() if any(x.startswith("kms:Decrypt") for x in a)}
     for other in {"BackupKey", "CustodyKey"} - {kname}:
@@ -293,6 +461,9 @@ SDK_TO_IAM = {"generate_data_key": ["kms:GenerateDataKey"], "decrypt": ["kms:Dec
               "get_secret_value": ["secretsmanager:GetSecretValue"],
               # The client's own configuration (its region): no request, no IAM action.
               "config": []}
+# A local named `client` that is a client id (a &str), not an SDK client: Rust's own methods are
+# no AWS operation.
+RUST_METHODS = {"to_owned", "to_string", "clone", "as_str", "as_ref", "len", "is_empty"}
 called = set()
 for path in (ROOT / "src").rglob("*.rs"):
     if "/sim/" in str(path):
@@ -300,6 +471,8 @@ for path in (ROOT / "src").rglob("*.rs"):
     code = path.read_text().split("#[cfg(test)]")[0]
     # `.client.op()`, `.client().op()`, or `client\n .op()` (a client passed as an argument).
     for op in re.findall(r"[.\s(&]client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
+        if op in RUST_METHODS:
+            continue
         check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
         called.update(SDK_TO_IAM[op])
 # Granted: each role's IAM statements (conditional ones count, as their true branch) and the key
@@ -315,6 +488,9 @@ for kname, k in keys.items():
 retired = [st for st in statements if st.get("Sid") == "RetiredKeysOpenAndReEncryptFromOnly"]
 check(len(retired) == 1, "one statement for retired keys")
 retired = retired[0]
+deployers = [st for st in statements if st.get("Sid") == "DeployersKeySealsAndOpensBackupShares"]
+check(len(deployers) == 1 and backup_purposes_only(deployers[0]) and backup_purposes_only(retired),
+      "the deployer's key and the retired keys: only the backup purposes (or none)")
 check(template["Conditions"]["HasRetiredKeys"] == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("RetiredKmsKeyArns")]}, ""]}]}, "retired keys are granted only when some are listed")
 check(retired["Resource"] == ref("RetiredKmsKeyArns"), "retired keys: only the listed ARNs")
 check(sorted(retired["Action"]) == ["kms:Decrypt", "kms:ReEncryptFrom"], "retired keys: open and re-wrap from, never seal or re-wrap to")
@@ -353,7 +529,26 @@ check(len(restores) == 1 and restores[0]["Namespace"] == "PortalBackup" and '"Re
       and restores[0]["Threshold"] == 0 and restores[0]["ComparisonOperator"] == "GreaterThanThreshold"
       and restores[0]["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}],
       "an alarm on every restore and recover (the Restores metric the function emits)")
-check(all("AlarmActions" in a["Properties"] for a in alarms.values()), "every alarm notifies AlarmTopicArn when set")
+check(all(a["Properties"]["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [ref("AlarmTopicArn")], ref("AWS::NoValue")]}
+          for a in alarms.values()), "every alarm notifies AlarmTopicArn when set")
+check(all(a["Properties"].get("AlarmDescription") for a in alarms.values()), "every alarm says what it means and what to do")
+# The custody function's EMF metrics (namespace PortalBackup, dimension Service), each alarmed above a
+# threshold parameter, the metric named where the code emits it.
+src_rs = "".join(f.read_text() for f in (ROOT / "src").rglob("*.rs") if "/sim/" not in str(f))
+for alarm, metric, threshold, default in [("WebhookRefusedAlarm", "WebhookRefused", "WebhookRefusedAlarmThreshold", 0),
+                                          ("CustodianFetchAlarm", "CustodianSharesFetched", "CustodianFetchAlarmThreshold", 200)]:
+    a = alarms[alarm]["Properties"]
+    check(a["Namespace"] == "PortalBackup" and a["MetricName"] == metric and a["Statistic"] == "Sum" and a["Period"] == 300
+          and a["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}], f"{alarm}: Sum of {metric} over 5 minutes")
+    check(a["Threshold"] == ref(threshold) and a["ComparisonOperator"] == "GreaterThanThreshold"
+          and P[threshold]["Default"] == default and a["TreatMissingData"] == "notBreaching",
+          f"{alarm}: above {threshold} (default {default})")
+    check(f'"{metric}"' in src_rs, f"{alarm}: the function emits {metric} (src/)")
+read_alarm = alarms["WebhookSecretReadAlarm"]["Properties"]
+check(read_alarm["Namespace"] == "AWS/Events" and read_alarm["MetricName"] == "TriggeredRules"
+      and read_alarm["Dimensions"] == [{"Name": "RuleName", "Value": ref("WebhookSecretReadRule")}]
+      and read_alarm["Threshold"] == 0 and read_alarm["ComparisonOperator"] == "GreaterThanThreshold",
+      "an alarm on any read of the webhook secret by someone else")
 
 # Restore drills: the schedule, its payload, the alarms on failures and on silence.
 schedules = of_type("AWS::Scheduler::Schedule")
@@ -379,8 +574,11 @@ check(len(failures) == 1 and failures[0]["Threshold"] == 1 and failures[0]["Comp
 missing = [a for a in alarms.values() if a["Properties"]["MetricName"] == "DrillsVerified"]
 check(len(missing) == 1 and missing[0]["Properties"]["TreatMissingData"] == "breaching" and missing[0].get("Condition") == "HasDrillSchedule",
       "an alarm when no drill reports at all (silence is not success)")
-for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn"]:
+for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn",
+            "WebhookSecretArn", "WebhookSecretKeyArn"]:
     check(out in template["Outputs"], f"output {out}")
+check(template["Outputs"]["WebhookBaseUrl"]["Value"] == {"Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/prod/webhook"},
+      "WebhookBaseUrl: the webhook REST API's prod stage")
 
 # The second region's template: replica keys of the primary's two keys, retained, usable only
 # under the same encryption-context conditions as the primaries.
@@ -395,9 +593,17 @@ for name, param in [("BackupReplicaKey", "BackupKeyArn"), ("CustodyReplicaKey", 
     stmts = unwrap(rk["Properties"]["KeyPolicy"]["Statement"])
     for st in stmts:
         acts = actions(st)
+        if st["Effect"] == "Deny":
+            check(st["Principal"] == {"AWS": "*"} and sorted(acts) == CRYPTO_USE, f"{name}/{st['Sid']}: a Deny of every cryptographic use")
+            continue
         if any(a in acts for a in ("kms:Decrypt", "kms:GenerateDataKey")):
             check("kms:EncryptionContextKeys" in str(st.get("Condition")), f"{name}/{st['Sid']}: bound to the encryption context")
         check(st["Sid"] != "AccountAdministersButCannotUse" or not any(a in acts for a in CRYPTO), f"{name}: the account administers, never uses")
+        if name == "BackupReplicaKey" and any(is_crypto(a) for a in acts):
+            check(backup_purposes_only(st), f"{name}/{st['Sid']}: only the backup purposes (or none), as the primary")
+    denies = [st["Condition"] for st in stmts if st["Effect"] == "Deny"]
+    check(denies == ([NEVER_CUSTODIAN] if name == "BackupReplicaKey" else [CUSTODIAN_ONLY]),
+          f"{name}: the same purpose Deny as its primary")
 backup_ctx = next(st for st in unwrap(SR["BackupReplicaKey"]["Properties"]["KeyPolicy"]["Statement"]) if st["Sid"] == "BackupRoleSealsAndOpensBackupShares")
 check(sorted(backup_ctx["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
       "the replica's condition names the keys the code sends, as the primary's does")
@@ -416,6 +622,8 @@ senv = sp["Environment"]["Variables"]
 check(senv["KMS_KEY_ID"] == getatt("BackupReplicaKey") and senv["BACKUP_TABLE_NAME"] == ref("TableName")
       and senv["FUNCTION_ROLE"] == "backup", "the standby seals and opens with the replica key, over the table's replica")
 check(senv["REQUIRE_SEALED_INPUT"] == "true" and senv["ALLOW_PLAINTEXT_RESTORE"] == "false", "the standby keeps the safe defaults")
+check(senv["RETIRED_KMS_KEY_IDS"] == "", "the standby opens messages under its replica key only (no retired keys)")
+check(all(var not in senv for var in ["WEBHOOK_SECRET", "ALLOW_PLAINTEXT_WEBHOOK_SECRET"]), "the standby has no plaintext webhook secret")
 check(set(senv) <= set(env), f"the standby sets only variables the primary's function sets: {sorted(set(senv) - set(env))}")
 check("Events" not in sp and standby["Metadata"] == functions["BackupFunction"]["Metadata"] and sp["CodeUri"] == fp["CodeUri"],
       "the standby is the same binary, with no trigger (direct invoke only)")

@@ -199,7 +199,8 @@ async fn self_managed_custody_stores_custodian_shares_through_the_webhooks() {
     let again = json!({"clientId": client, "backupMethod": "GDRIVE", "share": share,
                        "backupSharePairId": pair});
     assert_eq!(stack.hook("/backup", Some(secret), &again).await.0, 200);
-    let forged = json!({"clientId": client, "backupMethod": "CUSTOM", "share": "forged-share",
+    let forged_share = json!({"clientId": client, "share": "forged-share"}).to_string();
+    let forged = json!({"clientId": client, "backupMethod": "CUSTOM", "share": forged_share,
                         "backupSharePairId": pair});
     let (status, text) = stack.hook("/backup", Some(secret), &forged).await;
     assert_eq!(status, 409, "{text}");
@@ -274,4 +275,217 @@ async fn a_failing_webhook_fails_the_backup_and_the_message_comes_back() {
     );
     assert_absent(&stack.logs(), &[stack.secret.clone(), key]);
     assert!(!stack.logs().contains("not-the-secret"));
+}
+
+/// A webhook call as API Gateway (REST API, stage `prod`) hands it to the custody function.
+fn rest_event(source: &str, path: &str, secret: &str, body: &Value) -> Value {
+    json!({
+        "resource": path,
+        "path": format!("/prod/webhook{path}"),
+        "httpMethod": "POST",
+        "headers": {"content-type": "application/json", "X-Webhook-Secret": secret},
+        "multiValueHeaders": {},
+        "queryStringParameters": null,
+        "pathParameters": null,
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "stage": "prod",
+            "resourcePath": path, "httpMethod": "POST", "path": format!("/prod/webhook{path}"),
+            "requestId": format!("req-{source}-{path}"),
+            "identity": {"sourceIp": source, "userAgent": "Portal-Webhook"},
+        },
+        "body": body.to_string(),
+        "isBase64Encoded": false,
+    })
+}
+
+/// A custodian share as Portal's webhook sends it: flat JSON naming its client.
+fn custodian_share(client: &str, n: usize) -> String {
+    json!({"clientId": client, "custodianId": "cust-1", "share": format!("{n}123456789"),
+           "x": "1", "y": "2"})
+    .to_string()
+}
+
+#[tokio::test]
+async fn only_portals_addresses_reach_custody_and_each_client_stops_at_its_cap() {
+    let moto = Moto::start().await;
+    let mut env = moto.custody_env();
+    env.retain(|(k, _)| k != "WEBHOOK_SOURCE_CIDRS");
+    env.extend(
+        [
+            (
+                "WEBHOOK_SOURCE_CIDRS",
+                "35.203.150.117/32,104.155.171.139/32,35.185.20.23/32",
+            ),
+            ("WEBHOOK_SECRET", "whsec-cap-test-0123456789"),
+            ("ALLOW_PLAINTEXT_WEBHOOK_SECRET", "local-only"),
+            ("MAX_CUSTODIAN_SHARES_PER_CLIENT", "3"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let f = Function::start(&env).await;
+    let secret = "whsec-cap-test-0123456789";
+    let store = |n: usize| {
+        json!({"clientId": "c-cap", "backupMethod": "CUSTOM", "share": custodian_share("c-cap", n),
+               "backupSharePairId": format!("bp{n}")})
+    };
+
+    // From an address that is not Portal's: 403, no detail, nothing read or stored.
+    for source in ["203.0.113.10", "127.0.0.1", "35.203.150.118"] {
+        for (path, body) in [
+            ("/backup", store(0)),
+            ("/backup/fetch", json!({"clientId": "c-cap"})),
+        ] {
+            let a = f
+                .respond(&rest_event(source, path, secret, &body), "a webhook answer")
+                .await;
+            assert_eq!(a["statusCode"], 403, "{source} {path}: {a}");
+            assert_eq!(a["body"], r#"{"message":"Forbidden"}"#);
+        }
+    }
+    assert!(
+        moto.items(&moto.custody_table).await.is_empty(),
+        "nothing stored from an unlisted address"
+    );
+
+    // From Portal's addresses: stored, until the client's cap; then 507 and nothing written.
+    for (n, source) in [
+        "35.203.150.117",
+        "104.155.171.139",
+        "35.185.20.23",
+        "35.203.150.117",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = f
+            .respond(
+                &rest_event(source, "/backup", secret, &store(n)),
+                "a webhook answer",
+            )
+            .await;
+        let expected = if n < 3 { 200 } else { 507 };
+        assert_eq!(a["statusCode"], expected, "share {n}: {a}");
+        if expected == 507 {
+            assert!(
+                a["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("CUSTODIAN_CAP_REACHED")
+            );
+        }
+    }
+    // A share naming another client: 422, nothing stored.
+    let foreign = json!({"clientId": "c-cap", "backupMethod": "CUSTOM",
+                         "share": custodian_share("victim", 9), "backupSharePairId": "bp9"});
+    let a = f
+        .respond(
+            &rest_event("35.203.150.117", "/backup", secret, &foreign),
+            "a webhook answer",
+        )
+        .await;
+    assert_eq!(a["statusCode"], 422, "{a}");
+    assert!(a["body"].as_str().unwrap().contains("CLIENT_MISMATCH"));
+
+    // Fetch answers the three stored, whole, and says where it came from in its log line.
+    let a = f
+        .respond(
+            &rest_event(
+                "104.155.171.139",
+                "/backup/fetch",
+                secret,
+                &json!({"clientId": "c-cap"}),
+            ),
+            "a fetch answer",
+        )
+        .await;
+    assert_eq!(a["statusCode"], 200, "{a}");
+    let body: Value = serde_json::from_str(a["body"].as_str().unwrap()).unwrap();
+    let mut fetched: Vec<String> = serde_json::from_value(body["backupShares"].clone()).unwrap();
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        (0..3)
+            .map(|n| custodian_share("c-cap", n))
+            .collect::<Vec<_>>()
+    );
+    let logs = f.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("custodian shares fetched")
+            && l.contains("104.155.171.139")
+            && l.contains("\"count\":3")),
+        "every fetch is logged with its source and count"
+    );
+    // Each call is counted: refusals (source, cap, client) and the shares handed out.
+    let emf: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("WebhookCalls").is_some())
+        .collect();
+    let refused: u64 = emf
+        .iter()
+        .map(|v| v["WebhookRefused"].as_u64().unwrap())
+        .sum();
+    let fetched_metric: u64 = emf
+        .iter()
+        .map(|v| v["CustodianSharesFetched"].as_u64().unwrap())
+        .sum();
+    assert_eq!((refused, fetched_metric), (6 + 1 + 1, 3), "{emf:?}");
+    for n in 0..3 {
+        assert!(
+            !logs.contains(&format!("{n}123456789")),
+            "no share in the logs"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_previous_secret_works_while_portal_switches_to_the_new_one() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let hooks = Webhooks::start(&moto, &sim).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk);
+    let call = |secret: String| {
+        let (gateway, http) = (hooks.gateway.clone(), sim.http.clone());
+        async move {
+            http.post(format!("{gateway}/webhook/backup/fetch"))
+                .header("X-Webhook-Secret", secret)
+                .json(&json!({"clientId": "c-rot"}))
+                .send()
+                .await
+                .expect("webhook call")
+                .status()
+                .as_u16()
+        }
+    };
+    let first = hooks.secret.clone();
+    assert_eq!(call(first.clone()).await, 200);
+    // Rotation: a new value becomes AWSCURRENT, the old one AWSPREVIOUS.
+    let second = format!("{first}-rotated");
+    sm.put_secret_value()
+        .secret_id(&hooks.secret_arn)
+        .secret_string(&second)
+        .send()
+        .await
+        .expect("rotate");
+    // The function reads the secret again at most every second here (300 s deployed).
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(call(second.clone()).await, 200, "the new value works");
+    assert_eq!(
+        call(first.clone()).await,
+        200,
+        "the previous value still works"
+    );
+    // A second rotation retires the first value.
+    let third = format!("{first}-third");
+    sm.put_secret_value()
+        .secret_id(&hooks.secret_arn)
+        .secret_string(&third)
+        .send()
+        .await
+        .expect("rotate again");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(call(third).await, 200);
+    assert_eq!(call(second).await, 200);
+    assert_eq!(call(first).await, 401, "two rotations ago: refused");
+    assert!(!hooks.function.logs().contains(&hooks.secret));
 }

@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use aws_esdk::material_providers::client::Client as MplClient;
 use aws_esdk::material_providers::types::material_providers_config::MaterialProvidersConfig;
@@ -25,6 +25,7 @@ use aws_esdk::material_providers::types::{EsdkAlgorithmSuiteId, EsdkCommitmentPo
 use aws_esdk::types::aws_encryption_sdk_config::AwsEncryptionSdkConfig;
 
 use crate::adapters::kms::KmsEnvelope;
+use crate::domain::allowed_keys::{AllowedKeys, KeyVerdict};
 use crate::domain::ciphertext::{EncryptionContext, Format, Sealed};
 use crate::domain::esdk_message::{
     SUITE_COMMIT_KEY, arn_in_region, decode_text, encode_text, read_header,
@@ -78,6 +79,10 @@ pub struct EsdkEnvelope {
     /// Opens `pbe1` strings and re-wraps their data keys.
     legacy: KmsEnvelope,
     side: tokio::runtime::Handle,
+    /// The keys a message may be opened under; any other is refused before a KMS call.
+    allowed: Arc<AllowedKeys>,
+    /// The current key's ARN, when it is configured as an alias (resolved once, by KMS).
+    resolved: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl fmt::Debug for EsdkEnvelope {
@@ -123,10 +128,41 @@ impl EsdkEnvelope {
             mpl,
             legacy: KmsEnvelope::new(kms.clone(), key_id.clone()),
             kms,
+            allowed: Arc::new(AllowedKeys::new(key_id.clone(), Vec::new())),
+            resolved: Arc::default(),
             key_id,
             region,
             side: side_runtime()?,
         })
+    }
+
+    /// Also opens messages under these retired keys (ARNs or key ids), until rotation has moved
+    /// every backup off them.
+    pub fn with_retired_keys(mut self, retired: Vec<String>) -> Self {
+        self.allowed = Arc::new(AllowedKeys::new(self.key_id.clone(), retired));
+        self
+    }
+
+    /// Refuses a message under a key that is not one of the allowed ones, before it reaches KMS.
+    async fn check_key(&self, arn: &str) -> Result<(), EnvelopeError> {
+        let admitted = match self.allowed.verdict(arn) {
+            KeyVerdict::Admitted => true,
+            KeyVerdict::Refused => false,
+            KeyVerdict::ResolveAlias => {
+                let legacy = self.legacy.clone();
+                let resolved = self
+                    .resolved
+                    .get_or_try_init(|| self.on_side(async move { legacy.current_key().await }))
+                    .await?;
+                AllowedKeys::resolved_current_names(resolved, arn)
+            }
+        };
+        if admitted {
+            Ok(())
+        } else {
+            tracing::warn!(kms_key = %arn, "refused a message under a key that is not this function's");
+            Err(EnvelopeError::ForeignKey(arn.to_owned()))
+        }
     }
 
     /// Runs `fut` on the KMS runtime and waits for it.
@@ -153,6 +189,7 @@ impl EsdkEnvelope {
                 "not sealed with AES_256_GCM_HKDF_SHA512_COMMIT_KEY",
             ));
         }
+        self.check_key(header.kms_key_arn()?).await?;
         let arn = arn_in_region(header.kms_key_arn()?, &self.region);
         let (esdk, mpl, kms) = (self.esdk.clone(), self.mpl.clone(), self.kms.clone());
         let (ctx, required) = (context.to_kms(), context.keys());
@@ -245,6 +282,7 @@ impl Envelope for EsdkEnvelope {
         match Format::of(ciphertext) {
             Format::Esdk => self.open_message(context, ciphertext).await,
             Format::Pbe1 => {
+                self.check_key(&Sealed::decode(ciphertext)?.key_id).await?;
                 let (legacy, ctx, text) =
                     (self.legacy.clone(), context.clone(), ciphertext.to_owned());
                 self.on_side(async move { legacy.open(&ctx, &text).await })

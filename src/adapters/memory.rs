@@ -12,7 +12,7 @@ use crate::domain::model::Curve;
 use crate::domain::secret::{ClientApiKey, SecretBytes, SecretString};
 use crate::ports::catalogue::{Catalogue, Listed};
 use crate::ports::checkpoints::{Acquired, Checkpoints};
-use crate::ports::custody::{CustodianShare, CustodianStore, Put};
+use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::envelope::{Envelope, EnvelopeError};
 use crate::ports::portal::{BackupShare, Portal, PortalError};
 use crate::ports::store::{BackupStore, StoreError, StoredShare};
@@ -354,22 +354,32 @@ impl BackupStore for FakeStore {
 impl Catalogue for FakeStore {
     async fn list(&self, client_id: &str) -> Result<Vec<Listed>, StoreError> {
         let all = self.checkpoints.lock().unwrap();
-        Ok(all
+        let mut theirs: Vec<_> = all
             .iter()
             .filter(|((client, _), _)| client == client_id)
-            .map(|((_, key), (progress, _, _))| Listed {
+            .collect();
+        // Completed in key order: a test orders its backups by their keys.
+        theirs.sort_by(|a, b| a.0.1.cmp(&b.0.1));
+        Ok(theirs
+            .into_iter()
+            .enumerate()
+            .map(|(i, ((_, key), (progress, _, _)))| Listed {
                 key: key.clone(),
                 progress: progress.clone(),
                 created_at: 1,
                 updated_at: 2,
-                completed_at: (progress.status == Status::Completed).then_some(3),
+                completed_at: (progress.status == Status::Completed).then_some(3 + i as u64),
             })
             .collect())
     }
 }
 
 impl CustodianStore for FakeStore {
-    async fn put_custodian_once(&self, share: &CustodianShare) -> Result<Put, StoreError> {
+    async fn put_custodian_once(
+        &self,
+        share: &CustodianShare,
+        caps: CustodianCaps,
+    ) -> Result<Put, StoreError> {
         if self.fail_put {
             return Err(StoreError::Backend {
                 operation: "PutItem",
@@ -381,6 +391,11 @@ impl CustodianStore for FakeStore {
         let key = (share.client_id.clone(), share.backup_share_pair_id.clone());
         if let Some(old) = stored.get(&key) {
             return Ok(Put::Exists(old.clone()));
+        }
+        let theirs = stored.values().filter(|s| s.client_id == share.client_id);
+        let (count, bytes) = theirs.fold((0u64, 0u64), |(c, b), s| (c + 1, b + s.answer_bytes));
+        if count >= caps.shares || bytes + share.answer_bytes > caps.bytes {
+            return Ok(Put::OverCap);
         }
         stored.insert(key, share.clone());
         Ok(Put::Written)

@@ -264,6 +264,11 @@ pub enum EnvelopeError {
     /// The string is not well formed.
     #[error("ciphertext is malformed: {0}")]
     Malformed(&'static str),
+    /// The message names a KMS key that is neither the function's nor a listed retired one.
+    #[error(
+        "sealed under KMS key {0}, which is neither this function's key nor a listed retired key: refused before any KMS call (permanent: if it is a key of yours, list it in RETIRED_KMS_KEY_IDS)"
+    )]
+    ForeignKey(String),
     /// GCM refused: the ciphertext, its context or its data key do not match.
     #[error("ciphertext failed authentication: altered, or bound to another context or key")]
     Authentication,

@@ -157,6 +157,24 @@ impl BackupHook {
     }
 }
 
+/// What one share adds to fetch's answer as Lambda returns it: the share is a JSON string in the
+/// answer's body, and that body is itself a JSON string in API Gateway's proxy answer, so each
+/// character counts as it reads once escaped twice (a quote `"` becomes `\\\"`, four bytes).
+/// Counted without copying the share.
+pub fn answer_bytes(share: &str) -> u64 {
+    let chars: u64 = share
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => 4,
+            '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 3,
+            c if u32::from(c) < 0x20 => 7,
+            c => c.len_utf8() as u64,
+        })
+        .sum();
+    // The string's own quotes, escaped twice, and the comma between two shares.
+    chars + 5
+}
+
 /// Parses a `POST /backup/fetch` body: the client id.
 pub fn parse_fetch(body: &[u8]) -> Result<String, HookInputError> {
     with_object(body, |map| text(map, "clientId", MAX_CLIENT_ID_LEN))
@@ -218,6 +236,16 @@ mod tests {
         assert_eq!(
             BackupHook::parse(long.as_bytes()).unwrap_err().field,
             "backupMethod"
+        );
+        // Counted as Lambda's answer carries them: escaped twice, with quotes and a comma (the
+        // doubly-encoded string has two quotes more: the body's own, one string for all shares).
+        assert_eq!(answer_bytes("eyJj"), 4 + 5);
+        assert_eq!(answer_bytes(r#"{"a":1}"#), 5 + 2 * 4 + 5);
+        let doubled =
+            serde_json::to_string(&serde_json::to_string(r#"{"a":"\n\u0001é"}"#).unwrap()).unwrap();
+        assert_eq!(
+            answer_bytes(r#"{"a":"\n\u0001é"}"#),
+            doubled.len() as u64 - 1
         );
         let huge = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(BackupHook::parse(&huge).unwrap_err().field, "body");

@@ -1,6 +1,7 @@
 //! The domain: values and rules with no I/O. Everything above depends on it; it depends on
 //! nothing of the crate.
 
+pub mod allowed_keys;
 pub mod checkpoint;
 pub mod ciphertext;
 pub mod esdk_message;
@@ -9,4 +10,5 @@ pub mod model;
 pub mod request;
 pub mod secret;
 pub mod share;
+pub mod source;
 pub mod text;

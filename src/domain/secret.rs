@@ -182,6 +182,35 @@ impl std::fmt::Debug for WebhookSecret {
     }
 }
 
+/// The webhook secrets a call may carry: the current one and, during a rotation, the previous
+/// one (Secrets Manager's `AWSCURRENT` and `AWSPREVIOUS`), so Portal's calls never fail while its
+/// dashboard is switched to the new value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSecrets {
+    /// `AWSCURRENT`.
+    pub current: WebhookSecret,
+    /// `AWSPREVIOUS`, until it is retired.
+    pub previous: Option<WebhookSecret>,
+}
+
+impl WebhookSecrets {
+    /// One secret, no previous one.
+    pub fn only(current: WebhookSecret) -> Self {
+        Self {
+            current,
+            previous: None,
+        }
+    }
+
+    /// Whether the request's `X-Webhook-Secret` header (exactly one) is either secret. Both are
+    /// always compared, so timing does not tell which one matched.
+    pub fn admits(&self, headers: &HeaderMap) -> bool {
+        let current = self.current.admits(headers);
+        let previous = self.previous.as_ref().is_some_and(|p| p.admits(headers));
+        current | previous
+    }
+}
+
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());

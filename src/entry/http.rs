@@ -135,6 +135,8 @@ pub struct HttpRequest {
     pub base64_encoded: bool,
     /// The IAM caller API Gateway authenticated (`requestContext.authorizer.iam.userArn`), if any.
     pub caller: Option<String>,
+    /// The address the call came from, as API Gateway saw it (`sourceIp`).
+    pub source_ip: Option<String>,
 }
 
 impl HttpRequest {
@@ -158,6 +160,7 @@ impl HttpRequest {
             headers: std::mem::take(&mut r.headers),
             base64_encoded: r.is_base64_encoded,
             caller,
+            source_ip: r.request_context.http.source_ip.take(),
         }
     }
 
@@ -171,6 +174,7 @@ impl HttpRequest {
             headers: std::mem::take(&mut r.headers),
             base64_encoded: r.is_base64_encoded,
             caller,
+            source_ip: r.request_context.identity.source_ip.take(),
         }
     }
 }

@@ -128,6 +128,43 @@ pub fn emit_drill(answer: Option<&crate::workflow::drill::DrillAnswer>) {
     let _ = writeln!(out, "{line}");
 }
 
+/// The EMF document for one webhook call of the custody function: `WebhookCalls` (by hook and
+/// outcome), `WebhookRefused` (a call refused for its source, its secret, a conflicting or
+/// foreign share, or a client over its cap: alarmed, since Portal makes none of them) and
+/// `CustodianSharesFetched` (custodian halves handed out: alarmed above a rate).
+pub fn webhook_document(hook: &str, outcome: &str, refused: bool, fetched: u64) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "WebhookCalls": 1,
+        "WebhookRefused": u64::from(refused),
+        "CustodianSharesFetched": fetched,
+        "Hook": hook,
+        "Outcome": outcome,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"], ["Service", "Hook", "Outcome"]],
+                "Metrics": [
+                    {"Name": "WebhookCalls", "Unit": "Count"},
+                    {"Name": "WebhookRefused", "Unit": "Count"},
+                    {"Name": "CustodianSharesFetched", "Unit": "Count"},
+                ],
+            }],
+        },
+    })
+}
+
+/// Writes one EMF line for a webhook call (names and counts only).
+pub fn emit_webhook(hook: &str, outcome: &str, refused: bool, fetched: u64) {
+    let line = webhook_document(hook, outcome, refused, fetched).to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// Writes one EMF line for a backup's result (the line holds counts, names and timings only).
 pub fn emit(result: Result<(), &BackupError>, stats: &RunStats) {
     let line = document(result, stats).to_string();

@@ -87,6 +87,7 @@ pub fn log_failure(err: &BackupError) {
     tracing::error!(
         step = err.step.as_str(),
         kind = err.kind(),
+        code = failure(err).code,
         field = err.field(),
         error = %err,
         "backup failed"

@@ -9,30 +9,35 @@ use serde_json::value::RawValue;
 use zeroize::Zeroize;
 
 use super::http::{HttpAnswer, HttpRequest, decode_body};
+use super::metrics;
 use super::{Answer, Trigger, decode, recognise};
-use crate::domain::secret::WebhookSecret;
+use crate::domain::source::SourceAllowList;
 use crate::ports::custody::CustodianStore;
 use crate::ports::envelope::Envelope;
-use crate::workflow::custody::{CustodyService, Hook};
+use crate::ports::webhook_secret::SecretSource;
+use crate::workflow::custody::{CustodyService, Hook, HookAnswer, HookCall};
 
 /// Everything the custody function needs, built once per process (see `app`).
 #[derive(Debug)]
-pub struct CustodyHandler<E, S> {
+pub struct CustodyHandler<E, S, K> {
     /// The webhooks over the custody table and key.
     pub custody: CustodyService<E, S>,
-    /// The secret Portal's calls must carry.
-    pub secret: WebhookSecret,
+    /// The secrets Portal's calls must carry (current, and previous during a rotation).
+    pub secrets: K,
+    /// The addresses Portal's calls come from; any other is refused before anything is read.
+    pub sources: SourceAllowList,
 }
 
 /// Handles any invocation of the custody function. The raw event holds a custodian share: it is
 /// wiped once read.
-pub async fn handle<E, S>(
-    app: &CustodyHandler<E, S>,
+pub async fn handle<E, S, K>(
+    app: &CustodyHandler<E, S, K>,
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Answer, Diagnostic>
 where
     E: Envelope,
     S: CustodianStore,
+    K: SecretSource,
 {
     let mut raw: Box<str> = event.payload.into();
     let result = dispatch(app, &raw).await;
@@ -40,8 +45,8 @@ where
     result
 }
 
-async fn dispatch<E: Envelope, S: CustodianStore>(
-    app: &CustodyHandler<E, S>,
+async fn dispatch<E: Envelope, S: CustodianStore, K: SecretSource>(
+    app: &CustodyHandler<E, S, K>,
     raw: &str,
 ) -> Result<Answer, Diagnostic> {
     match recognise(raw)? {
@@ -65,37 +70,20 @@ async fn dispatch<E: Envelope, S: CustodianStore>(
     }
 }
 
-/// Serves a webhook: 404 for any other path, 401 before anything else is looked at, then 405,
-/// then the hook.
-pub async fn serve_http<E: Envelope, S: CustodianStore>(
-    app: &CustodyHandler<E, S>,
+/// Serves a webhook and counts it (one EMF line per call, never a share).
+pub async fn serve_http<E: Envelope, S: CustodianStore, K: SecretSource>(
+    app: &CustodyHandler<E, S, K>,
     call: HttpRequest,
 ) -> HttpAnswer {
-    let Some(hook) = Hook::from_path(&call.path) else {
-        return HttpAnswer::error(404, "NOT_FOUND", "no such route".into());
-    };
-    if !app.secret.admits(&call.headers) {
-        tracing::warn!(?hook, "webhook call refused: wrong or missing secret");
-        let answer = crate::workflow::custody::HookAnswer::unauthorized();
-        return HttpAnswer {
-            status: answer.status,
-            body: answer.body,
-            headers: Vec::new(),
-        };
+    let (hook, answer) = serve_hook(app, call).await;
+    if let Some(hook) = hook {
+        metrics::emit_webhook(
+            hook.as_str(),
+            answer.outcome.as_str(),
+            answer.outcome.is_refusal(),
+            answer.fetched,
+        );
     }
-    if call.method != http::Method::POST {
-        let mut answer = HttpAnswer::error(405, "METHOD_NOT_ALLOWED", "use POST".into());
-        answer.headers.push((http::header::ALLOW, "POST".into()));
-        return answer;
-    }
-    let bytes = match decode_body(call.body, call.base64_encoded) {
-        Ok(bytes) => bytes,
-        Err(answer) => return answer,
-    };
-    let answer = app
-        .custody
-        .serve(&app.secret, hook, &call.headers, &bytes)
-        .await;
     HttpAnswer {
         status: answer.status,
         body: answer.body,
@@ -103,24 +91,115 @@ pub async fn serve_http<E: Envelope, S: CustodianStore>(
     }
 }
 
+/// 403 for an address not listed, before anything else is looked at; 404 for any other path;
+/// 401 before the body is read; then 405; then the hook.
+async fn serve_hook<E: Envelope, S: CustodianStore, K: SecretSource>(
+    app: &CustodyHandler<E, S, K>,
+    call: HttpRequest,
+) -> (Option<Hook>, HookAnswer) {
+    let hook = Hook::from_path(&call.path);
+    let source = call.source_ip.as_deref();
+    if !app.sources.admits(source) {
+        tracing::warn!(
+            source = source.unwrap_or("unknown"),
+            "webhook call refused: its address is not one of Portal's"
+        );
+        return (hook, HookAnswer::forbidden_source());
+    }
+    let Some(hook) = hook else {
+        let answer = HookAnswer::error(
+            404,
+            "NOT_FOUND",
+            "no such route".into(),
+            crate::workflow::custody::Outcome::Invalid,
+        );
+        return (None, answer);
+    };
+    let secrets = app.secrets.secrets().await;
+    if !secrets.admits(&call.headers) {
+        tracing::warn!(
+            hook = hook.as_str(),
+            source = source.unwrap_or("unknown"),
+            "webhook call refused: wrong or missing secret"
+        );
+        return (Some(hook), HookAnswer::unauthorized());
+    }
+    if call.method != http::Method::POST {
+        let answer = HookAnswer::error(
+            405,
+            "METHOD_NOT_ALLOWED",
+            "use POST".into(),
+            crate::workflow::custody::Outcome::Invalid,
+        );
+        return (Some(hook), answer);
+    }
+    let bytes = match decode_body(call.body, call.base64_encoded) {
+        Ok(bytes) => bytes,
+        Err(answer) => {
+            let answer = HookAnswer {
+                status: answer.status,
+                body: answer.body,
+                outcome: crate::workflow::custody::Outcome::Invalid,
+                fetched: 0,
+            };
+            return (Some(hook), answer);
+        }
+    };
+    let answer = app
+        .custody
+        .serve(
+            &secrets,
+            HookCall {
+                hook,
+                headers: &call.headers,
+                body: &bytes,
+                source: source.unwrap_or("unknown"),
+            },
+        )
+        .await;
+    (Some(hook), answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::adapters::memory::{FakeEnvelope, FakeStore};
+    use crate::domain::secret::{WebhookSecret, WebhookSecrets};
+    use crate::ports::webhook_secret::FixedSecrets;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     use http::{HeaderMap, HeaderValue, Method};
     use serde_json::json;
     use zeroize::Zeroizing;
 
-    fn handler() -> CustodyHandler<FakeEnvelope, FakeStore> {
+    const PORTAL: &str = "35.203.150.117";
+
+    fn handler() -> CustodyHandler<FakeEnvelope, FakeStore, FixedSecrets> {
         CustodyHandler {
-            custody: CustodyService::new(FakeEnvelope::default(), FakeStore::default()),
-            secret: WebhookSecret::new("whsec-1".into()).unwrap(),
+            custody: CustodyService::new(
+                FakeEnvelope::default(),
+                FakeStore::default(),
+                Default::default(),
+            ),
+            secrets: FixedSecrets(std::sync::Arc::new(WebhookSecrets::only(
+                WebhookSecret::new("whsec-1".into()).unwrap(),
+            ))),
+            sources: SourceAllowList::parse("35.203.150.117/32,104.155.171.139/32").unwrap(),
         }
     }
 
     fn call(
+        method: Method,
+        path: &str,
+        secret: Option<&str>,
+        body: &str,
+        b64: bool,
+    ) -> HttpRequest {
+        call_from(PORTAL, method, path, secret, body, b64)
+    }
+
+    fn call_from(
+        source: &str,
         method: Method,
         path: &str,
         secret: Option<&str>,
@@ -143,13 +222,15 @@ mod tests {
             body: Some(Zeroizing::new(body)),
             base64_encoded: b64,
             caller: None,
+            source_ip: Some(source.into()),
         }
     }
 
     #[tokio::test]
     async fn webhooks_need_the_secret_and_other_routes_do_not_exist() {
         let h = handler();
-        let share = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": "s3cr3t", "backupSharePairId": "bp1"}).to_string();
+        let inner = json!({"clientId": "c1", "share": "s3cr3t"}).to_string();
+        let share = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": inner, "backupSharePairId": "bp1"}).to_string();
         let refused = serve_http(
             &h,
             call(Method::POST, "/prod/webhook/backup", None, &share, false),
@@ -174,7 +255,7 @@ mod tests {
         .await;
         assert_eq!(
             (a.status, a.body["backupShares"].clone()),
-            (200, json!(["s3cr3t"]))
+            (200, json!([inner]))
         );
         let a = serve_http(
             &h,
@@ -186,6 +267,55 @@ mod tests {
             let a = serve_http(&h, call(Method::POST, path, Some("whsec-1"), "{}", false)).await;
             assert_eq!(a.status, 404, "{path}: not the custody function's");
         }
+    }
+
+    #[tokio::test]
+    async fn calls_from_other_addresses_are_refused_before_anything_is_read() {
+        let h = handler();
+        let inner = json!({"clientId": "c1", "share": "s3cr3t"}).to_string();
+        let share = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": inner}).to_string();
+        for source in ["203.0.113.9", "35.203.150.118", "::1", ""] {
+            for (path, secret) in [
+                ("/prod/webhook/backup", Some("whsec-1")),
+                ("/prod/webhook/backup/fetch", Some("whsec-1")),
+                ("/prod/webhook/backup", None),
+                ("/elsewhere", None),
+            ] {
+                let a = serve_http(
+                    &h,
+                    call_from(source, Method::POST, path, secret, &share, false),
+                )
+                .await;
+                assert_eq!(a.status, 403, "{source} {path}");
+                assert_eq!(a.body, json!({"message": "Forbidden"}), "no detail");
+            }
+        }
+        let mut no_source = call(
+            Method::POST,
+            "/prod/webhook/backup",
+            Some("whsec-1"),
+            &share,
+            false,
+        );
+        no_source.source_ip = None;
+        assert_eq!(serve_http(&h, no_source).await.status, 403);
+        assert!(
+            h.custody.store().custodian.lock().unwrap().is_empty(),
+            "nothing stored"
+        );
+        let a = serve_http(
+            &h,
+            call_from(
+                "104.155.171.139",
+                Method::POST,
+                "/prod/webhook/backup",
+                Some("whsec-1"),
+                &share,
+                false,
+            ),
+        )
+        .await;
+        assert_eq!(a.status, 200, "a listed address works");
     }
 
     #[tokio::test]

@@ -17,6 +17,28 @@ pub struct CustodianShare {
     pub cipher_text: String,
     /// When it was written, in seconds since the Unix epoch.
     pub updated_at: u64,
+    /// What the share adds to fetch's answer as Lambda returns it, in bytes (not secret).
+    pub answer_bytes: u64,
+}
+
+/// How much one client may store, so that fetch always answers within Lambda's 6 MB and its
+/// time budget, whoever holds the webhook secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CustodianCaps {
+    /// Shares per client (`MAX_CUSTODIAN_SHARES_PER_CLIENT`, 1–1000, default 100).
+    pub shares: u64,
+    /// Bytes of fetch's answer per client, as Lambda returns it
+    /// (`MAX_CUSTODIAN_BYTES_PER_CLIENT`, 4 KiB–5 MiB, default 4 MiB).
+    pub bytes: u64,
+}
+
+impl Default for CustodianCaps {
+    fn default() -> Self {
+        Self {
+            shares: 100,
+            bytes: 4 << 20,
+        }
+    }
 }
 
 /// What a write-once put found.
@@ -27,15 +49,20 @@ pub enum Put {
     /// A share was already stored for the pair and stays; it is returned so the caller can tell
     /// a resend of the same share from an attempt to replace it.
     Exists(CustodianShare),
+    /// Nothing was stored for the pair, and the client already holds as many shares or bytes as
+    /// it may: nothing is written.
+    OverCap,
 }
 
 /// Durable storage of custodian shares.
 pub trait CustodianStore: Send + Sync {
-    /// Writes a share only if none is stored under the same client and pair: a custodian share
-    /// is written once and never replaced.
+    /// Writes a share only if none is stored under the same client and pair (a custodian share
+    /// is written once and never replaced), and only within the client's caps, counted
+    /// atomically with the write.
     fn put_custodian_once(
         &self,
         share: &CustodianShare,
+        caps: CustodianCaps,
     ) -> impl Future<Output = Result<Put, StoreError>> + Send;
 
     /// Every stored share of a client, page after page, strongly consistent.

@@ -9,3 +9,4 @@ pub mod envelope;
 pub mod portal;
 pub mod rotation;
 pub mod store;
+pub mod webhook_secret;

@@ -3,8 +3,11 @@
 //!
 //! `POST …/webhook/backup` `{"clientId", "backupMethod", "share", "backupSharePairId"?}` seals the
 //! share (its own encryption context) and writes it once; `POST …/webhook/backup/fetch`
-//! `{"clientId"}` answers `{"backupShares": [...]}`. Both require `X-Webhook-Secret`, compared in
-//! constant time; anything else is a 401 with no detail.
+//! `{"clientId"}` answers `{"backupShares": [...]}`. Both require `X-Webhook-Secret` (the current
+//! value or, during a rotation, the previous one), compared in constant time; anything else is a
+//! 401 with no detail. A share must name the client it is sent for (`CLIENT_MISMATCH`), and a
+//! client holds at most its caps of shares and answer bytes, so fetch always answers in full
+//! within Lambda's 6 MB and the time Portal waits.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,10 +15,13 @@ use http::HeaderMap;
 use serde_json::{Value, json};
 use zeroize::Zeroize;
 
+use futures::StreamExt;
+
 use crate::domain::ciphertext::EncryptionContext;
-use crate::domain::hook::{BackupHook, MAX_METHOD_LEN, parse_fetch};
-use crate::domain::secret::{WebhookSecret, wipe_json};
-use crate::ports::custody::{CustodianShare, CustodianStore, Put};
+use crate::domain::hook::{BackupHook, MAX_METHOD_LEN, answer_bytes, parse_fetch};
+use crate::domain::secret::{WebhookSecrets, wipe_json};
+use crate::domain::share::client_id_in;
+use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::envelope::{Envelope, EnvelopeError};
 use crate::ports::store::StoreError;
 
@@ -31,6 +37,10 @@ pub const FETCH_ROUTE: &str = "/webhook/backup/fetch";
 /// at Portal, so the function answers 503 itself before then (the SDK's own budget is 15 s).
 pub const HOOK_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
 
+/// Custodian shares opened at once by fetch: enough to answer a client at its cap well within
+/// the budget, few enough not to queue KMS calls behind each other.
+const FETCH_OPENS_AT_ONCE: usize = 8;
+
 /// Which webhook a path names, if any (stage prefixes such as `/prod` are allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -41,6 +51,14 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Backup => "backup",
+            Hook::Fetch => "fetch",
+        }
+    }
+
     /// The webhook `path` names.
     pub fn from_path(path: &str) -> Option<Self> {
         let path = path.trim_end_matches('/');
@@ -54,13 +72,73 @@ impl Hook {
     }
 }
 
-/// What a webhook answers: status and JSON body.
+/// What became of a webhook call, for metrics (`WebhookCalls` by `Outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new share was stored.
+    Stored,
+    /// The same share again: already stored.
+    Resent,
+    /// Fetch answered the client's shares.
+    Fetched,
+    /// The call came from an address not listed: refused before anything was read.
+    RefusedSource,
+    /// Wrong or missing secret.
+    Unauthorized,
+    /// Another share for a stored pair.
+    Conflict,
+    /// The share names another client, or none.
+    ClientMismatch,
+    /// The client holds as many shares or bytes as it may.
+    OverCap,
+    /// The body or the route is not acceptable.
+    Invalid,
+    /// Storage or KMS failed or ran out of time.
+    Unavailable,
+}
+
+impl Outcome {
+    /// Stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stored => "stored",
+            Outcome::Resent => "resent",
+            Outcome::Fetched => "fetched",
+            Outcome::RefusedSource => "refused_source",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Conflict => "conflict",
+            Outcome::ClientMismatch => "client_mismatch",
+            Outcome::OverCap => "over_cap",
+            Outcome::Invalid => "invalid",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether the call was refused for who made it or what it tried (`WebhookRefused`, alarmed):
+    /// Portal itself never makes such a call.
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Outcome::RefusedSource
+                | Outcome::Unauthorized
+                | Outcome::Conflict
+                | Outcome::ClientMismatch
+                | Outcome::OverCap
+        )
+    }
+}
+
+/// What a webhook answers: status and JSON body, and what it did.
 #[derive(Debug)]
 pub struct HookAnswer {
     /// HTTP status.
     pub status: u16,
     /// JSON body; for fetch it carries the shares, so the caller wipes it after encoding.
     pub body: Value,
+    /// What became of the call.
+    pub outcome: Outcome,
+    /// Shares answered (fetch).
+    pub fetched: u64,
 }
 
 impl HookAnswer {
@@ -69,13 +147,28 @@ impl HookAnswer {
         HookAnswer {
             status: 401,
             body: json!({"message": "Unauthorized"}),
+            outcome: Outcome::Unauthorized,
+            fetched: 0,
         }
     }
 
-    fn error(status: u16, code: &str, message: String) -> Self {
+    /// 403 with a fixed body (API Gateway's own for a resource policy's refusal).
+    pub fn forbidden_source() -> Self {
+        HookAnswer {
+            status: 403,
+            body: json!({"message": "Forbidden"}),
+            outcome: Outcome::RefusedSource,
+            fetched: 0,
+        }
+    }
+
+    /// An error with our code and a message that names no secret.
+    pub fn error(status: u16, code: &str, message: String, outcome: Outcome) -> Self {
         HookAnswer {
             status,
             body: json!({"error": {"code": code, "message": message}}),
+            outcome,
+            fetched: 0,
         }
     }
 }
@@ -92,6 +185,7 @@ fn store_failure(err: &StoreError) -> HookAnswer {
         503,
         "DEPENDENCY_UNAVAILABLE",
         "storage is unavailable; retry".into(),
+        Outcome::Unavailable,
     )
 }
 
@@ -101,7 +195,12 @@ fn envelope_failure(err: &EnvelopeError, what: &str) -> HookAnswer {
     } else {
         (502, "DEPENDENCY_FAILED")
     };
-    HookAnswer::error(status, code, format!("{what}; retry later"))
+    HookAnswer::error(
+        status,
+        code,
+        format!("{what}; retry later"),
+        Outcome::Unavailable,
+    )
 }
 
 /// Portal's custodian webhooks over the ports: the custody function's one service, over its own
@@ -110,23 +209,41 @@ fn envelope_failure(err: &EnvelopeError, what: &str) -> HookAnswer {
 pub struct CustodyService<E, S> {
     envelope: E,
     store: S,
+    caps: CustodianCaps,
+}
+
+/// One webhook call: which hook, its headers and body, and where it came from (for logs).
+#[derive(Debug)]
+pub struct HookCall<'a> {
+    /// The webhook.
+    pub hook: Hook,
+    /// Its headers (the secret).
+    pub headers: &'a HeaderMap,
+    /// Its body, decoded.
+    pub body: &'a [u8],
+    /// The caller's address as API Gateway saw it.
+    pub source: &'a str,
 }
 
 impl<E: Envelope, S: CustodianStore> CustodyService<E, S> {
-    /// Wires custody to its adapters.
-    pub fn new(envelope: E, store: S) -> Self {
-        Self { envelope, store }
+    /// Wires custody to its adapters, with the caps every client is held to.
+    pub fn new(envelope: E, store: S, caps: CustodianCaps) -> Self {
+        Self {
+            envelope,
+            store,
+            caps,
+        }
+    }
+
+    /// The store (tests look at what was written).
+    #[cfg(test)]
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// Authenticates and runs one webhook call.
-    pub async fn serve(
-        &self,
-        secret: &WebhookSecret,
-        hook: Hook,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> HookAnswer {
-        serve(&self.envelope, &self.store, secret, hook, headers, body).await
+    pub async fn serve(&self, secrets: &WebhookSecrets, call: HookCall<'_>) -> HookAnswer {
+        serve(&self.envelope, &self.store, self.caps, secrets, call).await
     }
 }
 
@@ -134,29 +251,35 @@ impl<E: Envelope, S: CustodianStore> CustodyService<E, S> {
 pub async fn serve<E: Envelope, S: CustodianStore>(
     envelope: &E,
     store: &S,
-    secret: &WebhookSecret,
-    hook: Hook,
-    headers: &HeaderMap,
-    body: &[u8],
+    caps: CustodianCaps,
+    secrets: &WebhookSecrets,
+    call: HookCall<'_>,
 ) -> HookAnswer {
-    if !secret.admits(headers) {
-        tracing::warn!(?hook, "webhook call refused: wrong or missing secret");
+    let HookCall {
+        hook,
+        headers,
+        body,
+        source,
+    } = call;
+    if !secrets.admits(headers) {
+        tracing::warn!(hook = hook.as_str(), %source, "webhook call refused: wrong or missing secret");
         return HookAnswer::unauthorized();
     }
     let work = async {
         match hook {
-            Hook::Backup => backup(envelope, store, body).await,
-            Hook::Fetch => fetch(envelope, store, body).await,
+            Hook::Backup => backup(envelope, store, caps, body).await,
+            Hook::Fetch => fetch(envelope, store, caps, body, source).await,
         }
     };
     match tokio::time::timeout(HOOK_BUDGET, work).await {
         Ok(answer) => answer,
         Err(_) => {
-            tracing::error!(?hook, "webhook call ran out of time");
+            tracing::error!(hook = hook.as_str(), "webhook call ran out of time");
             HookAnswer::error(
                 503,
                 "DEPENDENCY_UNAVAILABLE",
                 "storage did not answer in time; retry".into(),
+                Outcome::Unavailable,
             )
         }
     }
@@ -167,13 +290,28 @@ pub async fn serve<E: Envelope, S: CustodianStore>(
 async fn backup<E: Envelope, S: CustodianStore>(
     envelope: &E,
     store: &S,
+    caps: CustodianCaps,
     body: &[u8],
 ) -> HookAnswer {
     let hook = match BackupHook::parse(body) {
         Ok(h) => h,
-        Err(e) => return HookAnswer::error(400, "INVALID_INPUT", e.to_string()),
+        Err(e) => {
+            return HookAnswer::error(400, "INVALID_INPUT", e.to_string(), Outcome::Invalid);
+        }
     };
     let (client_id, pair_id) = (&hook.client_id, &hook.backup_share_pair_id);
+    // Filed only under the client the share itself names: nothing is sealed or stored otherwise.
+    if client_id_in(hook.share.expose()).as_deref() != Some(client_id.as_str()) {
+        tracing::warn!(%client_id, backup_share_pair_id = %pair_id, "custodian share refused: it names another client, or none");
+        return HookAnswer::error(
+            422,
+            "CLIENT_MISMATCH",
+            format!(
+                "the share does not name clientId {client_id}; a custodian share is stored only under its own client"
+            ),
+            Outcome::ClientMismatch,
+        );
+    }
     let context = EncryptionContext::custodian_share(client_id, pair_id);
     let cipher_text = match envelope
         .seal(&context, hook.share.as_bytes_for_seal())
@@ -192,13 +330,18 @@ async fn backup<E: Envelope, S: CustodianStore>(
         backup_method: method,
         cipher_text,
         updated_at: now_secs(),
+        answer_bytes: answer_bytes(hook.share.expose()),
     };
-    let stored = match store.put_custodian_once(&item).await {
+    let stored = match store.put_custodian_once(&item, caps).await {
         Ok(Put::Written) => {
             tracing::info!(%client_id, backup_share_pair_id = %pair_id, backup_method = %item.backup_method, "custodian share stored");
-            return stored_answer(pair_id);
+            return stored_answer(pair_id, Outcome::Stored);
         }
         Ok(Put::Exists(stored)) => stored,
+        Ok(Put::OverCap) => {
+            tracing::warn!(%client_id, backup_share_pair_id = %pair_id, max_shares = caps.shares, max_bytes = caps.bytes, "custodian share refused: the client is at its cap");
+            return over_cap(client_id, caps);
+        }
         Err(e) => return store_failure(&e),
     };
     // Already stored: the same share again is a resend; another one is never written over it.
@@ -216,7 +359,7 @@ async fn backup<E: Envelope, S: CustodianStore>(
     .is_ok()
     {
         tracing::info!(%client_id, backup_share_pair_id = %pair_id, "custodian share resent; already stored");
-        return stored_answer(pair_id);
+        return stored_answer(pair_id, Outcome::Resent);
     }
     tracing::warn!(%client_id, backup_share_pair_id = %pair_id, "custodian share refused: another share is stored for this pair");
     HookAnswer::error(
@@ -225,37 +368,70 @@ async fn backup<E: Envelope, S: CustodianStore>(
         format!(
             "a different custodian share is already stored for backup share pair {pair_id}; custodian shares are written once"
         ),
+        Outcome::Conflict,
     )
 }
 
-fn stored_answer(pair_id: &str) -> HookAnswer {
+fn stored_answer(pair_id: &str, outcome: Outcome) -> HookAnswer {
     HookAnswer {
         status: 200,
         body: json!({ "backupSharePairId": pair_id }),
+        outcome,
+        fetched: 0,
     }
 }
 
-/// Every stored share of the client, opened; one that does not open fails the whole answer (a
-/// partial list would tell Portal a share is missing when it is not).
-async fn fetch<E: Envelope, S: CustodianStore>(envelope: &E, store: &S, body: &[u8]) -> HookAnswer {
+/// 507: the client holds as many shares or answer bytes as it may; nothing was written.
+fn over_cap(client_id: &str, caps: CustodianCaps) -> HookAnswer {
+    HookAnswer::error(
+        507,
+        "CUSTODIAN_CAP_REACHED",
+        format!(
+            "client {client_id} holds the most custodian shares it may ({} shares, {} answer bytes); raise MaxCustodianSharesPerClient or MaxCustodianBytesPerClient if this client is expected to hold more",
+            caps.shares, caps.bytes
+        ),
+        Outcome::OverCap,
+    )
+}
+
+/// Every stored share of the client, opened a few at a time; one that does not open fails the
+/// whole answer (a partial list would tell Portal a share is missing when it is not), and so does
+/// a client beyond its caps (an answer over Lambda's 6 MB would fail anyway, and later).
+async fn fetch<E: Envelope, S: CustodianStore>(
+    envelope: &E,
+    store: &S,
+    caps: CustodianCaps,
+    body: &[u8],
+    source: &str,
+) -> HookAnswer {
     let client_id = match parse_fetch(body) {
         Ok(c) => c,
-        Err(e) => return HookAnswer::error(400, "INVALID_INPUT", e.to_string()),
+        Err(e) => {
+            return HookAnswer::error(400, "INVALID_INPUT", e.to_string(), Outcome::Invalid);
+        }
     };
     let items = match store.custodian_shares(&client_id).await {
         Ok(items) => items,
         Err(e) => return store_failure(&e),
     };
-    let opened = futures::future::join_all(items.iter().map(|item| async move {
+    if items.len() as u64 > caps.shares {
+        tracing::error!(%client_id, %source, count = items.len(), max_shares = caps.shares, "custodian fetch refused: the client holds more shares than its cap");
+        return over_cap(&client_id, caps);
+    }
+    let opened: Vec<_> = futures::stream::iter(items.iter().map(|item| async move {
         let context =
             EncryptionContext::custodian_share(&item.client_id, &item.backup_share_pair_id);
         envelope.open(&context, &item.cipher_text).await
     }))
+    .buffered(FETCH_OPENS_AT_ONCE)
+    .collect()
     .await;
     let mut shares = Vec::with_capacity(opened.len());
+    let mut bytes = 0u64;
     for (item, result) in items.iter().zip(opened) {
         let failed = match result.map(|plain| String::from_utf8(plain.expose().to_vec())) {
             Ok(Ok(share)) => {
+                bytes += answer_bytes(&share);
                 shares.push(Value::String(share));
                 continue;
             }
@@ -267,6 +443,7 @@ async fn fetch<E: Envelope, S: CustodianStore>(envelope: &E, store: &S, body: &[
                     502,
                     "DEPENDENCY_FAILED",
                     "a stored share is unreadable".into(),
+                    Outcome::Unavailable,
                 )
             }
             Err(e) => {
@@ -278,10 +455,20 @@ async fn fetch<E: Envelope, S: CustodianStore>(envelope: &E, store: &S, body: &[
         wipe_json(&mut partial);
         return failed;
     }
-    tracing::info!(%client_id, count = shares.len(), "custodian shares fetched");
+    if bytes > caps.bytes {
+        let mut all = Value::Array(shares);
+        wipe_json(&mut all);
+        tracing::error!(%client_id, %source, answer_bytes = bytes, max_bytes = caps.bytes, "custodian fetch refused: the client's shares exceed its byte cap");
+        return over_cap(&client_id, caps);
+    }
+    let count = shares.len() as u64;
+    // Every fetch hands custodian halves out: who asked, from where, and how many, never a share.
+    tracing::info!(%client_id, %source, count, answer_bytes = bytes, "custodian shares fetched");
     HookAnswer {
         status: 200,
         body: json!({ "backupShares": shares }),
+        outcome: Outcome::Fetched,
+        fetched: count,
     }
 }
 
@@ -289,10 +476,11 @@ async fn fetch<E: Envelope, S: CustodianStore>(envelope: &E, store: &S, body: &[
 mod tests {
     use super::*;
     use crate::adapters::memory::{FakeEnvelope, FakeStore};
+    use crate::domain::secret::WebhookSecret;
     use http::HeaderValue;
 
-    fn secret() -> WebhookSecret {
-        WebhookSecret::new("whsec-correct-horse".into()).unwrap()
+    fn secret() -> WebhookSecrets {
+        WebhookSecrets::only(WebhookSecret::new("whsec-correct-horse".into()).unwrap())
     }
 
     fn headers(value: Option<&str>) -> HeaderMap {
@@ -303,8 +491,13 @@ mod tests {
         h
     }
 
+    /// A custodian share as Portal sends it: flat JSON naming its client.
+    fn share(client: &str, scalar: &str) -> String {
+        json!({"clientId": client, "custodianId": "cust-1", "share": scalar}).to_string()
+    }
+
     #[test]
-    fn secret_check_is_exact() {
+    fn secret_check_is_exact_and_takes_the_previous_value_during_a_rotation() {
         let s = secret();
         assert!(s.admits(&headers(Some("whsec-correct-horse"))));
         for wrong in [
@@ -323,6 +516,13 @@ mod tests {
         assert!(!s.admits(&two), "a repeated header is refused");
         assert!(WebhookSecret::new("  ".into()).is_none());
         assert!(!format!("{s:?}").contains("horse"));
+        let rotating = WebhookSecrets {
+            current: WebhookSecret::new("whsec-new".into()).unwrap(),
+            previous: Some(WebhookSecret::new("whsec-correct-horse".into()).unwrap()),
+        };
+        assert!(rotating.admits(&headers(Some("whsec-new"))));
+        assert!(rotating.admits(&headers(Some("whsec-correct-horse"))));
+        assert!(!rotating.admits(&headers(Some("whsec-older"))));
     }
 
     #[test]
@@ -337,38 +537,58 @@ mod tests {
         assert_eq!(Hook::from_path("/webhook/backups"), None);
     }
 
+    async fn call_capped(
+        store: &FakeStore,
+        caps: CustodianCaps,
+        hook: Hook,
+        secret_header: Option<&str>,
+        body: &str,
+    ) -> HookAnswer {
+        let headers = headers(secret_header);
+        serve(
+            &FakeEnvelope::default(),
+            store,
+            caps,
+            &secret(),
+            HookCall {
+                hook,
+                headers: &headers,
+                body: body.as_bytes(),
+                source: "35.203.150.117",
+            },
+        )
+        .await
+    }
+
     async fn call(
         store: &FakeStore,
         hook: Hook,
         secret_header: Option<&str>,
         body: &str,
     ) -> HookAnswer {
-        serve(
-            &FakeEnvelope::default(),
-            store,
-            &secret(),
-            hook,
-            &headers(secret_header),
-            body.as_bytes(),
-        )
-        .await
+        call_capped(store, CustodianCaps::default(), hook, secret_header, body).await
     }
 
     #[tokio::test]
     async fn backup_then_fetch_round_trips_sealed_shares_written_once() {
         let store = FakeStore::default();
         let good = Some("whsec-correct-horse");
-        for (pair, share, status) in [
-            ("bp1", "share-one", 200),
-            ("bp2", "share-two", 200),
+        for (pair, scalar, status, outcome) in [
+            ("bp1", "share-one", 200, Outcome::Stored),
+            ("bp2", "share-two", 200, Outcome::Stored),
             // Portal resends: the same share is accepted, nothing is rewritten.
-            ("bp1", "share-one", 200),
+            ("bp1", "share-one", 200, Outcome::Resent),
             // Another share for a stored pair is refused and the stored one stays.
-            ("bp1", "share-one-forged", 409),
+            ("bp1", "share-one-forged", 409, Outcome::Conflict),
         ] {
-            let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share, "backupSharePairId": pair});
+            let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", scalar), "backupSharePairId": pair});
             let a = call(&store, Hook::Backup, good, &body.to_string()).await;
-            assert_eq!(a.status, status, "{pair} {share}: {}", a.body);
+            assert_eq!(
+                (a.status, a.outcome),
+                (status, outcome),
+                "{pair} {scalar}: {}",
+                a.body
+            );
             assert!(
                 !a.body.to_string().contains("share-one"),
                 "no share in answers"
@@ -377,7 +597,7 @@ mod tests {
                 assert_eq!(a.body["error"]["code"], "CUSTODIAN_SHARE_CONFLICT");
             }
         }
-        let other = json!({"clientId": "c2", "backupMethod": "CUSTOM", "share": "theirs", "backupSharePairId": "bp9"});
+        let other = json!({"clientId": "c2", "backupMethod": "CUSTOM", "share": share("c2", "theirs"), "backupSharePairId": "bp9"});
         assert_eq!(
             call(&store, Hook::Backup, good, &other.to_string())
                 .await
@@ -392,41 +612,114 @@ mod tests {
             "sealed under its own context"
         );
         let a = call(&store, Hook::Fetch, good, r#"{"clientId":"c1"}"#).await;
-        assert_eq!(a.status, 200);
+        assert_eq!((a.status, a.outcome, a.fetched), (200, Outcome::Fetched, 2));
         let mut shares: Vec<String> =
             serde_json::from_value(a.body["backupShares"].clone()).unwrap();
         shares.sort();
         assert_eq!(
             shares,
-            ["share-one", "share-two"],
+            [share("c1", "share-one"), share("c1", "share-two")],
             "the first share of each pair; only this client's"
         );
+    }
+
+    #[tokio::test]
+    async fn a_share_is_stored_only_under_the_client_it_names() {
+        let store = FakeStore::default();
+        let good = Some("whsec-correct-horse");
+        let b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(json!({"clientId": "c1", "backupSharePairId": "bp7"}).to_string())
+        };
+        for (inner, status) in [
+            (share("victim", "s3cr3t"), 422),
+            (json!({"share": "s3cr3t"}).to_string(), 422),
+            ("opaque-s3cr3t".to_owned(), 422),
+            (b64, 200),
+        ] {
+            let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": inner, "backupSharePairId": "bp7"});
+            let a = call(&store, Hook::Backup, good, &body.to_string()).await;
+            assert_eq!(a.status, status, "{inner}: {}", a.body);
+            assert!(!a.body.to_string().contains("s3cr3t"));
+            if status == 422 {
+                assert_eq!(a.body["error"]["code"], "CLIENT_MISMATCH");
+                assert_eq!(a.outcome, Outcome::ClientMismatch);
+                assert!(a.outcome.is_refusal());
+                assert!(store.custodian.lock().unwrap().is_empty(), "nothing stored");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_stops_at_its_caps_and_fetch_always_answers_in_full() {
+        let store = FakeStore::default();
+        let good = Some("whsec-correct-horse");
+        let caps = CustodianCaps {
+            shares: 3,
+            bytes: 1 << 20,
+        };
+        for n in 0..5 {
+            let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", &format!("s{n}")), "backupSharePairId": format!("bp{n}")});
+            let a = call_capped(&store, caps, Hook::Backup, good, &body.to_string()).await;
+            let expected = if n < 3 { 200 } else { 507 };
+            assert_eq!(a.status, expected, "share {n}: {}", a.body);
+            if expected == 507 {
+                assert_eq!(a.body["error"]["code"], "CUSTODIAN_CAP_REACHED");
+                assert_eq!(a.outcome, Outcome::OverCap);
+            }
+        }
+        // A resend of a stored share is still fine at the cap.
+        let resend = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", "s0"), "backupSharePairId": "bp0"});
+        let a = call_capped(&store, caps, Hook::Backup, good, &resend.to_string()).await;
+        assert_eq!((a.status, a.outcome), (200, Outcome::Resent));
+        let a = call_capped(&store, caps, Hook::Fetch, good, r#"{"clientId":"c1"}"#).await;
+        assert_eq!(a.body["backupShares"].as_array().map(Vec::len), Some(3));
+        // Byte cap: a client whose shares exceed it (a cap lowered since) is refused whole.
+        let tight = CustodianCaps {
+            shares: 3,
+            bytes: 64,
+        };
+        let a = call_capped(&store, tight, Hook::Fetch, good, r#"{"clientId":"c1"}"#).await;
+        assert_eq!((a.status, a.outcome), (507, Outcome::OverCap));
+        assert!(a.body.get("backupShares").is_none(), "never a partial list");
+        let fewer = CustodianCaps {
+            shares: 2,
+            bytes: 1 << 20,
+        };
+        let a = call_capped(&store, fewer, Hook::Fetch, good, r#"{"clientId":"c1"}"#).await;
+        assert_eq!(a.status, 507);
     }
 
     #[tokio::test]
     async fn fetch_returns_every_share_of_a_client() {
         let store = FakeStore::default();
         let good = Some("whsec-correct-horse");
+        let caps = CustodianCaps {
+            shares: 250,
+            bytes: 4 << 20,
+        };
         for n in 0..250 {
-            let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": format!("s{n}"), "backupSharePairId": format!("bp{n}")});
+            let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", &format!("s{n}")), "backupSharePairId": format!("bp{n}")});
             assert_eq!(
-                call(&store, Hook::Backup, good, &body.to_string())
+                call_capped(&store, caps, Hook::Backup, good, &body.to_string())
                     .await
                     .status,
                 200
             );
         }
-        let a = call(&store, Hook::Fetch, good, r#"{"clientId":"c1"}"#).await;
+        let a = call_capped(&store, caps, Hook::Fetch, good, r#"{"clientId":"c1"}"#).await;
         assert_eq!(a.body["backupShares"].as_array().map(Vec::len), Some(250));
     }
 
     #[tokio::test]
     async fn wrong_secret_is_401_with_no_body_and_nothing_stored() {
         let store = FakeStore::default();
-        let body = r#"{"clientId":"c1","backupMethod":"CUSTOM","share":"s"}"#;
+        let body = json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", "s")})
+            .to_string();
         for wrong in [None, Some("nope")] {
             for hook in [Hook::Backup, Hook::Fetch] {
-                let a = call(&store, hook, wrong, body).await;
+                let a = call(&store, hook, wrong, &body).await;
                 assert_eq!(a.status, 401);
                 assert_eq!(a.body, json!({"message": "Unauthorized"}), "no detail");
             }
@@ -451,8 +744,10 @@ mod tests {
             fail_put: true,
             ..Default::default()
         };
-        let body = r#"{"clientId":"c1","backupMethod":"CUSTOM","share":"s3cr3t"}"#;
-        let a = call(&failing, Hook::Backup, good, body).await;
+        let body =
+            json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", "s3cr3t")})
+                .to_string();
+        let a = call(&failing, Hook::Backup, good, &body).await;
         assert_eq!(a.status, 503);
         assert!(!a.body.to_string().contains("s3cr3t"));
     }
@@ -481,14 +776,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stalled_dependency_answers_before_portal_gives_up() {
         let started = tokio::time::Instant::now();
-        let body = br#"{"clientId":"c1","backupMethod":"CUSTOM","share":"s3cr3t"}"#;
+        let body =
+            json!({"clientId": "c1", "backupMethod": "CUSTOM", "share": share("c1", "s3cr3t")})
+                .to_string();
+        let headers = headers(Some("whsec-correct-horse"));
         let a = serve(
             &Stalled,
             &FakeStore::default(),
+            CustodianCaps::default(),
             &secret(),
-            Hook::Backup,
-            &headers(Some("whsec-correct-horse")),
-            body,
+            HookCall {
+                hook: Hook::Backup,
+                headers: &headers,
+                body: body.as_bytes(),
+                source: "35.203.150.117",
+            },
         )
         .await;
         assert_eq!(a.status, 503);

@@ -20,6 +20,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// The sources the custody function answers in tests: Portal's documented webhook addresses, and
+/// loopback (the local API Gateway calls from 127.0.0.1).
+pub const WEBHOOK_SOURCES: &str =
+    "127.0.0.0/8,35.203.150.117/32,104.155.171.139/32,35.185.20.23/32";
+
 /// The project's single-threaded moto launcher (see `scripts/moto-server.py`).
 fn moto_server() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/moto-server.py").to_owned()
@@ -202,11 +207,14 @@ impl Moto {
     }
 
     /// Environment for the custody function: its own key and table, nothing of the backup's.
+    /// The webhook secret is the caller's to add.
     pub fn custody_env(&self) -> Vec<(String, String)> {
         let mut env = self.aws_env();
         env.push(("FUNCTION_ROLE".into(), "custody".into()));
         env.push(("CUSTODY_KMS_KEY_ID".into(), self.custody_key_id.clone()));
         env.push(("CUSTODY_TABLE_NAME".into(), self.custody_table.clone()));
+        // Portal's documented addresses, and loopback for the local API Gateway.
+        env.push(("WEBHOOK_SOURCE_CIDRS".into(), WEBHOOK_SOURCES.into()));
         env
     }
 
@@ -610,6 +618,8 @@ impl Webhooks {
             .expect("arn");
         let mut env = moto.custody_env();
         env.push(("WEBHOOK_SECRET_ARN".into(), secret_arn.clone()));
+        // Read again every second, so a test sees a rotation at once.
+        env.push(("WEBHOOK_SECRET_REFRESH_SECONDS".into(), "1".into()));
         let function = Arc::new(Function::start(&env).await);
         let behind = function.clone();
         let addr = devstack::apigw::start(move |event: Value| {

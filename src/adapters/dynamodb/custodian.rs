@@ -2,13 +2,13 @@
 //! `CLIENT#<clientId>`, `sk` = `CUSTODIAN#<backupSharePairId>`, written once.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put as TxPut, TransactWriteItem, Update};
 
 use crate::adapters::dynamodb::{
     DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value,
 };
-use crate::ports::custody::{CustodianShare, CustodianStore, Put};
+use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::store::StoreError;
 
 /// Sort-key prefix of custodian share items.
@@ -23,50 +23,85 @@ fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
 
+/// Sort key of a client's custodian totals (shares and answer bytes), beside its shares.
+pub const TOTALS_SK: &str = "TOTALS#CUSTODIAN";
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
 impl CustodianStore for DynamoStore {
-    async fn put_custodian_once(&self, share: &CustodianShare) -> Result<Put, StoreError> {
-        // Write-once: a holder of the webhook secret must not be able to replace a share.
-        let result = self
-            .client()
-            .put_item()
+    async fn put_custodian_once(
+        &self,
+        share: &CustodianShare,
+        caps: CustodianCaps,
+    ) -> Result<Put, StoreError> {
+        if share.answer_bytes > caps.bytes {
+            return Ok(Put::OverCap);
+        }
+        let pk = client_pk(&share.client_id);
+        // Write-once: a holder of the webhook secret must not be able to replace a share; and
+        // the client's totals move in the same transaction, so no race passes its caps.
+        let put = TxPut::builder()
             .table_name(self.table())
-            .item("pk", s(&client_pk(&share.client_id)))
+            .item("pk", s(&pk))
             .item("sk", s(&custodian_sk(&share.backup_share_pair_id)))
             .item("clientId", s(&share.client_id))
             .item("backupSharePairId", s(&share.backup_share_pair_id))
             .item("backupMethod", s(&share.backup_method))
             .item("cipherText", sealed_value(&share.cipher_text))
-            .item("updatedAt", AttributeValue::N(share.updated_at.to_string()))
+            .item("updatedAt", n(share.updated_at))
+            .item("answerBytes", n(share.answer_bytes))
             .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", &e))?;
+        let totals = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(item_key(pk.clone(), TOTALS_SK.to_owned())))
+            .update_expression("ADD shares :one, answerBytes :bytes SET updatedAt = :now")
+            .condition_expression(
+                "attribute_not_exists(shares) OR (shares < :maxShares AND answerBytes <= :room)",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":bytes", n(share.answer_bytes))
+            .expression_attribute_values(":now", n(share.updated_at))
+            .expression_attribute_values(":maxShares", n(caps.shares))
+            .expression_attribute_values(":room", n(caps.bytes - share.answer_bytes))
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", &e))?;
+        let result = self
+            .client()
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(totals).build())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Put::Written),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let out = self
-                    .client()
-                    .get_item()
-                    .table_name(self.table())
-                    .set_key(Some(item_key(
-                        client_pk(&share.client_id),
-                        custodian_sk(&share.backup_share_pair_id),
-                    )))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| dynamo_error("GetItem", &e))?;
-                let item = out.item.ok_or_else(|| StoreError::Backend {
-                    operation: "GetItem",
-                    transient: true,
-                    detail: "the stored custodian share was not found after the write was refused"
-                        .into(),
-                })?;
-                Ok(Put::Exists(custodian_from_item(&share.client_id, &item)?))
-            }
-            Err(e) => Err(dynamo_error("PutItem", &e)),
+        let Err(e) = result else {
+            return Ok(Put::Written);
+        };
+        let reasons = match &e {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let failed = |i: usize| {
+            reasons
+                .get(i)
+                .and_then(|r| r.code())
+                .is_some_and(|c| c == "ConditionalCheckFailed")
+        };
+        if failed(0) {
+            // Already stored: a resend is fine even at the cap, so the share is looked at first.
+            return self.stored_custodian(share).await.map(Put::Exists);
         }
+        if failed(1) {
+            return Ok(Put::OverCap);
+        }
+        Err(dynamo_error("TransactWriteItems", &e))
     }
 
     async fn custodian_shares(&self, client_id: &str) -> Result<Vec<CustodianShare>, StoreError> {
@@ -96,6 +131,38 @@ impl CustodianStore for DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// The share stored for the pair, read after a write was refused because one exists.
+    async fn stored_custodian(&self, share: &CustodianShare) -> Result<CustodianShare, StoreError> {
+        let out = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(item_key(
+                client_pk(&share.client_id),
+                custodian_sk(&share.backup_share_pair_id),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", &e))?;
+        let item = out.item.ok_or_else(|| StoreError::Backend {
+            operation: "GetItem",
+            transient: true,
+            detail: "the stored custodian share was not found after the write was refused".into(),
+        })?;
+        custodian_from_item(&share.client_id, &item)
+    }
+}
+
+fn build_error(operation: &'static str, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        operation,
+        transient: false,
+        detail: format!("request could not be built: {e}"),
+    }
+}
+
 fn custodian_from_item(
     client_id: &str,
     item: &std::collections::HashMap<String, AttributeValue>,
@@ -118,6 +185,10 @@ fn custodian_from_item(
             .and_then(sealed_text)
             .ok_or_else(|| corrupt("cipherText is missing"))?,
         updated_at: match item.get("updatedAt") {
+            Some(AttributeValue::N(n)) => n.parse().unwrap_or_default(),
+            _ => 0,
+        },
+        answer_bytes: match item.get("answerBytes") {
             Some(AttributeValue::N(n)) => n.parse().unwrap_or_default(),
             _ => 0,
         },

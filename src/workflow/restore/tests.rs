@@ -203,3 +203,59 @@ async fn recover_calls_portal_and_answers_new_signing_shares_sealed_with_the_key
         signing_share_pair_ids
     );
 }
+
+#[tokio::test]
+async fn a_newer_backup_whose_shares_name_another_client_is_skipped_and_said_so() {
+    let (svc, _) = backed_up().await;
+    let (portal, envelope, store) = (svc.portal.clone(), svc.envelope.clone(), svc.store.clone());
+    // A second, newer backup under the same client id (the fake completes them in key order)...
+    let mut newer = request(BackupMode::SelfManaged);
+    if let crate::domain::request::GenerateInput::Plain(g) = &mut newer.generate {
+        g.json = SecretString::new("{ }".into());
+        g.signing_share_pair_ids = ["sig-s2".into(), "sig-e2".into()];
+    }
+    let out = BackupService::new(portal, envelope.clone(), store.clone())
+        .back_up(&newer)
+        .await
+        .unwrap();
+    // ...whose stored shares turn out to be another client's (a row filed before the check).
+    for (curve, id) in Curve::ALL.into_iter().zip(&out.backup_share_pair_ids) {
+        let plain = format!(
+            r#"{{"share":"{}","id":"{id}"}}"#,
+            crate::adapters::memory::fake_share("intruder", id)
+        );
+        let ctx = EncryptionContext::backup_share("client-1", id, curve);
+        let ct = envelope.seal(&ctx, plain.as_bytes()).await.unwrap();
+        let mut items = store.items.lock().unwrap();
+        let item = items.get_mut(&("client-1".to_owned(), id.clone())).unwrap();
+        item.cipher_text = ct;
+    }
+    let answer = svc.act(&action(Action::Verify, None)).await.unwrap();
+    let ActionAnswer::Verify {
+        ok,
+        backup_share_pair_ids,
+        skipped_other_client,
+        ..
+    } = &answer
+    else {
+        panic!("a verify answer: {answer:?}")
+    };
+    assert!(ok, "the older backup, this client's, verifies");
+    assert_ne!(backup_share_pair_ids, &out.backup_share_pair_ids);
+    assert_eq!(skipped_other_client.len(), 1);
+    assert_eq!(skipped_other_client[0], out.backup_share_pair_ids);
+    let json = serde_json::to_value(&answer).unwrap();
+    assert_eq!(
+        json["skippedOtherClient"][0][0],
+        out.backup_share_pair_ids[0]
+    );
+    // Restore answers the older backup too, never the other client's.
+    let ActionAnswer::Restore {
+        backup_share_pair_ids: restored,
+        ..
+    } = svc.act(&action(Action::Restore, None)).await.unwrap()
+    else {
+        panic!("a restore")
+    };
+    assert_eq!(&restored, backup_share_pair_ids);
+}
