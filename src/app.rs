@@ -16,10 +16,11 @@ use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
 use crate::adapters::portal_http::{HttpPortal, http_client};
 use crate::adapters::secrets_manager::{RotatingSecret, SecretFetchError};
+use crate::adapters::sqs::SqsQueue;
 use crate::config::{Config, ConfigError, CustodyConfig, FunctionConfig, WebhookSecretSource};
 use crate::domain::secret::WebhookSecrets;
 use crate::entry::webhook::CustodyHandler;
-use crate::entry::{Handler, Services};
+use crate::entry::{Handler, Role, Services};
 use crate::ports::webhook_secret::{FixedSecrets, SecretSource};
 use crate::workflow::custody::CustodyService;
 
@@ -100,6 +101,8 @@ pub enum Function {
     Backup(BackupFunction),
     /// The custody function.
     Custody(CustodyFunction),
+    /// The operator function (the backup function's binary and adapters, operator actions only).
+    Operator(BackupFunction),
 }
 
 /// Why the function could not start.
@@ -124,6 +127,19 @@ pub async fn from_env() -> Result<Function, StartupError> {
     let sdk = sdk_loader().load().await;
     match FunctionConfig::from_env()? {
         FunctionConfig::Backup(config) => Ok(Function::Backup(build(&sdk, &config)?)),
+        FunctionConfig::Operator(config) => {
+            let mut handler = build(&sdk, &config)?;
+            handler.role = Role::Operator;
+            // recover hands the wallet's new signing shares, sealed, to the backup queue.
+            if let Some(url) = &config.backup_queue_url {
+                let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url);
+                handler.services.restore = handler
+                    .services
+                    .restore
+                    .with_queue(std::sync::Arc::new(queue));
+            }
+            Ok(Function::Operator(handler))
+        }
         FunctionConfig::Custody(config) => {
             Ok(Function::Custody(build_custody(&sdk, &config).await?))
         }
@@ -143,6 +159,8 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, Startup
         .restore
         .with_plaintext_restore(config.allow_plaintext_restore);
     Ok(Handler {
+        role: Role::Backup,
+        drill_sample: config.drill_sample,
         services,
         policy: config.request_policy(),
         max_concurrency: config.max_concurrency,

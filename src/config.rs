@@ -42,6 +42,12 @@ pub struct Config {
     /// Keys earlier backups may still be under (`RETIRED_KMS_KEY_IDS`: comma-separated ARNs or
     /// key ids). A message under any key but these and `kms_key_id` is refused unopened.
     pub retired_kms_key_ids: Vec<String>,
+    /// The backup queue (`BACKUP_QUEUE_URL`): the operator function enqueues a recovered
+    /// wallet's new signing shares there, sealed, so they are backed up without the caller.
+    pub backup_queue_url: Option<String>,
+    /// The drill sample the operator function accepts (`DRILL_SAMPLE`, 1–500): the schedule's
+    /// fixed payload. Unset: any.
+    pub drill_sample: Option<u32>,
 }
 
 /// Which function this process is: the two trust domains run the same binary under different
@@ -52,6 +58,9 @@ pub enum FunctionConfig {
     Backup(Config),
     /// `FUNCTION_ROLE=custody`: Portal's custodian webhooks only.
     Custody(CustodyConfig),
+    /// `FUNCTION_ROLE=operator`: the operator actions only (list, verify, restore, recover,
+    /// rotate, drill), over the backup table and key, under a role of its own.
+    Operator(Config),
 }
 
 /// The custody function's settings: its own table, key and webhook secret.
@@ -141,6 +150,13 @@ impl FunctionConfig {
                 )?;
                 Config::read(&get).map(FunctionConfig::Backup)
             }
+            Some("operator") => {
+                refuse(
+                    &CUSTODY_ONLY,
+                    "belongs to the custody function (FUNCTION_ROLE=custody), not the operator function",
+                )?;
+                Config::read(&get).map(FunctionConfig::Operator)
+            }
             Some("custody") => {
                 refuse(
                     &BACKUP_ONLY,
@@ -148,7 +164,7 @@ impl FunctionConfig {
                 )?;
                 CustodyConfig::read(&get).map(FunctionConfig::Custody)
             }
-            Some(_) => Err(bad("FUNCTION_ROLE", "must be backup or custody")),
+            Some(_) => Err(bad("FUNCTION_ROLE", "must be backup, operator or custody")),
         }
     }
 }
@@ -323,10 +339,16 @@ impl Config {
                 "must list key ARNs or key ids, not aliases (an alias may move to another key)",
             ));
         }
+        let drill_sample = match get("DRILL_SAMPLE") {
+            None => None,
+            Some(v) => Some(number(Some(v), "DRILL_SAMPLE", 20, 1, 500)? as u32),
+        };
         Ok(Config {
             backup_mode,
             kms_key_id,
             retired_kms_key_ids,
+            backup_queue_url: get("BACKUP_QUEUE_URL"),
+            drill_sample,
             table_name,
             portal_mpc_url,
             portal_api_url,
@@ -426,8 +448,36 @@ mod tests {
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         match load(pairs)? {
             FunctionConfig::Backup(c) => Ok(c),
-            FunctionConfig::Custody(_) => panic!("a backup configuration"),
+            other => panic!("a backup configuration, not {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_operator_function_reads_the_backup_settings_and_its_own() {
+        let base = [
+            ("FUNCTION_ROLE", "operator"),
+            ("KMS_KEY_ID", "k"),
+            ("BACKUP_TABLE_NAME", "backups"),
+            (
+                "BACKUP_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/q",
+            ),
+            ("DRILL_SAMPLE", "20"),
+        ];
+        let Ok(FunctionConfig::Operator(c)) = load(&base) else {
+            panic!("an operator configuration")
+        };
+        assert_eq!(c.drill_sample, Some(20));
+        assert_eq!(
+            c.backup_queue_url.as_deref(),
+            Some("https://sqs.us-east-1.amazonaws.com/1/q")
+        );
+        let mut bad = base.to_vec();
+        bad.push(("WEBHOOK_SECRET_ARN", "arn"));
+        assert_eq!(load(&bad).unwrap_err().var, "WEBHOOK_SECRET_ARN");
+        let mut bad = base.to_vec();
+        bad[4] = ("DRILL_SAMPLE", "0");
+        assert_eq!(load(&bad).unwrap_err().var, "DRILL_SAMPLE");
     }
 
     #[test]

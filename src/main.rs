@@ -21,9 +21,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Two functions, one binary: FUNCTION_ROLE chose which (see src/config.rs).
+    // Three functions, one binary: FUNCTION_ROLE chose which (see src/config.rs).
     let run = match &function {
-        portal_backup::app::Function::Backup(backup) => {
+        portal_backup::app::Function::Backup(backup)
+        | portal_backup::app::Function::Operator(backup) => {
             lambda_runtime::run(service_fn(move |event| {
                 portal_backup::entry::handle(backup, event)
             }))

@@ -288,6 +288,25 @@ async fn store_writes_once_never_overwrites_and_reads_back_consistently() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_that_cannot_be_read_is_listed_as_such_never_dropped() {
+    use portal_backup::ports::catalogue::Catalogue;
+    let moto = Moto::start().await;
+    let store = DynamoStore::new(moto.dynamodb(), &moto.table);
+    moto.dynamodb()
+        .put_item()
+        .table_name(&moto.table)
+        .item("pk", AttributeValue::S(client_pk("client-9")))
+        .item("sk", AttributeValue::S("BACKUP#damaged".into()))
+        .item("status", AttributeValue::S("COMPLETED".into()))
+        .send()
+        .await
+        .unwrap();
+    let listed = Catalogue::list(&store, "client-9").await.unwrap();
+    assert!(listed.backups.is_empty());
+    assert_eq!(listed.unreadable, ["BACKUP#damaged"]);
+}
+
+#[tokio::test]
 async fn custodian_shares_are_written_once_and_fetched_across_query_pages() {
     let moto = Moto::start().await;
     let store = DynamoStore::new(moto.dynamodb(), &moto.table);

@@ -7,7 +7,7 @@ mod common;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::checks::{assert_no_secret_in, backup_pairs, secrets_of};
-use common::{Function, Moto, Sim, failed_ids, function_env, message, sqs_event};
+use common::{Function, Moto, Sim, failed_ids, function_env, message, operator_env, sqs_event};
 use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
 
@@ -33,6 +33,8 @@ fn drill_metrics(logs: &str) -> Vec<Value> {
 async fn drills_prove_every_backup_and_find_one_damaged_byte_by_its_curve() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
     let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    // Drills are operator actions: the operator function runs them, over the same table and key.
+    let op = Function::start(&operator_env(&function_env(&moto, &sim, "SELF_MANAGED"))).await;
     let mut records = Vec::new();
     let mut secrets = Vec::new();
     let mut clients = Vec::new();
@@ -48,7 +50,7 @@ async fn drills_prove_every_backup_and_find_one_damaged_byte_by_its_curve() {
     assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
 
     // One drill covers the four: one cycle, ended.
-    let a = drill(&f, 20).await;
+    let a = drill(&op, 20).await;
     assert_eq!(
         (&a["verified"], &a["failed"]),
         (&json!(4), &json!(0)),
@@ -59,7 +61,7 @@ async fn drills_prove_every_backup_and_find_one_damaged_byte_by_its_curve() {
     assert_eq!(a["cycle"]["proven"], 4, "{a}");
     assert!(a["cycle"]["lastEndedAt"].is_u64(), "{a}");
     // The next starts cycle 2.
-    let b = drill(&f, 2).await;
+    let b = drill(&op, 2).await;
     assert_eq!(b["cycle"]["number"], 2, "{b}");
     assert_eq!(b["failed"], 0, "{b}");
 
@@ -88,7 +90,7 @@ async fn drills_prove_every_backup_and_find_one_damaged_byte_by_its_curve() {
     // The next drills find exactly that backup, by curve, whichever part of the cycle they walk.
     let mut found = Vec::new();
     for _ in 0..3 {
-        let d = drill(&f, 20).await;
+        let d = drill(&op, 20).await;
         found.extend(d["failures"].as_array().unwrap().iter().cloned());
         assert!(
             d["failed"].as_u64() <= Some(1),
@@ -104,7 +106,7 @@ async fn drills_prove_every_backup_and_find_one_damaged_byte_by_its_curve() {
     }
 
     // The metrics the alarm watches: one line per drill, DrillFailures >= 1 once damaged.
-    let logs = f.logs();
+    let logs = op.logs();
     let metrics = drill_metrics(&logs);
     assert_eq!(metrics.len(), 5, "{logs}");
     assert_eq!(metrics[0]["DrillsVerified"], 4);
@@ -137,7 +139,7 @@ async fn a_drill_that_cannot_run_counts_as_a_failure() {
             *v = "no-such-table".into();
         }
     }
-    let f = Function::start(&env).await;
+    let f = Function::start(&operator_env(&env)).await;
     let Answer::Error(e) = f.invoke(&json!({"action": "drill", "sample": 5})).await else {
         panic!("a drill over a missing table must fail: {}", f.logs())
     };

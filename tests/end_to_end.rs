@@ -5,7 +5,7 @@ mod common;
 
 use common::checks::*;
 use common::{
-    Function, Moto, Sim, Webhooks, failed_ids, function_env, message, python_decrypt,
+    Function, Moto, Sim, Webhooks, failed_ids, function_env, message, operator_env, python_decrypt,
     python_seal_as, sealed_with_key, sqs_event,
 };
 use devstack::runtime_api::Answer;
@@ -112,7 +112,7 @@ async fn batch_of_ten_reports_exactly_the_poison_and_the_refused_message() {
 async fn batch_of_ten_on_rustack_then_verified_and_drilled() {
     let (aws, sim) = tokio::join!(Moto::rustack(), Sim::start());
     let good = batch_of_ten(&aws, &sim).await;
-    let f = Function::start(&function_env(&aws, &sim, "SELF_MANAGED")).await;
+    let f = Function::start(&operator_env(&function_env(&aws, &sim, "SELF_MANAGED"))).await;
     for client in &good {
         let v = f
             .respond(
@@ -310,6 +310,8 @@ async fn every_sample_event_runs_against_a_fresh_stack() {
     custody_env.push(("WEBHOOK_SECRET".into(), "local-webhook-secret".into()));
     custody_env.push(("ALLOW_PLAINTEXT_WEBHOOK_SECRET".into(), "local-only".into()));
     let custody = Function::start(&custody_env).await;
+    // The operator samples go to the operator function; the backup function refuses them.
+    let operator = Function::start(&operator_env(&function_env(&moto, &sim, "SELF_MANAGED"))).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -332,6 +334,14 @@ async fn every_sample_event_runs_against_a_fresh_stack() {
                 "{name}: not the backup function's route"
             );
             check_sample(name, &custody.invoke(&event).await);
+            continue;
+        }
+        if name.starts_with("action-") {
+            let Answer::Error(refused) = f.invoke(&event).await else {
+                panic!("{name}: the backup function answers an operator action")
+            };
+            assert_eq!(refused["errorType"], "OperatorActionRefused", "{name}");
+            check_sample(name, &operator.invoke(&event).await);
             continue;
         }
         let answer = f.invoke(&event).await;

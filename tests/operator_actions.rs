@@ -7,17 +7,22 @@ mod common;
 
 use common::checks::*;
 use common::{
-    Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, python_seal,
-    sealed_with_key, sqs_event,
+    Function, Moto, Sim, failed_ids, function_env, message, operator_env, python_decrypt,
+    python_seal, sealed_with_key, sqs_event,
 };
+use devstack::poller::{Queues, poll_once};
 use devstack::runtime_api::Answer;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// Invokes an operator action; the answer's JSON, or the function error's.
 async fn act(f: &Function, action: &str, client: &str, key: Option<&str>) -> Answer {
     let mut payload = json!({"action": action, "clientId": client});
     if let Some(key) = key {
         payload["clientApiKey"] = json!(key);
+    }
+    if action == "recover" {
+        payload["idempotencyKey"] = json!(format!("recovery-of-{client}"));
     }
     f.invoke(&payload).await
 }
@@ -93,6 +98,7 @@ async fn recover(sim: &Sim, key: &str, backup_response: &str) -> reqwest::Respon
 async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
     let f = Function::start(&function_env(&moto, &sim, "SELF_MANAGED")).await;
+    let op = Function::start(&operator_env(&function_env(&moto, &sim, "SELF_MANAGED"))).await;
     let (client, key, generate) = sim.new_client(1).await;
     let (pm_client, pm_key, pm_generate) = sim.new_client(2).await;
     let answer = f
@@ -112,8 +118,8 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
         .collect();
 
     // list: state and timestamps, no ciphertexts.
-    let Answer::Response(list) = act(&f, "list", &client, None).await else {
-        panic!("list failed: {}", f.logs())
+    let Answer::Response(list) = act(&op, "list", &client, None).await else {
+        panic!("list failed: {}", op.logs())
     };
     let backups = list["backups"].as_array().unwrap();
     assert_eq!(backups.len(), 1, "{list}");
@@ -128,8 +134,8 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     );
 
     // verify: ok per curve, and no share in the answer.
-    let Answer::Response(verify) = act(&f, "verify", &client, None).await else {
-        panic!("verify failed: {}", f.logs())
+    let Answer::Response(verify) = act(&op, "verify", &client, None).await else {
+        panic!("verify failed: {}", op.logs())
     };
     assert_eq!(verify["ok"], true, "{verify}");
     assert_eq!(verify["curves"]["SECP256K1"], "ok");
@@ -140,8 +146,8 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
 
     // restore (sealed) → opened by the recovery role → /v1/recover: Portal accepts the restored
     // backup and issues new signing shares.
-    let Answer::Response(restored) = act(&f, "restore", &client, None).await else {
-        panic!("restore failed: {}", f.logs())
+    let Answer::Response(restored) = act(&op, "restore", &client, None).await else {
+        panic!("restore failed: {}", op.logs())
     };
     let ids: Vec<String> = serde_json::from_value(restored["backupSharePairIds"].clone()).unwrap();
     assert_eq!(ids.len(), 2);
@@ -159,27 +165,27 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     assert!(recovered["SECP256K1"]["share"].is_string() && recovered["ED25519"]["id"].is_string());
 
     // Portal-managed: read back from Portal, which needs the client's key.
-    let Answer::Error(e) = act(&f, "restore", &pm_client, None).await else {
+    let Answer::Error(e) = act(&op, "restore", &pm_client, None).await else {
         panic!("a Portal-managed restore without a key must fail")
     };
     assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
     assert!(e["errorMessage"].as_str().unwrap().contains("clientApiKey"));
-    let Answer::Response(pm) = act(&f, "restore", &pm_client, Some(&pm_key)).await else {
-        panic!("Portal-managed restore failed: {}", f.logs())
+    let Answer::Response(pm) = act(&op, "restore", &pm_client, Some(&pm_key)).await else {
+        panic!("Portal-managed restore failed: {}", op.logs())
     };
     let pm_response = open_restored(&moto, &pm_client, &pm);
     let r = recover(&sim, &pm_key, &pm_response).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
 
     // The same actions on the IAM-authenticated API routes.
-    let (status, list) = api_act(&f, "GET", &format!("/clients/{client}/backups"), None).await;
+    let (status, list) = api_act(&op, "GET", &format!("/clients/{client}/backups"), None).await;
     assert_eq!(
         (status, &list["backups"][0]["status"]),
         (200, &json!("COMPLETED")),
         "{list}"
     );
     let (status, verify) = api_act(
-        &f,
+        &op,
         "POST",
         &format!("/clients/{client}/backups/verify"),
         None,
@@ -187,7 +193,7 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     .await;
     assert_eq!((status, &verify["ok"]), (200, &json!(true)), "{verify}");
     let (status, restored) = api_act(
-        &f,
+        &op,
         "POST",
         &format!("/clients/{client}/backups/restore"),
         None,
@@ -197,17 +203,17 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
     let r = recover(&sim, &key, &open_restored(&moto, &client, &restored)).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let path = format!("/clients/{pm_client}/backups/restore");
-    let (status, e) = api_act(&f, "POST", &path, None).await;
+    let (status, e) = api_act(&op, "POST", &path, None).await;
     assert_eq!(
         (status, &e["error"]["field"]),
         (400, &json!("clientApiKey")),
         "{e}"
     );
-    let (status, pm_api) = api_act(&f, "POST", &path, Some(json!({"clientApiKey": pm_key}))).await;
+    let (status, pm_api) = api_act(&op, "POST", &path, Some(json!({"clientApiKey": pm_key}))).await;
     assert_eq!(status, 200, "{pm_api}");
     assert_eq!(pm_api["backupSharePairIds"], pm["backupSharePairIds"]);
     assert_eq!(open_restored(&moto, &pm_client, &pm_api), pm_response);
-    let (status, e) = api_act(&f, "POST", "/clients/nobody/backups/verify", None).await;
+    let (status, e) = api_act(&op, "POST", "/clients/nobody/backups/verify", None).await;
     assert_eq!(
         (status, &e["error"]["code"]),
         (404, &json!("NO_COMPLETED_BACKUP")),
@@ -225,27 +231,56 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
         .send()
         .await
         .expect("tamper");
-    let Answer::Response(verify) = act(&f, "verify", &client, None).await else {
-        panic!("verify of a tampered backup still answers: {}", f.logs())
+    let Answer::Response(verify) = act(&op, "verify", &client, None).await else {
+        panic!("verify of a tampered backup still answers: {}", op.logs())
     };
     assert_eq!(verify["ok"], false, "{verify}");
     assert_ne!(verify["curves"]["SECP256K1"], "ok");
     assert_eq!(verify["curves"]["ED25519"], "ok");
-    let Answer::Error(e) = act(&f, "restore", &client, None).await else {
+    let Answer::Error(e) = act(&op, "restore", &client, None).await else {
         panic!("a tampered backup must not restore")
     };
     assert_eq!(e["errorType"], "DEPENDENCY_FAILED", "{e}");
 
     // A client with no backup, and a malformed action.
-    let Answer::Error(e) = act(&f, "restore", "nobody", None).await else {
+    let Answer::Error(e) = act(&op, "restore", "nobody", None).await else {
         panic!("no backup, no restore")
     };
     assert_eq!(e["errorType"], "NO_COMPLETED_BACKUP", "{e}");
-    let Answer::Error(e) = act(&f, "drop", &client, None).await else {
+    let Answer::Error(e) = act(&op, "drop", &client, None).await else {
         panic!("unknown action")
     };
     assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
-    assert_no_secret_in(&f.logs(), &secrets);
+    // The right to back up is not the right to restore: the backup function refuses every
+    // operator action by name, and the operator function refuses backups.
+    for action in ["list", "verify", "restore", "recover", "rotate", "drill"] {
+        let Answer::Error(e) = act(&f, action, &client, Some("k")).await else {
+            panic!("{action} answered by the backup function")
+        };
+        assert_eq!(e["errorType"], "OperatorActionRefused", "{e}");
+        assert!(
+            e["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("`{action}`"))
+        );
+    }
+    let (status, _) = api_act(
+        &f,
+        "POST",
+        &format!("/clients/{client}/backups/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "the operator routes are not the backup function's"
+    );
+    let Answer::Error(e) = op.invoke(&sqs_event(&[("m".into(), "{}".into())])).await else {
+        panic!("a backup answered by the operator function")
+    };
+    assert_eq!(e["errorType"], "WrongFunction", "{e}");
+    assert_no_secret_in(&format!("{}{}", f.logs(), op.logs()), &secrets);
 }
 
 /// Opens a sealed generate response (a recover answer) to learn its secrets, as the test's
@@ -268,6 +303,18 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
     let mut env = function_env(&moto, &sim, "SELF_MANAGED");
     env.retain(|(k, _)| k != "REQUIRE_SEALED_INPUT");
     let f = Function::start(&env).await;
+    // The operator function enqueues the recovered shares on the backup function's queue.
+    let queue = Queues::create(
+        &moto.sdk,
+        "portal-backup-recovered",
+        Duration::from_secs(30),
+        3,
+    )
+    .await
+    .expect("queue");
+    let mut op_env = operator_env(&env);
+    op_env.push(("BACKUP_QUEUE_URL".into(), queue.url.clone()));
+    let op = Function::start(&op_env).await;
     let (client, key, generate) = sim.new_client(31).await;
     let sealed = sealed_with_key(&moto, &client, &key, &generate);
     let records = [
@@ -292,13 +339,13 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
     secrets.extend(assert_self_managed_backup(&moto, &sim, &client).await);
 
     // recover needs the key (Portal authenticates the client) and costs no Portal call without it.
-    let Answer::Error(e) = act(&f, "recover", &client, None).await else {
+    let Answer::Error(e) = act(&op, "recover", &client, None).await else {
         panic!("recover without a key must fail")
     };
     assert_eq!(e["errorType"], "INVALID_INPUT", "{e}");
     assert_eq!(sim.calls("recover").await, 0);
-    let Answer::Response(recovered) = act(&f, "recover", &client, Some(&key)).await else {
-        panic!("recover failed: {}", f.logs())
+    let Answer::Response(recovered) = act(&op, "recover", &client, Some(&key)).await else {
+        panic!("recover failed: {}", op.logs())
     };
     assert_eq!(sim.calls("recover").await, 1);
     let new_ids: Vec<String> =
@@ -320,16 +367,34 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
     );
     secrets.extend(secrets_of(&key, &opened["generateResponse"]));
 
-    // The sealed answer is a backup request's sealedGenerateResponse as it is.
-    let again = f
-        .invoke(&sqs_event(&[(
-            "recovered".into(),
-            json!({"clientId": client, "sealedGenerateResponse": sealed_new}).to_string(),
-        )]))
-        .await;
-    assert_eq!(failed_ids(&again), Vec::<String>::new(), "{}", f.logs());
-    let Answer::Response(list) = act(&f, "list", &client, None).await else {
-        panic!("list failed: {}", f.logs())
+    // A repeat under the same key (an answer lost on the way): the same sealed shares, and
+    // Portal is not called again.
+    let Answer::Response(repeated) = act(&op, "recover", &client, Some(&key)).await else {
+        panic!("repeat failed: {}", op.logs())
+    };
+    assert_eq!(sim.calls("recover").await, 1, "Portal called once");
+    assert_eq!(repeated["sealedGenerateResponse"], sealed_new);
+    assert_eq!(repeated["repeated"], true);
+    assert_eq!(repeated["backupMessageId"], recovered["backupMessageId"]);
+    assert!(recovered["backupMessageId"].is_string(), "{recovered}");
+
+    // No caller sends anything: the backup function takes the enqueued shares from its queue
+    // (as the event source mapping would) and backs the wallet up again.
+    let backup_fn = &f;
+    let poll = poll_once(&queue, 10, |ev| async move {
+        backup_fn.invoke_within(&ev, Duration::from_secs(60)).await
+    })
+    .await
+    .expect("poll");
+    assert_eq!(
+        (poll.received, poll.deleted),
+        (1, 1),
+        "{poll:?}: {}",
+        f.logs()
+    );
+    assert_eq!(queue.depth(&queue.url).await.unwrap(), 0);
+    let Answer::Response(list) = act(&op, "list", &client, None).await else {
+        panic!("list failed: {}", op.logs())
     };
     let backups = list["backups"].as_array().unwrap();
     assert_eq!(backups.len(), 2, "{list}");
@@ -342,8 +407,13 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
 
     // On the API, the audit line names the IAM caller.
     let path = format!("/clients/{client}/backups/recover");
-    let (status, api_recovered) =
-        api_act(&f, "POST", &path, Some(json!({"clientApiKey": key}))).await;
+    let (status, api_recovered) = api_act(
+        &op,
+        "POST",
+        &path,
+        Some(json!({"clientApiKey": key, "idempotencyKey": "recovery-on-the-api"})),
+    )
+    .await;
     assert_eq!(status, 200, "{api_recovered}");
     let api_opened = open_recovered(
         &moto,
@@ -353,8 +423,8 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
     secrets.extend(secrets_of(&key, &api_opened["generateResponse"]));
 
     // A deployment that allows plaintext restore answers it in the clear; this one never does.
-    let Answer::Response(sealed_restore) = act(&f, "restore", &client, None).await else {
-        panic!("restore failed: {}", f.logs())
+    let Answer::Response(sealed_restore) = act(&op, "restore", &client, None).await else {
+        panic!("restore failed: {}", op.logs())
     };
     let restored: Value =
         serde_json::from_str(&open_restored(&moto, &client, &sealed_restore)).unwrap();
@@ -363,7 +433,7 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
     }
     let mut plain_env = env.clone();
     plain_env.push(("ALLOW_PLAINTEXT_RESTORE".into(), "true".into()));
-    let plain = Function::start(&plain_env).await;
+    let plain = Function::start(&operator_env(&plain_env)).await;
     let Answer::Response(plain_restore) = act(&plain, "restore", &client, None).await else {
         panic!("plaintext restore failed: {}", plain.logs())
     };
@@ -377,17 +447,19 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
 
     // Every restore and recover is audited with its caller and counted; nothing secret in any
     // answer or log line.
-    let logs = f.logs();
+    let logs = format!("{}{}", f.logs(), op.logs());
     let audit: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("backup key material answered"))
         .collect();
-    assert_eq!(audit.len(), 3, "{logs}");
+    // recover, its repeat (answered from the record), recover on the API, restore.
+    assert_eq!(audit.len(), 4, "{logs}");
     assert!(
         audit
             .iter()
-            .any(|l| l.contains(r#""caller":"arn:aws:iam::123456789012:user/operator""#)),
-        "{audit:?}"
+            .any(|l| l.contains(r#""caller":"arn:aws:iam::123456789012:user/operator""#)
+                && l.contains("claimed by the event")),
+        "an event's caller is marked as the event's claim: {audit:?}"
     );
     assert!(
         audit.iter().any(|l| l.contains("CloudTrail data events")),
@@ -397,7 +469,10 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
         .lines()
         .filter(|l| l.contains("CloudWatchMetrics") && l.contains(r#""Restores":1"#))
         .count();
-    assert_eq!(restores, 3, "one Restores metric per restore and recover");
+    assert_eq!(
+        restores, 4,
+        "one Restores metric per answered restore and recover (a repeat hands the shares out again)"
+    );
     assert!(
         logs.contains("restore refused or failed"),
         "a refused recover is audited too"

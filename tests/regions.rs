@@ -7,7 +7,9 @@ mod common;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_kms::config::Credentials;
 use common::checks::key_of;
-use common::{Function, Moto, Sim, create_table, failed_ids, function_env, message, sqs_event};
+use common::{
+    Function, Moto, Sim, create_table, failed_ids, function_env, message, operator_env, sqs_event,
+};
 use serde_json::json;
 
 const SECONDARY: &str = "eu-west-1";
@@ -69,8 +71,10 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
     let answer = f.invoke(&sqs_event(&records)).await;
     assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
 
-    // A drill in the primary region first: its cursor item is replicated with the rest.
-    let d = f
+    // A drill in the primary region first (the operator function): its cursor item is
+    // replicated with the rest.
+    let op = Function::start(&operator_env(&env)).await;
+    let d = op
         .respond(
             &json!({"action": "drill", "sample": 10}),
             "drill in the primary region",
@@ -114,7 +118,7 @@ async fn backups_open_in_the_secondary_region_with_the_replica_key_alone() {
     let mut env_b = env.clone();
     set(&mut env_b, "AWS_REGION", SECONDARY);
     set(&mut env_b, "KMS_KEY_ID", &replica);
-    let g = Function::start(&env_b).await;
+    let g = Function::start(&operator_env(&env_b)).await;
     for client in &clients {
         let v = g
             .respond(

@@ -13,7 +13,9 @@ use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::checks::{key_of, stored_text};
-use common::{Function, Moto, Sim, failed_ids, function_env, message, python_decrypt, sqs_event};
+use common::{
+    Function, Moto, Sim, failed_ids, function_env, message, operator_env, python_decrypt, sqs_event,
+};
 use devstack::runtime_api::Answer;
 use portal_backup::adapters::esdk::EsdkEnvelope;
 use portal_backup::adapters::kms::KmsEnvelope;
@@ -215,6 +217,8 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
     }
     // As RetiredKmsKeyArns does: the old key still opens what it sealed, until rotation is done.
     env.push(("RETIRED_KMS_KEY_IDS".into(), key_a.clone()));
+    // Rotation, verify and restore are operator actions: the operator function runs them.
+    let mut env = operator_env(&env);
     let f = Function::start(&env).await;
 
     // One client first (a Query): its four ciphertexts, and the stray item skipped.

@@ -10,7 +10,9 @@ use crate::domain::checkpoint::{BackupKey, Progress, Status};
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::Curve;
 use crate::domain::secret::{ClientApiKey, SecretBytes, SecretString};
-use crate::ports::catalogue::{Catalogue, Listed};
+use crate::ports::catalogue::{
+    Catalogue, Catalogued, Listed, Recovered, Recoveries, RecoveryStart,
+};
 use crate::ports::checkpoints::{Acquired, Checkpoints};
 use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::envelope::{Envelope, EnvelopeError};
@@ -211,6 +213,10 @@ pub(crate) struct FakeStore {
     pub checkpoints: Arc<Mutex<HashMap<(String, String), Record>>>,
     pub custodian: Arc<Mutex<HashMap<(String, String), crate::ports::custody::CustodianShare>>>,
     pub drill_cursor: Arc<Mutex<Option<crate::ports::drill::DrillCursor>>>,
+    /// Checkpoint keys `list` reports it could not read.
+    pub unreadable: Arc<Mutex<Vec<String>>>,
+    /// Recovery records: (started at, what it got), by (client, key).
+    pub recoveries: Arc<Mutex<HashMap<(String, String), (u64, Option<Recovered>)>>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -352,7 +358,7 @@ impl BackupStore for FakeStore {
 
 /// Lists the fake's checkpoints, so operator actions run against the same fakes.
 impl Catalogue for FakeStore {
-    async fn list(&self, client_id: &str) -> Result<Vec<Listed>, StoreError> {
+    async fn list(&self, client_id: &str) -> Result<Catalogued, StoreError> {
         let all = self.checkpoints.lock().unwrap();
         let mut theirs: Vec<_> = all
             .iter()
@@ -360,7 +366,7 @@ impl Catalogue for FakeStore {
             .collect();
         // Completed in key order: a test orders its backups by their keys.
         theirs.sort_by(|a, b| a.0.1.cmp(&b.0.1));
-        Ok(theirs
+        let backups = theirs
             .into_iter()
             .enumerate()
             .map(|(i, ((_, key), (progress, _, _)))| Listed {
@@ -370,7 +376,91 @@ impl Catalogue for FakeStore {
                 updated_at: 2,
                 completed_at: (progress.status == Status::Completed).then_some(3 + i as u64),
             })
-            .collect())
+            .collect();
+        let unreadable = self.unreadable.lock().unwrap().clone();
+        Ok(Catalogued {
+            backups,
+            unreadable,
+        })
+    }
+}
+
+impl Recoveries for FakeStore {
+    async fn start_recovery(
+        &self,
+        client_id: &str,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<RecoveryStart, StoreError> {
+        self.log.push("recovery.start");
+        let mut all = self.recoveries.lock().unwrap();
+        let k = (client_id.to_owned(), key.to_owned());
+        Ok(match all.get(&k) {
+            Some((_, Some(done))) => RecoveryStart::Done(done.clone()),
+            Some((at, None)) => RecoveryStart::Started(*at),
+            None => {
+                all.insert(k, (now_ms, None));
+                RecoveryStart::Fresh
+            }
+        })
+    }
+    async fn finish_recovery(
+        &self,
+        client_id: &str,
+        key: &str,
+        r: &Recovered,
+    ) -> Result<(), StoreError> {
+        self.log.push("recovery.finish");
+        let mut all = self.recoveries.lock().unwrap();
+        if let Some(entry) = all.get_mut(&(client_id.to_owned(), key.to_owned())) {
+            entry.1 = Some(r.clone());
+        }
+        Ok(())
+    }
+    async fn release_recovery(&self, client_id: &str, key: &str) -> Result<(), StoreError> {
+        self.log.push("recovery.release");
+        let mut all = self.recoveries.lock().unwrap();
+        let k = (client_id.to_owned(), key.to_owned());
+        if matches!(all.get(&k), Some((_, None))) {
+            all.remove(&k);
+        }
+        Ok(())
+    }
+    async fn recovery_enqueued(
+        &self,
+        client_id: &str,
+        key: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        self.log.push("recovery.enqueued");
+        let mut all = self.recoveries.lock().unwrap();
+        if let Some((_, Some(r))) = all.get_mut(&(client_id.to_owned(), key.to_owned())) {
+            r.enqueued_message_id = Some(message_id.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A backup queue that records what it was sent (sealed shares only).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FakeQueue {
+    pub sent: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+impl crate::ports::backup_queue::BackupQueue for FakeQueue {
+    fn enqueue<'a>(
+        &'a self,
+        b: crate::ports::backup_queue::QueuedBackup<'a>,
+    ) -> crate::ports::backup_queue::Enqueued<'a> {
+        Box::pin(async move {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push((
+                b.client_id.to_owned(),
+                b.idempotency_key.to_owned(),
+                b.sealed_generate_response.to_owned(),
+            ));
+            Ok(format!("msg-{}", sent.len()))
+        })
     }
 }
 

@@ -9,3 +9,4 @@ pub mod kms;
 pub(crate) mod memory;
 pub mod portal_http;
 pub mod secrets_manager;
+pub mod sqs;

@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::{
 use http::{Method, header};
 use zeroize::Zeroizing;
 
-use super::{Ctx, Services, operator, run_request};
+use super::{Ctx, Role, Services, operator, run_request};
 use crate::entry::http::{HttpAnswer, HttpRequest, decode_body, error_answer};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
@@ -60,14 +60,22 @@ pub async fn serve<P: Portal, E: Envelope, S: BackupStore + Checkpoints + Catalo
     body: Option<Zeroizing<String>>,
     base64_encoded: bool,
 ) -> HttpAnswer {
-    // Portal's webhooks are the custody function's (its own role, table and key), never this one's.
+    // Portal's webhooks are the custody function's (its own role, table and key), never this one's;
+    // the operator routes are the operator function's, `POST /backups` the backup function's.
     if let Some(op) = operator::route(path) {
+        if ctx.role != Role::Operator {
+            return HttpAnswer::error(
+                404,
+                "NOT_FOUND",
+                "operator routes are served by the operator function".into(),
+            );
+        }
         return match decode_body(body, base64_encoded) {
             Ok(bytes) => operator::serve(&services.restore, method, op, &bytes, ctx.caller).await,
             Err(answer) => answer,
         };
     }
-    if !path.trim_end_matches('/').ends_with(ROUTE) {
+    if !path.trim_end_matches('/').ends_with(ROUTE) || ctx.role != Role::Backup {
         return HttpAnswer::error(404, "NOT_FOUND", format!("no such route; use POST {ROUTE}"));
     }
     if method != Method::POST {
@@ -118,7 +126,35 @@ mod tests {
         body: Option<Zeroizing<String>>,
         b64: bool,
     ) -> HttpAnswer {
-        serve(s, crate::entry::test_ctx(), &method, path, body, b64).await
+        // Each route goes to the function that serves it, as the template wires them.
+        let role = if operator::route(path).is_some() {
+            Role::Operator
+        } else {
+            Role::Backup
+        };
+        let ctx = Ctx {
+            role,
+            ..crate::entry::test_ctx()
+        };
+        serve(s, ctx, &method, path, body, b64).await
+    }
+
+    #[tokio::test]
+    async fn each_function_serves_its_own_routes_only() {
+        let s = svc(FakePortal::default());
+        for (role, path, method) in [
+            (Role::Backup, "/clients/c1/backups", Method::GET),
+            (Role::Backup, "/clients/c1/backups/restore", Method::POST),
+            (Role::Backup, "/clients/c1/backups/recover", Method::POST),
+            (Role::Operator, "/backups", Method::POST),
+        ] {
+            let ctx = Ctx {
+                role,
+                ..crate::entry::test_ctx()
+            };
+            let a = serve(&s, ctx, &method, path, Some(good()), false).await;
+            assert_eq!(a.status, 404, "{role:?} {path}");
+        }
     }
 
     #[tokio::test]
@@ -313,14 +349,28 @@ mod tests {
             &s,
             Method::POST,
             "/clients/c1/backups/recover",
-            Some(Zeroizing::new(r#"{"clientApiKey":"sk_live_k"}"#.into())),
+            Some(Zeroizing::new(
+                r#"{"clientApiKey":"sk_live_k","idempotencyKey":"r-1"}"#.into(),
+            )),
             false,
         )
         .await;
         assert_eq!(recover.status, 200, "{}", recover.body);
         assert_eq!(recover.body["backupSharePairIds"], ids);
         assert!(recover.body["sealedGenerateResponse"].is_string());
-        let no_key = call(&s, Method::POST, "/clients/c1/backups/recover", None, false).await;
+        let no_idempotency =
+            call(&s, Method::POST, "/clients/c1/backups/recover", None, false).await;
+        assert_eq!(no_idempotency.status, 400, "{}", no_idempotency.body);
+        assert_eq!(no_idempotency.body["error"]["field"], "idempotencyKey");
+        let no_key = Some(Zeroizing::new(r#"{"idempotencyKey":"r-2"}"#.into()));
+        let no_key = call(
+            &s,
+            Method::POST,
+            "/clients/c1/backups/recover",
+            no_key,
+            false,
+        )
+        .await;
         assert_eq!(no_key.status, 400, "{}", no_key.body);
         assert_eq!(no_key.body["error"]["field"], "clientApiKey");
     }

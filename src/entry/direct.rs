@@ -46,6 +46,10 @@ pub(crate) struct Audit<'a> {
 /// none, and CloudTrail's Lambda data events record who invoked.
 const UNNAMED_CALLER: &str = "not given by Lambda for a direct invoke: see CloudTrail data events";
 
+/// Where an event's caller comes from, said beside it in every audit line.
+const CLAIMED_CALLER: &str =
+    "claimed by the event (API Gateway's authorizer); verified in the API's access log";
+
 /// Runs list, verify, restore or recover, with one audit line per action (restore and recover
 /// read key material out of a backup: they are logged whether answered or refused, and each
 /// answered one is counted in the `Restores` metric). The line names the action, the client,
@@ -63,17 +67,24 @@ where
     tracing::Span::current().record("client_id", request.client_id.as_str());
     let answer = service.act(request).await;
     let caller = audit.caller.unwrap_or(UNNAMED_CALLER);
+    // The caller an API event names is the event's word: whoever may invoke the function could
+    // have written it. API Gateway's access log is where the verified caller is.
+    let caller_source = if audit.caller.is_some() {
+        CLAIMED_CALLER
+    } else {
+        "none"
+    };
     let action = request.action.as_str();
     match &answer {
         Ok(_) if request.action.restores() => {
             super::metrics::emit_restore(action);
-            tracing::warn!(action, client_id = %request.client_id, via = audit.via, caller, "backup key material answered (sealed unless plaintext restore is allowed)");
+            tracing::warn!(action, client_id = %request.client_id, via = audit.via, caller, caller_source, "backup key material answered (sealed unless plaintext restore is allowed)");
         }
         Ok(_) => {
-            tracing::info!(action, client_id = %request.client_id, via = audit.via, caller, "operator action answered");
+            tracing::info!(action, client_id = %request.client_id, via = audit.via, caller, caller_source, "operator action answered");
         }
         Err(e) if request.action.restores() => {
-            tracing::warn!(action, client_id = %request.client_id, via = audit.via, caller, code = e.kind(), "restore refused or failed");
+            tracing::warn!(action, client_id = %request.client_id, via = audit.via, caller, caller_source, code = e.kind(), "restore refused or failed");
         }
         Err(_) => {}
     }
@@ -85,6 +96,7 @@ where
 pub async fn handle_action<P, E, S>(
     services: &Services<P, E, S>,
     ctx: Ctx<'_>,
+    drill_sample: Option<u32>,
     payload: &[u8],
 ) -> Result<super::Answer, Diagnostic>
 where
@@ -94,6 +106,14 @@ where
 {
     let result = if is_drill(payload) {
         match DrillRequest::parse(payload) {
+            // The schedule's payload is fixed: any other drill is not the schedule's.
+            Ok(request) if drill_sample.is_some_and(|n| n != request.sample) => {
+                Err(crate::domain::request::InputError {
+                    field: "sample".into(),
+                    problem: "is not this stack's drill sample (DRILL_SAMPLE)".into(),
+                }
+                .into())
+            }
             Ok(request) => {
                 let answer = services.drill.run(request, &ctx.deadline).await;
                 // A drill that could not run counts as a failure, never as silence.

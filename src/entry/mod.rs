@@ -32,9 +32,24 @@ use crate::workflow::restore::RestoreService;
 use crate::workflow::retry::Deadline;
 use crate::workflow::rotation::RotationService;
 
+/// Which of the two functions over the backup table and key this process is: the backup
+/// function answers backups only; the operator function (its own role, invoked by the recovery
+/// role and the drill schedule) answers operator actions only, so the right to back up is never
+/// the right to restore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// SQS, `POST /backups`, a backup by direct invoke.
+    #[default]
+    Backup,
+    /// list, verify, restore, recover, rotate, drill; the operator routes.
+    Operator,
+}
+
 /// What every entry needs to run a request.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx<'a> {
+    /// Which function this is.
+    pub role: Role,
     /// How requests are read.
     pub policy: RequestPolicy,
     /// When the invocation must have answered.
@@ -98,6 +113,7 @@ pub fn log_failure(err: &BackupError) {
 #[cfg(test)]
 pub(crate) fn test_ctx() -> Ctx<'static> {
     Ctx {
+        role: Role::Backup,
         policy: RequestPolicy::new(crate::domain::model::BackupMode::SelfManaged),
         deadline: Deadline::none(),
         request_id: "test-request",
@@ -259,6 +275,11 @@ where
 /// Everything an invocation needs, built once per process (see `app`).
 #[derive(Debug)]
 pub struct Handler<P, E, S> {
+    /// Which function this is.
+    pub role: Role,
+    /// The one drill sample the operator function accepts (`DRILL_SAMPLE`: the schedule's fixed
+    /// payload); `None` accepts any.
+    pub drill_sample: Option<u32>,
     /// The services.
     pub services: Services<P, E, S>,
     /// How requests are read.
@@ -280,6 +301,7 @@ where
 {
     let mut raw: Box<str> = event.payload.into();
     let ctx = Ctx {
+        role: app.role,
         policy: app.policy,
         deadline: Deadline::from_epoch_ms(event.context.deadline),
         request_id: &event.context.request_id,
@@ -301,7 +323,13 @@ where
     S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
     let services = &app.services;
-    match recognise(raw)? {
+    let trigger = recognise(raw)?;
+    match (app.role, trigger) {
+        (Role::Operator, Trigger::Sqs | Trigger::Direct) => return Err(wrong_function()),
+        (Role::Backup, Trigger::Action) => return Err(operator_action_refused(raw)),
+        _ => {}
+    }
+    match trigger {
         Trigger::Sqs => {
             let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;
             let answer = sqs::handle_sqs(&services.backup, ctx, app.max_concurrency, event).await?;
@@ -322,7 +350,46 @@ where
         Trigger::Direct => Ok(Answer::Direct(
             direct::handle_direct(&services.backup, ctx, raw.as_bytes()).await?,
         )),
-        Trigger::Action => direct::handle_action(services, ctx, raw.as_bytes()).await,
+        Trigger::Action => {
+            direct::handle_action(services, ctx, app.drill_sample, raw.as_bytes()).await
+        }
+    }
+}
+
+/// A backup sent to the operator function.
+fn wrong_function() -> Diagnostic {
+    Diagnostic {
+        error_type: "WrongFunction".into(),
+        error_message: "this is the operator function: it runs operator actions only; send \
+                        backups to the backup function (its queue, POST /backups, or a direct \
+                        invoke of <stack>-backup)"
+            .into(),
+    }
+}
+
+/// An operator action sent to the backup function, refused by name.
+fn operator_action_refused(raw: &str) -> Diagnostic {
+    #[derive(Deserialize)]
+    struct Probe {
+        action: Option<String>,
+    }
+    let action: String = serde_json::from_str::<Probe>(raw)
+        .ok()
+        .and_then(|p| p.action)
+        .map(|a| {
+            a.chars()
+                .take(32)
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
+        .unwrap_or_default();
+    Diagnostic {
+        error_type: "OperatorActionRefused".into(),
+        error_message: format!(
+            "`{action}` is an operator action: it runs in the operator function (<stack>-operator, \
+             invoked by the recovery role and the drill schedule); the backup function answers \
+             backups only"
+        ),
     }
 }
 
@@ -413,6 +480,8 @@ pub fn failure(err: &BackupError) -> Failure {
         Cause::InProgress => f(409, "IN_PROGRESS", Some(DEFAULT_RETRY_AFTER)),
         Cause::IdempotencyKeyReused(_) => f(422, "IDEMPOTENCY_KEY_REUSED", None),
         Cause::ClientMismatch { .. } => f(422, "CLIENT_MISMATCH", None),
+        Cause::UnreadableCheckpoints(_) => f(409, "UNREADABLE_CHECKPOINTS", None),
+        Cause::RecoveryInterrupted(_) => f(409, "RECOVERY_INTERRUPTED", None),
     }
 }
 

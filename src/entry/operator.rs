@@ -126,7 +126,10 @@ fn request(op: &OperatorRoute<'_>, body: &[u8]) -> Result<ActionRequest, BackupE
         let map = doc
             .as_object_mut()
             .ok_or_else(|| bad("body", "must be a JSON object"))?;
-        if let Some(unknown) = map.keys().find(|k| *k != "clientApiKey") {
+        if let Some(unknown) = map
+            .keys()
+            .find(|k| *k != "clientApiKey" && *k != "idempotencyKey")
+        {
             let field: String = unknown.chars().take(64).collect();
             return Err(bad(
                 &field,

@@ -1,6 +1,7 @@
 //! The ports: the small traits the workflow runs over. Their errors are backend-neutral (what
 //! failed, and whether trying again can help); adapters map their backend's errors onto them.
 
+pub mod backup_queue;
 pub mod catalogue;
 pub mod checkpoints;
 pub mod custody;

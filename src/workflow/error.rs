@@ -100,6 +100,12 @@ pub enum Cause {
         /// The client the request named.
         client_id: String,
     },
+    /// The client has checkpoints that cannot be read: restore and recover do not guess past them.
+    #[error("{0}")]
+    UnreadableCheckpoints(String),
+    /// A recovery under this key started and never finished.
+    #[error("{0}")]
+    RecoveryInterrupted(String),
     /// Another delivery of the same backup holds its lease.
     #[error(
         "another delivery of this backup is in progress (transient: retried after the visibility timeout)"
@@ -164,7 +170,9 @@ impl BackupError {
             | Cause::Mismatch(_)
             | Cause::NoBackup(_)
             | Cause::IdempotencyKeyReused(_)
-            | Cause::ClientMismatch { .. } => false,
+            | Cause::ClientMismatch { .. }
+            | Cause::UnreadableCheckpoints(_)
+            | Cause::RecoveryInterrupted(_) => false,
             Cause::Deadline(_) | Cause::InProgress => true,
             Cause::Portal(e) => e.is_transient(),
             Cause::Envelope(e) => e.is_transient(),

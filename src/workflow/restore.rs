@@ -17,12 +17,12 @@ use serde::{Serialize, Serializer};
 use crate::domain::checkpoint::{SealedRecord, Status};
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::BackupMode;
-use crate::domain::request::{GenerateResponse, InputError};
+use crate::domain::request::InputError;
 use crate::domain::secret::{ClientApiKey, SecretString, wipe_json};
 use crate::domain::share::{RecordCheck, check_record};
 use crate::ports::catalogue::{Catalogue, Listed};
 use crate::ports::envelope::Envelope;
-use crate::ports::portal::{Portal, PortalError};
+use crate::ports::portal::Portal;
 use crate::ports::store::BackupStore;
 use crate::workflow::error::{BackupError, Cause, Mismatch, Step};
 
@@ -65,10 +65,13 @@ pub struct ActionRequest {
     pub client_id: String,
     /// Needed to read Portal-managed ciphertexts back from Portal, and by `recover`.
     pub api_key: Option<ClientApiKey>,
+    /// `recover` only, required there: a repeat with the same key answers the same sealed shares
+    /// and never calls Portal again.
+    pub idempotency_key: Option<String>,
 }
 
 /// The fields of an action request.
-const ACTION_FIELDS: [&str; 3] = ["action", "clientId", "clientApiKey"];
+const ACTION_FIELDS: [&str; 4] = ["action", "clientId", "clientApiKey", "idempotencyKey"];
 
 impl ActionRequest {
     /// Parses `{"action", "clientId", "clientApiKey"?}`; errors name the field, never a value.
@@ -108,10 +111,21 @@ impl ActionRequest {
             if !crate::domain::request::valid_client_id(&client_id) {
                 return Err(bad("clientId", crate::domain::request::CLIENT_ID_RULE));
             }
+            let idempotency_key = text("idempotencyKey")?;
+            if let Some(key) = &idempotency_key {
+                crate::domain::model::check_id(key).map_err(|p| bad("idempotencyKey", p))?;
+            }
+            if action == Action::Recover && idempotency_key.is_none() {
+                return Err(bad(
+                    "idempotencyKey",
+                    "is required to recover: a repeat with the same key answers the same sealed shares and never calls Portal again",
+                ));
+            }
             Ok(Self {
                 action,
                 client_id,
                 api_key: text("clientApiKey")?.map(ClientApiKey::new),
+                idempotency_key,
             })
         })();
         wipe_json(&mut doc);
@@ -154,6 +168,8 @@ pub enum ActionAnswer {
         client_id: String,
         /// Newest first.
         backups: Vec<Summary>,
+        /// Checkpoints that could not be read.
+        unreadable: Unreadable,
     },
     /// `verify`: ok or the problem, per curve.
     Verify {
@@ -170,6 +186,8 @@ pub enum ActionAnswer {
         /// Newer completed backups passed over because their shares name another client.
         #[serde(rename = "skippedOtherClient", skip_serializing_if = "Vec::is_empty")]
         skipped_other_client: Vec<[String; 2]>,
+        /// Checkpoints that could not be read (one may be a newer backup).
+        unreadable: Unreadable,
     },
     /// `restore`: the string `/v1/recover` takes as `backupResponse`, sealed.
     Restore {
@@ -210,7 +228,35 @@ pub enum ActionAnswer {
         /// generate-response}`: send it as a backup request's `sealedGenerateResponse`.
         #[serde(rename = "sealedGenerateResponse")]
         sealed_generate_response: String,
+        /// The recovery's idempotency key.
+        #[serde(rename = "idempotencyKey")]
+        idempotency_key: String,
+        /// The backup queue's message id: the new shares are on their way to a backup (absent
+        /// when the function has no queue or the queue refused; a repeat enqueues again).
+        #[serde(rename = "backupMessageId", skip_serializing_if = "Option::is_none")]
+        backup_message_id: Option<String>,
+        /// Whether this answer comes from the recovery's record (Portal not called again).
+        #[serde(rename = "repeated")]
+        repeated: bool,
     },
+}
+
+/// Checkpoints `list` could not read: how many, and their keys (never dropped in silence).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// How many.
+    pub count: usize,
+    /// Their sort keys (`BACKUP#…`).
+    pub keys: Vec<String>,
+}
+
+impl Unreadable {
+    fn of(keys: Vec<String>) -> Self {
+        Self {
+            count: keys.len(),
+            keys,
+        }
+    }
 }
 
 /// The one place a restored backup leaves as text: the plaintext restore answer, to its IAM
@@ -238,6 +284,8 @@ pub struct RestoreService<P, E, S> {
     envelope: E,
     store: S,
     plaintext_restore: bool,
+    /// Where `recover` sends the new shares for backup (the operator function's queue).
+    queue: Option<std::sync::Arc<dyn crate::ports::backup_queue::BackupQueue>>,
 }
 
 impl<P, E, S> RestoreService<P, E, S> {
@@ -248,6 +296,7 @@ impl<P, E, S> RestoreService<P, E, S> {
             envelope,
             store,
             plaintext_restore: false,
+            queue: None,
         }
     }
 
@@ -281,17 +330,50 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
             }
             .into());
         }
+        // A recovery under a key already done answers from its record, never calling Portal.
+        if req.action == Action::Recover
+            && let Some(answer) = self.start_recovery(req).await?
+        {
+            return Ok(answer);
+        }
+        let result = self.act_on_backups(req).await;
+        if req.action == Action::Recover {
+            self.release_if_portal_untouched(req, &result).await;
+        }
+        result
+    }
+
+    /// The actions that read the client's backups: list, verify, restore, recover.
+    async fn act_on_backups(&self, req: &ActionRequest) -> Result<ActionAnswer, BackupError> {
         let store = self.table();
-        let mut listed = store
+        let catalogued = store
             .list(&req.client_id)
             .await
             .map_err(|e| BackupError::new(Step::Checkpoint, e))?;
+        let (mut listed, unreadable) = (catalogued.backups, catalogued.unreadable);
+        if !unreadable.is_empty() {
+            tracing::error!(client_id = %req.client_id, count = unreadable.len(), keys = ?unreadable, "checkpoints that cannot be read");
+        }
         if req.action == Action::List {
             listed.sort_by_key(|l| std::cmp::Reverse(l.created_at));
             return Ok(ActionAnswer::List {
                 client_id: req.client_id.clone(),
                 backups: listed.iter().map(summary).collect(),
+                unreadable: Unreadable::of(unreadable),
             });
+        }
+        // An unreadable checkpoint may be the newest backup: restore and recover do not guess
+        // past it to an older one. Verify reports it beside what it checked.
+        if req.action.restores() && !unreadable.is_empty() {
+            return Err(BackupError::new(
+                Step::Checkpoint,
+                Cause::UnreadableCheckpoints(format!(
+                    "client {} has {} checkpoint(s) that cannot be read ({}): one may be its newest backup, so none is restored; repair or remove them (docs/operations.md), then retry",
+                    req.client_id,
+                    unreadable.len(),
+                    unreadable.join(", ")
+                )),
+            ));
         }
         // Newest first; a backup whose shares name another client is not this client's (filed
         // under its id by someone else): it is skipped, and said so, never answered.
@@ -341,6 +423,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                     ok: ra.is_ok() && rb.is_ok(),
                     curves,
                     skipped_other_client: skipped,
+                    unreadable: Unreadable::of(unreadable),
                 })
             }
             Action::Restore | Action::Recover => {
@@ -380,66 +463,6 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                 })
             }
         }
-    }
-
-    /// Portal `POST /v1/recover` with the opened backup; the new signing shares are sealed with
-    /// the API key, as a producer seals them, and never leave in the clear.
-    async fn recover(
-        &self,
-        req: &ActionRequest,
-        ids: [String; 2],
-        backup_response: &SecretString,
-    ) -> Result<ActionAnswer, BackupError> {
-        let step = |c: Cause| BackupError::new(Step::Recover, c);
-        let key = req.api_key.as_ref().ok_or_else(|| {
-            step(Cause::Input(InputError {
-                field: "clientApiKey".into(),
-                problem: "is required to recover".into(),
-            }))
-        })?;
-        let recovered = self
-            .portal()
-            .recover(key, backup_response)
-            .await
-            .map_err(|e| step(e.into()))?;
-        // Portal answers a generate response: check it before sealing it for a backup.
-        let generate = GenerateResponse::parse(recovered, "recover").map_err(|e| {
-            step(Cause::Portal(PortalError::Contract {
-                call: "POST /v1/recover",
-                detail: e.to_string(),
-            }))
-        })?;
-        if !generate.names_only(&req.client_id) {
-            return Err(step(Cause::ClientMismatch {
-                what: "Portal's new signing shares",
-                client_id: req.client_id.clone(),
-            }));
-        }
-        // `{"clientApiKey", "generateResponse"}`: the sealed payload a backup request takes.
-        // The key as a JSON string (serde escapes it; a string always serialises), escaped first
-        // so that the buffer is sized once and never reallocated, which would leave a copy.
-        let quoted_key =
-            zeroize::Zeroizing::new(serde_json::to_string(key.expose()).unwrap_or_default());
-        let mut plaintext = zeroize::Zeroizing::new(String::with_capacity(
-            generate.json.expose().len() + quoted_key.len() + 40,
-        ));
-        plaintext.push_str("{\"clientApiKey\":");
-        plaintext.push_str(&quoted_key);
-        plaintext.push_str(",\"generateResponse\":");
-        plaintext.push_str(generate.json.expose());
-        plaintext.push('}');
-        let context = EncryptionContext::generate_response(&req.client_id);
-        let sealed = self
-            .envelope()
-            .seal(&context, plaintext.as_bytes())
-            .await
-            .map_err(|e| step(e.into()))?;
-        Ok(ActionAnswer::Recover {
-            client_id: req.client_id.clone(),
-            backup_share_pair_ids: ids,
-            signing_share_pair_ids: generate.signing_share_pair_ids.clone(),
-            sealed_generate_response: sealed,
-        })
     }
 
     /// Reads one ciphertext from where `mode` stored it, opens it under its context and checks
@@ -522,5 +545,6 @@ fn summary(l: &Listed) -> Summary {
     }
 }
 
+mod recovery;
 #[cfg(test)]
 mod tests;

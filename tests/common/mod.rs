@@ -469,6 +469,18 @@ pub fn function_env(moto: &Moto, sim: &Sim, mode: &str) -> Vec<(String, String)>
     env
 }
 
+/// The operator function's environment: the backup function's, as `FUNCTION_ROLE=operator` (the
+/// same table and key under a role of its own; operator actions only).
+pub fn operator_env(env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k != "FUNCTION_ROLE")
+        .cloned()
+        .collect();
+    env.push(("FUNCTION_ROLE".into(), "operator".into()));
+    env
+}
+
 /// An SQS event with one record per (message id, body).
 pub fn sqs_event(records: &[(String, String)]) -> Value {
     let records: Vec<Value> = records

@@ -4,11 +4,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::adapters::dynamodb::checkpoints::progress;
 use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error};
-use crate::ports::catalogue::{Catalogue, Listed};
+use crate::ports::catalogue::{Catalogue, Catalogued, Listed};
 use crate::ports::store::StoreError;
 
 impl Catalogue for DynamoStore {
-    async fn list(&self, client_id: &str) -> Result<Vec<Listed>, StoreError> {
+    async fn list(&self, client_id: &str) -> Result<Catalogued, StoreError> {
         let number = |item: &std::collections::HashMap<String, AttributeValue>, name: &str| {
             item.get(name)
                 .and_then(|v| v.as_n().ok())
@@ -28,9 +28,9 @@ impl Catalogue for DynamoStore {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| dynamo_error("Query", &e))?;
-        Ok(pages
-            .iter()
-            .filter_map(|item| {
+        let mut out = Catalogued::default();
+        for item in &pages {
+            let read = || {
                 Some(Listed {
                     key: item.get("idempotencyKey")?.as_s().ok()?.clone(),
                     progress: progress(item)?,
@@ -38,7 +38,15 @@ impl Catalogue for DynamoStore {
                     updated_at: number(item, "updatedAt").unwrap_or(0),
                     completed_at: number(item, "completedAt"),
                 })
-            })
-            .collect())
+            };
+            match read() {
+                Some(listed) => out.backups.push(listed),
+                None => {
+                    let sk = item.get("sk").and_then(|v| v.as_s().ok());
+                    out.unreadable.push(sk.cloned().unwrap_or_default());
+                }
+            }
+        }
+        Ok(out)
     }
 }

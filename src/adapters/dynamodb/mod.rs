@@ -5,6 +5,7 @@ pub(crate) mod catalogue;
 pub(crate) mod checkpoints;
 pub(crate) mod custodian;
 pub(crate) mod drill;
+pub(crate) mod recoveries;
 pub(crate) mod rotation;
 pub(crate) mod shares;
 

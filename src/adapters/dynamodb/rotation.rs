@@ -92,6 +92,7 @@ impl RotationTable for DynamoStore {
     async fn in_flight_pairs(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(Catalogue::list(self, client_id)
             .await?
+            .backups
             .into_iter()
             .filter(|l| l.progress.status == Status::BackedUp)
             .flat_map(|l| l.progress.shares.into_iter().flatten().map(|r| r.id))

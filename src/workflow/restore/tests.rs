@@ -112,6 +112,7 @@ fn action(action: Action, key: Option<&str>) -> ActionRequest {
         action,
         client_id: "client-1".into(),
         api_key: key.map(|k| ClientApiKey::new(k.into())),
+        idempotency_key: (action == Action::Recover).then(|| "recovery-1".into()),
     }
 }
 
@@ -258,4 +259,112 @@ async fn a_newer_backup_whose_shares_name_another_client_is_skipped_and_said_so(
         panic!("a restore")
     };
     assert_eq!(&restored, backup_share_pair_ids);
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_cannot_be_read_is_reported_and_never_guessed_past() {
+    let (svc, _) = backed_up().await;
+    svc.store
+        .unreadable
+        .lock()
+        .unwrap()
+        .push("BACKUP#newest-but-damaged".into());
+    let list = serde_json::to_value(svc.act(&action(Action::List, None)).await.unwrap()).unwrap();
+    assert_eq!(list["unreadable"]["count"], 1, "{list}");
+    assert_eq!(list["unreadable"]["keys"][0], "BACKUP#newest-but-damaged");
+    assert_eq!(list["backups"].as_array().map(Vec::len), Some(1));
+    let verify =
+        serde_json::to_value(svc.act(&action(Action::Verify, None)).await.unwrap()).unwrap();
+    assert_eq!(
+        verify["unreadable"]["count"], 1,
+        "verify says so beside its check"
+    );
+    for act in [Action::Restore, Action::Recover] {
+        let err = svc.act(&action(act, Some("k"))).await.unwrap_err();
+        assert!(
+            matches!(err.cause, Cause::UnreadableCheckpoints(_)),
+            "{act:?}: {err}"
+        );
+        assert_eq!(crate::entry::failure(&err).code, "UNREADABLE_CHECKPOINTS");
+        assert!(err.to_string().contains("BACKUP#newest-but-damaged"));
+    }
+}
+
+#[tokio::test]
+async fn a_recovery_repeated_with_its_key_calls_portal_once_and_its_shares_go_to_the_queue() {
+    let (svc, log) = backed_up().await;
+    let queue = crate::adapters::memory::FakeQueue::default();
+    let svc = svc.with_queue(std::sync::Arc::new(queue.clone()));
+    let recover = |key: &str| ActionRequest {
+        action: Action::Recover,
+        client_id: "client-1".into(),
+        api_key: Some(ClientApiKey::new("sk_live_9".into())),
+        idempotency_key: Some(key.into()),
+    };
+    let first = svc.act(&recover("r-1")).await.unwrap();
+    let again = svc.act(&recover("r-1")).await.unwrap();
+    let portal_calls = |log: &Log| {
+        log.calls()
+            .iter()
+            .filter(|c| *c == "portal.recover")
+            .count()
+    };
+    assert_eq!(portal_calls(&log), 1, "a repeat never calls Portal again");
+    let (
+        ActionAnswer::Recover {
+            sealed_generate_response: a,
+            backup_message_id: ma,
+            repeated: ra,
+            ..
+        },
+        ActionAnswer::Recover {
+            sealed_generate_response: b,
+            backup_message_id: mb,
+            repeated: rb,
+            ..
+        },
+    ) = (&first, &again)
+    else {
+        panic!("two recover answers")
+    };
+    assert_eq!(a, b, "the same sealed shares");
+    assert_eq!((ra, rb), (&false, &true));
+    assert_eq!(ma.as_deref(), Some("msg-1"));
+    assert_eq!(ma, mb, "enqueued once; the repeat answers its message id");
+    let sent = queue.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0.as_str(), sent[0].1.as_str(), sent[0].2.as_str()),
+        ("client-1", "recovered-r-1", a.as_str()),
+        "the new shares, sealed, backed up under a key of their own"
+    );
+    // Another key is another recovery.
+    svc.act(&recover("r-2")).await.unwrap();
+    assert_eq!(portal_calls(&log), 2);
+    // A recovery that failed before Portal (no backup for the client) leaves its key free.
+    let mut nobody = recover("r-3");
+    nobody.client_id = "nobody".into();
+    assert!(svc.act(&nobody).await.is_err());
+    assert!(
+        !svc.store
+            .recoveries
+            .lock()
+            .unwrap()
+            .contains_key(&("nobody".to_owned(), "r-3".to_owned()))
+    );
+}
+
+#[test]
+fn recover_needs_an_idempotency_key() {
+    let e = ActionRequest::parse(br#"{"action":"recover","clientId":"c1","clientApiKey":"k"}"#)
+        .unwrap_err();
+    assert_eq!(e.field, "idempotencyKey");
+    let ok = ActionRequest::parse(
+        br#"{"action":"recover","clientId":"c1","clientApiKey":"k","idempotencyKey":"r-1"}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.idempotency_key.as_deref(), Some("r-1"));
+    let e = ActionRequest::parse(br#"{"action":"list","clientId":"c1","idempotencyKey":"a/b"}"#)
+        .unwrap_err();
+    assert_eq!(e.field, "idempotencyKey");
 }
