@@ -328,6 +328,11 @@ impl Rewrap for EsdkEnvelope {
         let plaintext = self.open(context, old).await?;
         self.seal(context, plaintext.expose()).await
     }
+
+    async fn proves(&self, context: &EncryptionContext, new: &str) -> Result<(), EnvelopeError> {
+        // The plaintext is wiped as it drops.
+        self.open(context, new).await.map(drop)
+    }
 }
 
 /// KMS error names that retrying may fix (throttling, KMS or the network unavailable).

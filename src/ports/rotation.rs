@@ -100,4 +100,12 @@ pub trait Rewrap: Send + Sync {
         context: &EncryptionContext,
         old: &str,
     ) -> impl Future<Output = Result<String, EnvelopeError>> + Send;
+
+    /// Opens `new` under `context` and drops what it opened: rotation proves a ciphertext before
+    /// it replaces the one that is known to open.
+    fn proves(
+        &self,
+        context: &EncryptionContext,
+        new: &str,
+    ) -> impl Future<Output = Result<(), EnvelopeError>> + Send;
 }

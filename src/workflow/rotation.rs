@@ -340,6 +340,11 @@ async fn rotate_one<K: Rewrap, T: RotationTable>(
         Ok(n) => n,
         Err(e) => return Ok(Err(e.into())),
     };
+    // Proven, then swapped: the stored ciphertext is replaced only by one that has just opened,
+    // so a KMS failure at any point leaves a readable one in place.
+    if let Err(e) = kms.proves(&field.context, &new).await {
+        return Ok(Err(e.into()));
+    }
     Ok(match table.swap(key, &field.attribute, old, &new).await? {
         Swap::Written => Ok(done),
         Swap::Changed => Err(ItemError::Changed),

@@ -14,6 +14,9 @@ const GONE: &str = "arn:aws:kms:us-east-1:1:key/disabled";
 struct FakeKms {
     current: Result<String, ()>,
     calls: Mutex<u32>,
+    /// The proof of a new ciphertext fails (KMS fails between the re-seal and the swap).
+    fail_proof: bool,
+    proofs: Mutex<u32>,
 }
 
 impl FakeKms {
@@ -21,6 +24,8 @@ impl FakeKms {
         Self {
             current: Ok(NEW.into()),
             calls: Mutex::new(0),
+            fail_proof: false,
+            proofs: Mutex::new(0),
         }
     }
 }
@@ -78,6 +83,27 @@ impl Rewrap for FakeKms {
             });
         }
         Ok(esdk(NEW, context))
+    }
+
+    async fn proves(&self, context: &EncryptionContext, new: &str) -> Result<(), EnvelopeError> {
+        *self.proofs.lock().unwrap() += 1;
+        if self.fail_proof {
+            return Err(EnvelopeError::KeyService {
+                operation: "Decrypt",
+                transient: true,
+                code: Some("KMSInternalException".into()),
+                detail: "unavailable".into(),
+            });
+        }
+        // The new ciphertext must be under the new key and carry its context.
+        match Format::of(new) {
+            Format::Esdk => {
+                let (key, stored) = opened(new);
+                assert_eq!((key.as_str(), &stored), (NEW, &context.to_kms()));
+            }
+            Format::Pbe1 => assert_eq!(Sealed::decode(new)?.key_id, NEW),
+        }
+        Ok(())
     }
 }
 
@@ -598,4 +624,29 @@ fn each_item_kind_maps_to_its_attributes_and_context() {
     let mut stray = item("SHARE#p", &[("curve", "SECP256K1")]);
     stray.key.pk = "USER#c".into();
     assert!(sealed_fields(&stray).is_err());
+}
+
+#[tokio::test]
+async fn a_new_ciphertext_is_proven_before_it_replaces_the_old_one() {
+    let t = table();
+    let before = t.items.lock().unwrap().clone();
+    // KMS fails after every re-seal, before the swap: nothing is replaced, every old ciphertext
+    // stays as it was (and so readable), and each failure is counted to run again.
+    let failing = FakeKms {
+        fail_proof: true,
+        ..FakeKms::new()
+    };
+    let (total, _) = run_to_end(&failing, &t, 100).await;
+    assert_eq!(total.rewrapped, 0, "{total:?}");
+    assert_eq!(total.failed, 8, "{total:?}");
+    assert_eq!(
+        *t.items.lock().unwrap(),
+        before,
+        "not one ciphertext swapped unproven"
+    );
+    // With KMS back, the same run proves each new ciphertext, then swaps it.
+    let kms = FakeKms::new();
+    let (total, _) = run_to_end(&kms, &t, 100).await;
+    assert_eq!((total.rewrapped, total.failed), (8, 0), "{total:?}");
+    assert_eq!(*kms.proofs.lock().unwrap(), 8, "one proof per swap");
 }
