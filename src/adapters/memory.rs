@@ -216,7 +216,7 @@ pub(crate) struct FakeStore {
     /// Checkpoint keys `list` reports it could not read.
     pub unreadable: Arc<Mutex<Vec<String>>>,
     /// Recovery records: (started at, what it got), by (client, key).
-    pub recoveries: Arc<Mutex<HashMap<(String, String), (u64, Option<Recovered>)>>>,
+    pub recoveries: Arc<Mutex<HashMap<(String, String), RecoveryRecord>>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -440,6 +440,9 @@ impl Recoveries for FakeStore {
         Ok(())
     }
 }
+
+/// A recovery's record in the fake: when it started, and what it got once finished.
+pub(crate) type RecoveryRecord = (u64, Option<Recovered>);
 
 /// A backup queue that records what it was sent (sealed shares only).
 #[derive(Clone, Debug, Default)]
