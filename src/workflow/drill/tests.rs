@@ -194,3 +194,27 @@ async fn requests_are_strict_and_a_concurrent_drill_never_moves_the_cursor_back(
     assert!(!store.save_drill_cursor(&stale).await.unwrap());
     assert_eq!(*store.drill_cursor.lock().unwrap(), ahead);
 }
+
+#[tokio::test]
+async fn a_share_that_names_another_client_is_a_drill_failure_of_its_own() {
+    let (envelope, store) = table(2).await;
+    // c00's SECP256K1 share item: sealed for c00 and its pair, but the share inside is another
+    // client's (a backup filed under c00's id).
+    let plain = format!(r#"{{"share":"{}","id":"s0"}}"#, fake_share("intruder", "s0"));
+    let ctx = EncryptionContext::backup_share("c00", "s0", Curve::Secp256k1);
+    let forged = envelope.seal(&ctx, plain.as_bytes()).await.unwrap();
+    store
+        .items
+        .lock()
+        .unwrap()
+        .get_mut(&("c00".to_owned(), "s0".to_owned()))
+        .unwrap()
+        .cipher_text = forged;
+    let a = drill(&envelope, &store, req(8), &Deadline::none(), 0)
+        .await
+        .unwrap();
+    assert_eq!(a.failed, 1, "{a:?}");
+    let f = &a.failures[0];
+    assert_eq!((f.client_id.as_str(), f.curve), ("c00", Some("SECP256K1")));
+    assert!(f.problem.starts_with("CLIENT_MISMATCH"), "{}", f.problem);
+}
