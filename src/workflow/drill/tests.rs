@@ -200,7 +200,10 @@ async fn a_share_that_names_another_client_is_a_drill_failure_of_its_own() {
     let (envelope, store) = table(2).await;
     // c00's SECP256K1 share item: sealed for c00 and its pair, but the share inside is another
     // client's (a backup filed under c00's id).
-    let plain = format!(r#"{{"share":"{}","id":"s0"}}"#, fake_share("intruder", "s0"));
+    let plain = format!(
+        r#"{{"share":"{}","id":"s0"}}"#,
+        fake_share("intruder", "s0")
+    );
     let ctx = EncryptionContext::backup_share("c00", "s0", Curve::Secp256k1);
     let forged = envelope.seal(&ctx, plain.as_bytes()).await.unwrap();
     store

@@ -85,20 +85,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
         result: &Result<ActionAnswer, BackupError>,
     ) {
         let Err(err) = result else { return };
-        let portal_may_have_acted = err.step == Step::Recover
-            && matches!(
-                &err.cause,
-                Cause::Portal(PortalError::Transport { .. })
-                    | Cause::Portal(PortalError::Contract { .. })
-                    | Cause::ClientMismatch { .. }
-                    | Cause::Envelope(_)
-                    | Cause::Store(_)
-            );
-        // A repeat of a finished or running recovery never reaches here; neither does a refusal
-        // of the key itself.
-        if portal_may_have_acted
-            || matches!(err.cause, Cause::InProgress | Cause::RecoveryInterrupted(_))
-        {
+        if portal_may_have_issued(err) {
             return;
         }
         if let Some(key) = req.idempotency_key.as_deref()
@@ -206,6 +193,21 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
                 None
             }
         }
+    }
+}
+
+/// Whether Portal may have issued new signing shares before `err`: it answered (a body that
+/// broke its contract, shares of another client, then sealing or recording failed), or its
+/// answer never arrived (transport, 408, 5xx). Only a refusal Portal answered (4xx but 408), or
+/// a failure before the call, leaves nothing behind.
+fn portal_may_have_issued(err: &BackupError) -> bool {
+    if err.step != Step::Recover {
+        return false;
+    }
+    match &err.cause {
+        Cause::Portal(PortalError::Status { status, .. }) => *status == 408 || *status >= 500,
+        Cause::Input(_) => false,
+        _ => true,
     }
 }
 
