@@ -455,10 +455,10 @@ async fn recover_answers_new_signing_shares_sealed_that_back_the_wallet_up_again
     // recover, its repeat (answered from the record), recover on the API, restore.
     assert_eq!(audit.len(), 4, "{logs}");
     assert!(
-        audit
-            .iter()
-            .any(|l| l.contains(r#""caller":"arn:aws:iam::123456789012:user/operator""#)
-                && l.contains("claimed by the event")),
+        audit.iter().any(
+            |l| l.contains(r#""caller":"arn:aws:iam::123456789012:user/operator""#)
+                && l.contains("claimed by the event")
+        ),
         "an event's caller is marked as the event's claim: {audit:?}"
     );
     assert!(
