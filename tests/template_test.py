@@ -54,11 +54,13 @@ def actions(st):
     return st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
 
 
-# Two functions, one binary: the backup function and the custody function (FUNCTION_ROLE).
+# Three functions, one binary: the backup function, the operator function and the custody function
+# (FUNCTION_ROLE), each with its own role and log group.
 functions = of_type("AWS::Serverless::Function")
-check(sorted(functions) == ["BackupFunction", "CustodyFunction"], "two functions: backup and custody")
+check(sorted(functions) == ["BackupFunction", "CustodyFunction", "OperatorFunction"], "three functions: backup, operator and custody")
 config_rs = (ROOT / "src/config.rs").read_text()
-for name, role in [("BackupFunction", "backup"), ("CustodyFunction", "custody")]:
+FUNCTION_ROLES = {"BackupFunction": "backup", "OperatorFunction": "operator", "CustodyFunction": "custody"}
+for name, role in FUNCTION_ROLES.items():
     f = functions[name]
     fp_ = f["Properties"]
     check(fp_["Runtime"] == "provided.al2023" and fp_["Architectures"] == ["arm64"], f"{name}: provided.al2023 on arm64")
@@ -66,21 +68,30 @@ for name, role in [("BackupFunction", "backup"), ("CustodyFunction", "custody")]
     check(f["Metadata"]["BuildMethod"] == "rust-cargolambda", f"{name}: BuildMethod rust-cargolambda")
     check(f["Metadata"]["BuildProperties"]["Binary"] == "portal-backup", f"{name}: builds the portal-backup binary")
     check(fp_["Environment"]["Variables"]["FUNCTION_ROLE"] == role, f"{name}: FUNCTION_ROLE={role}")
+    check(f'"{role}"' in config_rs, f"{name}: FUNCTION_ROLE={role} is read by src/config.rs")
     check(fp_["Role"] == getatt(f"{name}Role"), f"{name}: its own role, {name}Role")
+    check(fp_["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-" + role}, f"{name}: named <stack name>-{role}")
+    logs = R[fp_["LoggingConfig"]["LogGroup"]["Ref"]]
+    check(logs["Type"] == "AWS::Logs::LogGroup" and logs["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${AWS::StackName}-" + role}
+          and logs["Properties"]["RetentionInDays"] == ref("LogRetentionDays"), f"{name}: a log group of its own, kept LogRetentionDays")
+    check(fp_["CodeSigningConfigArn"] == {"Fn::If": ["HasCodeSigning", getatt("CodeSigningConfig", "CodeSigningConfigArn"), ref("AWS::NoValue")]},
+          f"{name}: refuses unsigned code when a signing profile is given")
     for var in fp_["Environment"]["Variables"]:
         check(f'"{var}"' in config_rs, f"{name}: {var} is read by src/config.rs")
+log_groups = [v["Properties"]["LogGroupName"]["Fn::Sub"] for v in of_type("AWS::Logs::LogGroup").values()]
+check(len(log_groups) == len(set(log_groups)), "no two log groups share a name")
 fn = functions["BackupFunction"]
 fp = fn["Properties"]
 check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("FunctionMemory"), "timeout and memory are parameters")
 env = fp["Environment"]["Variables"]
 for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY",
-            "REQUIRE_SEALED_INPUT", "ALLOW_PLAINTEXT_RESTORE"]:
+            "REQUIRE_SEALED_INPUT"]:
     check(var in env, f"environment sets {var}")
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
 check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput") and P["RequireSealedInput"]["Default"] == "true",
       "sealed input by default; a deployer may turn it off")
-check(env["ALLOW_PLAINTEXT_RESTORE"] == ref("AllowPlaintextRestore") and P["AllowPlaintextRestore"]["Default"] == "false",
-      "restores answer sealed unless a deployer allows plaintext")
+check("ALLOW_PLAINTEXT_RESTORE" not in env and "BACKUP_QUEUE_URL" not in env and "DRILL_SAMPLE" not in env,
+      "the backup function is given no restore, queue-sending or drill setting (backups only)")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 CURRENT_KEY = {"Fn::If": ["UseStackKey", getatt("BackupKey"), ref("KmsKeyArn")]}
 def table_ref(name, how="Ref"):
@@ -93,6 +104,17 @@ check(template["Conditions"]["UseStackKey"] == {"Fn::Equals": [ref("KmsKeyArn"),
 check(P["RetiredKmsKeyArns"]["Type"] == "CommaDelimitedList" and P["RetiredKmsKeyArns"]["Default"] == "", "no retired keys by default")
 check(env["RETIRED_KMS_KEY_IDS"] == {"Fn::Join": [",", ref("RetiredKmsKeyArns")]},
       "the function is told the retired keys (it opens a message under no other key but KMS_KEY_ID)")
+# The operator function: the backup function's key, table, Portal and retired keys, the restore
+# setting, the queue to hand a recovered wallet's new shares to, and the one drill it accepts.
+op = functions["OperatorFunction"]["Properties"]
+oenv = op["Environment"]["Variables"]
+check(oenv == {"FUNCTION_ROLE": "operator", "KMS_KEY_ID": env["KMS_KEY_ID"], "BACKUP_TABLE_NAME": env["BACKUP_TABLE_NAME"],
+               "BACKUP_MODE": env["BACKUP_MODE"], "PORTAL_MPC_URL": env["PORTAL_MPC_URL"], "PORTAL_API_URL": env["PORTAL_API_URL"],
+               "ALLOW_PLAINTEXT_RESTORE": ref("AllowPlaintextRestore"), "RETIRED_KMS_KEY_IDS": env["RETIRED_KMS_KEY_IDS"],
+               "BACKUP_QUEUE_URL": ref("BackupQueue"), "DRILL_SAMPLE": ref("DrillSample")},
+      f"the operator function is given the backup side's key, table, Portal and retired keys, the restore setting, the queue and the drill sample, nothing else: {sorted(oenv)}")
+check(P["AllowPlaintextRestore"]["Default"] == "false", "restores answer sealed unless a deployer allows plaintext")
+check(op["Timeout"] == ref("FunctionTimeout") and op["MemorySize"] == ref("FunctionMemory"), "the operator function: timeout and memory are parameters")
 cenv = functions["CustodyFunction"]["Properties"]["Environment"]["Variables"]
 check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("CustodyKey"), "CUSTODY_TABLE_NAME": table_ref("CustodyTable"),
                "WEBHOOK_SECRET_ARN": ref("WebhookSecret"), "WEBHOOK_SECRET_REFRESH_SECONDS": "300",
@@ -100,7 +122,7 @@ check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("Custody
                "MAX_CUSTODIAN_SHARES_PER_CLIENT": ref("MaxCustodianSharesPerClient"),
                "MAX_CUSTODIAN_BYTES_PER_CLIENT": ref("MaxCustodianBytesPerClient")},
       "the custody function is given its own key, table and secret, Portal's addresses and the per-client caps, nothing else")
-check("WEBHOOK_SECRET_ARN" not in env, "the backup function has no webhook secret")
+check("WEBHOOK_SECRET_ARN" not in env and "WEBHOOK_SECRET_ARN" not in oenv, "neither the backup nor the operator function has the webhook secret")
 check(functions["CustodyFunction"]["Properties"]["ReservedConcurrentExecutions"] == ref("CustodyReservedConcurrency"),
       "the custody function has reserved concurrency")
 check(P["MaxCustodianSharesPerClient"]["Default"] == 100 and P["MaxCustodianSharesPerClient"]["MinValue"] == 1
@@ -188,8 +210,9 @@ check(rp["detail"]["$or"] == [
           {"userIdentity": {"sessionContext": {"sessionIssuer": {"arn": [{"anything-but": getatt("CustodyFunctionRole")}]}}}},
           {"userIdentity": {"type": [{"anything-but": "AssumedRole"}]}}],
       "the read rule excludes the custody role's sessions only (IAM users and the root user, with no sessionIssuer, match)")
-check(read_rule["Targets"] == {"Fn::If": ["HasAlarmTopic", [{"Id": "alarm-topic", "Arn": ref("AlarmTopicArn")}], ref("AWS::NoValue")]},
-      "the read rule's events go to AlarmTopicArn when set")
+ALARM_DESTINATION = {"Fn::If": ["HasAlarmTopic", ref("AlarmTopicArn"), ref("AlarmTopic")]}
+check(read_rule["Targets"] == [{"Id": "alarm-topic", "Arn": ALARM_DESTINATION}],
+      "the read rule's events go to the alarm destination")
 for url in ["PortalMpcUrl", "PortalApiUrl"]:
     check(P[url]["AllowedPattern"].startswith("^https://"), f"{url} must be https")
 
@@ -208,6 +231,7 @@ for t in P["FunctionTimeout"]["AllowedValues"]:
 
 # The event source mapping.
 events = fp["Events"]
+oevents = op["Events"]
 custody_events = functions["CustodyFunction"]["Properties"]["Events"]
 sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
 check(len(sqs) == 1, "one SQS trigger")
@@ -215,29 +239,42 @@ sqs = sqs[0]
 check(sqs["Queue"] == getatt("BackupQueue"), "the trigger reads the backup queue")
 check(sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"], "ReportBatchItemFailures")
 check(sqs["BatchSize"] == ref("BatchSize") and sqs["ScalingConfig"]["MaximumConcurrency"] == ref("MaximumConcurrency"), "batch size and maximum concurrency are parameters")
+check(not [e for e in oevents.values() if e["Type"] == "SQS"] and not [e for e in custody_events.values() if e["Type"] == "SQS"],
+      "only the backup function reads the queue")
 
-# The HTTP API: backups and the operator routes behind IAM auth (SigV4). Portal's webhooks on a REST
-# API of their own, whose resource policy answers Portal's addresses only (Portal cannot sign: the
-# secret header is their auth).
-api = [e["Properties"] for e in list(events.values()) + list(custody_events.values()) if e["Type"] == "HttpApi"]
+# The HTTP API: POST /backups (the backup function) and the operator routes (the operator
+# function), all behind IAM auth (SigV4). Portal's webhooks on a REST API of their own, whose
+# resource policy answers Portal's addresses only (Portal cannot sign: the secret header is their
+# auth).
+def http_routes(evs):
+    return {(e["Properties"]["Method"], e["Properties"]["Path"]): e["Properties"]["Auth"]["Authorizer"]
+            for e in evs.values() if e["Type"] == "HttpApi"}
+api = [e["Properties"] for e in list(events.values()) + list(oevents.values()) + list(custody_events.values()) if e["Type"] == "HttpApi"]
 routes = {(a["Method"], a["Path"]): a["Auth"]["Authorizer"] for a in api}
 check(all(e["Type"] == "Api" for e in custody_events.values()), "the custody function has no queue trigger and no HTTP API route")
 check({(e["Properties"]["Method"], e["Properties"]["Path"]) for e in custody_events.values()}
       == {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}, "the custody function serves exactly the webhooks")
 check(all(e["Properties"]["RestApiId"] == ref("WebhookApi") for e in custody_events.values()), "the webhooks are on the webhook REST API")
-check(not [e for e in events.values() if e["Type"] == "Api"], "the backup function has no route on the webhook API")
-iam_routes = {
-    ("POST", "/backups"),
+check(not [e for e in list(events.values()) + list(oevents.values()) if e["Type"] == "Api"],
+      "neither the backup nor the operator function has a route on the webhook API")
+operator_routes = {
     ("GET", "/clients/{clientId}/backups"),
     ("POST", "/clients/{clientId}/backups/verify"),
     ("POST", "/clients/{clientId}/backups/restore"),
     ("POST", "/clients/{clientId}/backups/recover"),
 }
+iam_routes = {("POST", "/backups")} | operator_routes
 webhook_routes = {("POST", "/webhook/backup"), ("POST", "/webhook/backup/fetch")}
 check(set(routes) == iam_routes, f"the HTTP API has exactly the IAM routes the code serves: {sorted(routes)}")
+check(set(http_routes(events)) == {("POST", "/backups")}, f"the backup function serves POST /backups and no operator route: {sorted(http_routes(events))}")
+check(set(http_routes(oevents)) == operator_routes and all(e["Type"] == "HttpApi" for e in oevents.values()),
+      "the operator function serves exactly the operator routes, and no other trigger")
 check(not set(routes) & webhook_routes, "no webhook route on the HTTP API (it takes neither a resource policy nor WAF)")
 check(all(routes[r] == "AWS_IAM" for r in iam_routes), "backup and operator routes require IAM auth")
 check(all(a["ApiId"] == ref("BackupApi") for a in api), "every IAM route is on the stack's HTTP API")
+operator_rs = (ROOT / "src/entry/operator.rs").read_text()
+for _, path in sorted(operator_routes):
+    check(f'"{path.rsplit("/", 1)[-1]}"' in operator_rs, f"{path} is routed by src/entry/operator.rs")
 # The webhook routes are custody's (src/workflow/custody.rs); the secret check is the secret type's.
 webhook_rs = (ROOT / "src/workflow/custody.rs").read_text() + (ROOT / "src/domain/secret.rs").read_text()
 for method, path in sorted(webhook_routes):
@@ -247,6 +284,20 @@ for method, path in sorted(webhook_routes):
 check("constant_time" in webhook_rs and "x-webhook-secret" in webhook_rs, "the webhook secret is checked in constant time")
 check(R["BackupApi"]["Properties"]["Auth"]["EnableIamAuthorizer"] is True, "IAM authorizer enabled")
 check("RouteSettings" not in R["BackupApi"]["Properties"], "the HTTP API has no webhook route settings left")
+# API Gateway's own access log of the HTTP API: one JSON line per call with the identity it
+# authenticated, which neither the function nor a caller can write.
+als = R["BackupApi"]["Properties"]["AccessLogSettings"]
+check(als["DestinationArn"] == getatt("BackupApiAccessLogs"), "the HTTP API writes access logs to a log group of its own")
+alog = R["BackupApiAccessLogs"]["Properties"]
+check(alog["LogGroupName"] == {"Fn::Sub": "/aws/apigateway/${AWS::StackName}-api"} and alog["RetentionInDays"] == ref("LogRetentionDays"),
+      "the access log group: /aws/apigateway/<stack name>-api, kept LogRetentionDays")
+access_format = json.loads(als["Format"])
+for field, var in [("requestId", "$context.requestId"), ("sourceIp", "$context.identity.sourceIp"),
+                   ("userArn", "$context.identity.userArn"), ("caller", "$context.identity.caller"),
+                   ("routeKey", "$context.routeKey"), ("status", "$context.status")]:
+    check(access_format.get(field) == var, f"the access log line carries {field} ({var})")
+check(all(isinstance(v, str) and v.startswith("$context.") for v in access_format.values()),
+      "the access log line is one JSON object of $context variables")
 wapi = R["WebhookApi"]
 wp = wapi["Properties"]
 check(wapi["Type"] == "AWS::Serverless::Api" and wp["EndpointConfiguration"] == {"Type": "REGIONAL"} and wp["StageName"] == "prod",
@@ -380,19 +431,27 @@ check([d["Condition"] for d in key_denies.get("CustodyKey", [])] == [CUSTODIAN_O
 check(not key_denies.get("QueueKey") and not key_denies.get("WebhookSecretKey"), "no other key carries a purpose Deny")
 
 # The role map: every table and key each function's role can reach (IAM statements, and key
-# policy statements naming the role). No table and no key is reachable from both functions.
+# policy statements naming the role). No table and no key is reachable from both trust domains.
 roles = of_type("AWS::IAM::Role")
-check(sorted(roles) == ["BackupFunctionRole", "CustodyFunctionRole", "DrillSchedulerRole"], "one role per function, and the drill schedule's")
-# The schedule's role may invoke the backup function and nothing else.
+check(sorted(roles) == ["BackupFunctionRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
+      "one role per function, and the drill schedule's")
+for rname, role in roles.items():
+    check(role["Properties"].get("ManagedPolicyArns", []) in
+          ([], [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}]),
+          f"{rname}: no managed policy but Lambda's basic execution (logs)")
+# The schedule's role may invoke the operator function and nothing else; only EventBridge Scheduler
+# of this account, for this stack's schedule group, assumes it.
 drill_role = roles.pop("DrillSchedulerRole")
 check(drill_role.get("Condition") == "HasDrillSchedule", "the schedule's role exists only with a schedule")
 drill_statements = [st for pol in drill_role["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])]
 check(len(drill_statements) == 1 and actions(drill_statements[0]) == ["lambda:InvokeFunction"]
-      and drill_statements[0]["Resource"] == getatt("BackupFunction", "Arn"),
-      "the drill schedule's role invokes the backup function, nothing else")
-check(drill_role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
-      and "aws:SourceAccount" in str(drill_role["Properties"]["AssumeRolePolicyDocument"]),
-      "only EventBridge Scheduler of this account assumes it")
+      and drill_statements[0]["Resource"] == getatt("OperatorFunction", "Arn"),
+      "the drill schedule's role invokes the operator function, nothing else")
+trust = drill_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+DRILL_GROUP_ARN = {"Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule-group/${AWS::StackName}-drills"}
+check(len(trust) == 1 and trust[0]["Principal"] == {"Service": "scheduler.amazonaws.com"} and actions(trust[0]) == ["sts:AssumeRole"]
+      and trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId"), "aws:SourceArn": DRILL_GROUP_ARN}},
+      "only EventBridge Scheduler of this account, for the stack's drill schedule group (aws:SourceArn), assumes it")
 reach = {}
 for rname, role in roles.items():
     r = reach.setdefault(rname, set())
@@ -409,7 +468,7 @@ for rname, role in roles.items():
             elif isinstance(res, dict) and "Ref" in res:
                 r.add(res["Ref"])
             elif isinstance(res, dict) and "Fn::Sub" in res and ":sqs:" in res["Fn::Sub"]:
-                r.add("BackupQueue" if res["Fn::Sub"].endswith("-backup-requests") else res["Fn::Sub"])
+                r.add("BackupQueue" if res["Fn::Sub"].endswith(":${AWS::StackName}-backup-requests") else res["Fn::Sub"])
             elif isinstance(res, dict) and "Fn::Sub" in res and ":secretsmanager:" in res["Fn::Sub"]:
                 # The webhook secret by its name (a reference would be a dependency circle).
                 r.add("WebhookSecret" if res["Fn::Sub"] == SECRET_ARN_PATTERN else res["Fn::Sub"])
@@ -419,14 +478,19 @@ for rname, role in roles.items():
     for kname, users in key_users.items():
         if str(getatt(rname)) in users:
             r.add(kname)
+check(R["BackupQueue"]["Properties"]["QueueName"] == {"Fn::Sub": "${AWS::StackName}-backup-requests"},
+      "the queue the roles name by its name is the backup queue")
 print(f"  role map: " + "; ".join(f"{r} -> {sorted(v)}" for r, v in sorted(reach.items())))
-shared = reach["BackupFunctionRole"] & reach["CustodyFunctionRole"]
-check(not shared, f"no table, key or secret reachable from both functions: {sorted(shared)}")
-check({"BackupTable", "BackupKey", "QueueKey"} <= reach["BackupFunctionRole"], "the backup role reaches its table and keys")
+for side in ["BackupFunctionRole", "OperatorFunctionRole"]:
+    shared = reach[side] & reach["CustodyFunctionRole"]
+    check(not shared, f"no table, key or secret reachable from both {side} and the custody function: {sorted(shared)}")
+    check("WebhookSecretKey" not in reach[side] and "WebhookSecret" not in reach[side],
+          f"{side} reaches neither the webhook secret nor its key")
+check({"BackupTable", "BackupKey", "QueueKey", "BackupQueue"} <= reach["BackupFunctionRole"], "the backup role reaches its table, keys and queue")
+check(reach["OperatorFunctionRole"] == reach["BackupFunctionRole"],
+      f"the operator role reaches the backup side's table, keys and queue, nothing more: {sorted(reach['OperatorFunctionRole'])}")
 check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret", "WebhookSecretKey"},
       "the custody role reaches exactly its table, key, secret and the secret's key")
-check("WebhookSecretKey" not in reach["BackupFunctionRole"] and "WebhookSecret" not in reach["BackupFunctionRole"],
-      "the backup role reaches neither the webhook secret nor its key")
 for kname in ["BackupKey", "CustodyKey"]:
     users = {p for p, a in key_users.get(kname, {}).items() if any(x.startswith("kms:Decrypt") for x in a)}
     for other in {"BackupKey", "CustodyKey"} - {kname}:
@@ -435,21 +499,84 @@ for kname in ["BackupKey", "CustodyKey"]:
 recovery = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("RecoveryRoleArn")]
 check(len(recovery) == 1 and actions(recovery[0]) == ["kms:Decrypt"], "RecoveryRoleArn may Decrypt with the backup key, nothing else")
 check(P["RecoveryRoleArn"]["Default"] == "" and P["ProducerRoleArn"]["Default"] == "", "recovery and producer roles are optional")
-producer_queue = [st for st in unwrap(R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
-check(len(producer_queue) == 1 and "kms:ViaService" in str(producer_queue[0]["Condition"]), "the producer uses the queue key through SQS only")
+queue_key = unwrap(R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"])
+VIA_SQS = {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}}}
+producer_queue = [st for st in queue_key if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
+check(len(producer_queue) == 1 and producer_queue[0]["Condition"] == VIA_SQS, "the producer uses the queue key through SQS only")
 producer_seal = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
 check(len(producer_seal) == 1 and actions(producer_seal[0]) == ["kms:GenerateDataKey"]
       and producer_seal[0]["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"] == "generate-response",
       "the producer may only seal generate responses with the backup key")
+# The queue key: who may read what sits in the queues (and the DLQ), and who may send.
+queue_users = {st["Sid"]: (st["Principal"]["AWS"], sorted(actions(st)), st.get("Condition")) for st in queue_key
+               if st["Sid"] != "AccountAdministersButCannotUse"}
+check(queue_users == {
+          "BackupFunctionReadsTheQueue": (getatt("BackupFunctionRole"), ["kms:Decrypt"], VIA_SQS),
+          "ProducerSendsToTheQueue": (ref("ProducerRoleArn"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
+          "OperatorFunctionSendsToTheQueue": (getatt("OperatorFunctionRole"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
+          "RedriveRoleMovesMessages": (ref("RedriveRoleArn"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS)},
+      f"the queue key: the backup function reads, the producer and the operator function send, the redrive role moves, all through SQS only: {sorted(queue_users)}")
+redrive = [st for st in R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"] if "Fn::If" in st and st["Fn::If"][1].get("Sid") == "RedriveRoleMovesMessages"]
+check(len(redrive) == 1 and redrive[0]["Fn::If"][0] == "HasRedriveRole" and redrive[0]["Fn::If"][2] == ref("AWS::NoValue"),
+      "the redrive role is in the queue key's policy only when RedriveRoleArn is set")
+check(template["Conditions"]["HasRedriveRole"] == {"Fn::Not": [{"Fn::Equals": [ref("RedriveRoleArn"), ""]}]}
+      and P["RedriveRoleArn"]["Default"] == "" and P["RedriveRoleArn"]["AllowedPattern"] == P["RecoveryRoleArn"]["AllowedPattern"],
+      "RedriveRoleArn: optional, a role ARN")
+check(sum(str(k["Properties"]["KeyPolicy"]).count("RedriveRoleArn") for k in keys.values()) == 1,
+      "the redrive role is named by the queue key only: it opens no backup and no custodian share")
 
-# An EventBridge rule and an alarm watch the keys' policy, disable and deletion.
+# EventBridge rules and alarms watch the keys (policy, disable, deletion, grants), and the functions
+# and their roles.
 rule = R["KeyPolicyChangeRule"]["Properties"]["EventPattern"]
-check(sorted(rule["detail"]["eventName"]) == ["DisableKey", "PutKeyPolicy", "ScheduleKeyDeletion"], "the rule watches PutKeyPolicy, DisableKey, ScheduleKeyDeletion")
-check(sorted(a["Fn::GetAtt"][0] for a in rule["detail"]["resources"]["ARN"]) == sorted(keys), "the rule watches every key of the stack")
+check(rule["source"] == ["aws.kms"] and rule["detail"]["eventSource"] == ["kms.amazonaws.com"], "the key rule matches KMS CloudTrail events")
+check(sorted(rule["detail"]["eventName"]) == ["CreateGrant", "DisableKey", "PutKeyPolicy", "ScheduleKeyDeletion"],
+      "the key rule watches PutKeyPolicy, DisableKey, ScheduleKeyDeletion and CreateGrant")
+check(sorted(a["Fn::GetAtt"][0] for a in rule["detail"]["resources"]["ARN"]) == sorted(keys), "the key rule watches every key of the stack")
 check(any(a["Properties"].get("Dimensions", [{}])[0].get("Value") == ref("KeyPolicyChangeRule") for a in of_type("AWS::CloudWatch::Alarm").values()),
       "an alarm on the key rule")
+LAMBDA_CHANGES = ["AddPermission20150331v2", "DeleteFunction20150331", "RemovePermission20150331v2",
+                  "UpdateFunctionCode20150331v2", "UpdateFunctionConfiguration20150331v2"]
+IAM_CHANGES = ["AttachRolePolicy", "DeleteRolePolicy", "DetachRolePolicy", "PutRolePolicy", "UpdateAssumeRolePolicy"]
+def function_names(names):
+    """A function as a caller may name it: its name, its ARN or partial ARN, with or without a qualifier."""
+    out = []
+    for n in names:
+        out += [{"Fn::Sub": n}, {"wildcard": {"Fn::Sub": "*:function:" + n}}, {"wildcard": {"Fn::Sub": "*:function:" + n + ":*"}}]
+    return sorted(out, key=json.dumps)
+def check_change_rule(tmpl, name, fnames, role_names, where):
+    res = tmpl["Resources"]
+    r = res[name]["Properties"]
+    check(r["State"] == "ENABLED", f"{where}{name}: write events only (no read-only events needed)")
+    pattern = r["EventPattern"]
+    check(pattern["detail-type"] == ["AWS API Call via CloudTrail"] and set(pattern) == {"detail-type", "$or"},
+          f"{where}{name}: CloudTrail API calls, one branch per kind of change")
+    branches = pattern["$or"]
+    check(len(branches) == 3, f"{where}{name}: three branches (function changes, a role handed to a new function, role policies)")
+    changes, create, iam = branches
+    check(changes["source"] == ["aws.lambda"] and changes["detail"]["eventSource"] == ["lambda.amazonaws.com"]
+          and sorted(changes["detail"]["eventName"]) == LAMBDA_CHANGES,
+          f"{where}{name}: code, configuration, resource policy and deletion of a function")
+    names = [res[f]["Properties"]["FunctionName"]["Fn::Sub"] for f in fnames]
+    check(sorted(changes["detail"]["requestParameters"]["functionName"], key=json.dumps) == function_names(names),
+          f"{where}{name}: every function of the stack, by name or (partial) ARN: {names}")
+    check(create["source"] == ["aws.lambda"] and create["detail"]["eventName"] == ["CreateFunction20150331"]
+          and sorted(map(json.dumps, create["detail"]["requestParameters"]["role"])) == sorted(json.dumps(getatt(f"{f}Role")) for f in fnames),
+          f"{where}{name}: a new function given one of the functions' roles")
+    check(iam["source"] == ["aws.iam"] and iam["detail"]["eventSource"] == ["iam.amazonaws.com"]
+          and sorted(iam["detail"]["eventName"]) == IAM_CHANGES,
+          f"{where}{name}: inline and managed policy changes and trust policy changes of a role")
+    check(iam["detail"]["requestParameters"]["roleName"] == role_names, f"{where}{name}: every role of the stack, by name")
+    check(any(a["Properties"].get("Dimensions", [{}])[0].get("Value") == ref(name) and a["Properties"]["MetricName"] == "TriggeredRules"
+              for a in res.values() if a["Type"] == "AWS::CloudWatch::Alarm"), f"{where}{name}: an alarm on the rule")
+check_change_rule(template, "StackChangeRule", ["BackupFunction", "OperatorFunction", "CustodyFunction"],
+                  [ref("BackupFunctionRole"), ref("OperatorFunctionRole"), ref("CustodyFunctionRole"),
+                   {"Fn::If": ["HasDrillSchedule", ref("DrillSchedulerRole"), ref("AWS::NoValue")]}], "")
+check(sorted(of_type("AWS::IAM::Role")) == ["BackupFunctionRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
+      "the change rule names every role of the stack")
 
-# Least privilege: the policies name exactly the actions the code calls, on the stack's own key and table.
+# Least privilege: each function's role and the key policy statements naming it grant exactly the
+# actions that function's code calls, on the stack's own key and table. The SDK calls are found in
+# src/; which function runs each adapter is said below (a new adapter must be added here).
 # ReEncrypt needs two actions: ReEncryptFrom on the source key, ReEncryptTo on the destination.
 SDK_TO_IAM = {"generate_data_key": ["kms:GenerateDataKey"], "decrypt": ["kms:Decrypt"], "encrypt": ["kms:Encrypt"],
               "re_encrypt": ["kms:ReEncryptFrom", "kms:ReEncryptTo"], "describe_key": ["kms:DescribeKey"],
@@ -459,55 +586,94 @@ SDK_TO_IAM = {"generate_data_key": ["kms:GenerateDataKey"], "decrypt": ["kms:Dec
               "transact_write_items": ["dynamodb:PutItem", "dynamodb:UpdateItem"],
               "batch_get_item": ["dynamodb:BatchGetItem"], "scan": ["dynamodb:Scan"],
               "get_secret_value": ["secretsmanager:GetSecretValue"],
+              "send_message": ["sqs:SendMessage"],
               # The client's own configuration (its region): no request, no IAM action.
               "config": []}
+# Which functions run each adapter that calls AWS (src/app.rs wires them; the backup function
+# refuses every operator action before any of its adapters is reached).
+FILE_FUNCTIONS = {
+    "adapters/dynamodb/shares.rs": {"backup", "operator"},       # written by backups; read by restore, verify, drills
+    "adapters/dynamodb/checkpoints.rs": {"backup", "operator"},  # a backup's record; recover's too
+    "adapters/dynamodb/catalogue.rs": {"operator"},              # list: a client's checkpoints (Query)
+    "adapters/dynamodb/recoveries.rs": {"operator"},             # recover's records
+    "adapters/dynamodb/rotation.rs": {"operator"},               # rotate (Scan, or a client's Query)
+    "adapters/dynamodb/drill.rs": {"operator"},                  # drills (Scan) and their cursor
+    "adapters/dynamodb/custodian.rs": {"custody"},
+    "adapters/secrets_manager.rs": {"custody"},
+    "adapters/sqs.rs": {"operator"},                             # recover hands the new shares to the queue
+    # The envelope: the AWS Encryption SDK's GenerateDataKey and Decrypt for every function, under
+    # its own key. DescribeKey resolves an alias (and rotate's current key); ReEncrypt is rotate's.
+    "adapters/kms.rs": {"backup", "operator", "custody"},
+}
+CALL_FUNCTIONS = {("adapters/kms.rs", "describe_key"): {"backup", "operator"},
+                  ("adapters/kms.rs", "re_encrypt"): {"operator"}}
 # A local named `client` that is a client id (a &str), not an SDK client: Rust's own methods are
 # no AWS operation.
 RUST_METHODS = {"to_owned", "to_string", "clone", "as_str", "as_ref", "len", "is_empty"}
-called = set()
+called = {"backup": set(), "operator": set(), "custody": set()}
 for path in (ROOT / "src").rglob("*.rs"):
     if "/sim/" in str(path):
         continue
     code = path.read_text().split("#[cfg(test)]")[0]
+    rel = str(path.relative_to(ROOT / "src"))
     # `.client.op()`, `.client().op()`, or `client\n .op()` (a client passed as an argument).
     for op in re.findall(r"[.\s(&]client(?:\(\))?\s*\.\s*([a-z_]+)\(\)", code):
         if op in RUST_METHODS:
             continue
         check(op in SDK_TO_IAM, f"SDK call {op} in {path.name} has a known IAM action")
-        called.update(SDK_TO_IAM[op])
+        check(rel in FILE_FUNCTIONS, f"src/{rel} makes an SDK call ({op}): say in FILE_FUNCTIONS which functions run it")
+        for f in CALL_FUNCTIONS.get((rel, op), FILE_FUNCTIONS[rel]):
+            called[f].update(SDK_TO_IAM[op])
+# SQS polling is the event source mapping's, made with the backup function's role; not in src/.
+called["backup"] |= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
 # Granted: each role's IAM statements (conditional ones count, as their true branch) and the key
-# policy statements that name a function's role.
-statements = []
+# policy statements that name the role.
+ROLE_FUNCTION = {"BackupFunctionRole": "backup", "OperatorFunctionRole": "operator", "CustodyFunctionRole": "custody"}
+check(sorted(ROLE_FUNCTION) == sorted(roles), "every function role is checked against its function's calls")
+role_statements = {}
 for rname, role in roles.items():
+    sts = role_statements.setdefault(rname, [])
     for pol in role["Properties"]["Policies"]:
-        statements.extend(unwrap(pol["PolicyDocument"]["Statement"]))
-for kname, k in keys.items():
-    for st in unwrap(k["Properties"]["KeyPolicy"]["Statement"]):
-        if st.get("Principal", {}).get("AWS") in [getatt(r) for r in roles]:
-            statements.append(st)
-retired = [st for st in statements if st.get("Sid") == "RetiredKeysOpenAndReEncryptFromOnly"]
-check(len(retired) == 1, "one statement for retired keys")
-retired = retired[0]
-deployers = [st for st in statements if st.get("Sid") == "DeployersKeySealsAndOpensBackupShares"]
-check(len(deployers) == 1 and backup_purposes_only(deployers[0]) and backup_purposes_only(retired),
+        sts.extend(unwrap(pol["PolicyDocument"]["Statement"]))
+    for kname, k in keys.items():
+        for st in unwrap(k["Properties"]["KeyPolicy"]["Statement"]):
+            if st.get("Principal", {}).get("AWS") == getatt(rname):
+                sts.append(st)
+for rname, function in ROLE_FUNCTION.items():
+    granted = {a for st in role_statements[rname] for a in actions(st)}
+    check(granted == called[function],
+          f"{rname} grants exactly the calls the {function} function makes: granted {sorted(granted)}, called {sorted(called[function])}")
+print("  calls by function: " + "; ".join(f"{f} -> {sorted(c)}" for f, c in sorted(called.items())))
+statements = [st for sts in role_statements.values() for st in sts]
+retired = {st["Sid"]: (rname, st) for rname, sts in role_statements.items() for st in sts if "Retired" in st.get("Sid", "")}
+check(sorted(retired) == ["RetiredKeysOpenAndReEncryptFromOnly", "RetiredKeysOpenOnly"], f"one statement for retired keys per backup-side role: {sorted(retired)}")
+check(retired["RetiredKeysOpenOnly"][0] == "BackupFunctionRole" and actions(retired["RetiredKeysOpenOnly"][1]) == ["kms:Decrypt"],
+      "retired keys, for the backup function: open only (a request sealed under a retired key)")
+check(retired["RetiredKeysOpenAndReEncryptFromOnly"][0] == "OperatorFunctionRole"
+      and sorted(actions(retired["RetiredKeysOpenAndReEncryptFromOnly"][1])) == ["kms:Decrypt", "kms:ReEncryptFrom"],
+      "retired keys, for the operator function: open and re-wrap from, never seal or re-wrap to")
+deployers = [st for st in statements if st.get("Sid", "").startswith("DeployersKeySeals")]
+check(len(deployers) == 2 and all(backup_purposes_only(st) for st in deployers)
+      and all(backup_purposes_only(st) for _, st in retired.values()),
       "the deployer's key and the retired keys: only the backup purposes (or none)")
 check(template["Conditions"]["HasRetiredKeys"] == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("RetiredKmsKeyArns")]}, ""]}]}, "retired keys are granted only when some are listed")
-check(retired["Resource"] == ref("RetiredKmsKeyArns"), "retired keys: only the listed ARNs")
-check(sorted(retired["Action"]) == ["kms:Decrypt", "kms:ReEncryptFrom"], "retired keys: open and re-wrap from, never seal or re-wrap to")
-# SQS polling is the event source mapping's, made with the function's role; not in src/.
-called |= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
-granted = {a for st in statements for a in actions(st)}
-check(granted == called, f"policies grant exactly the calls the code makes: granted {sorted(granted)}, called {sorted(called)}")
+check(all(st["Resource"] == ref("RetiredKmsKeyArns") for _, st in retired.values()), "retired keys: only the listed ARNs")
 for st in statements:
     check(st["Effect"] == "Allow", "allow statements only")
     services = {a.split(":")[0] for a in actions(st)}
     check(len(services) == 1, f"{st['Sid']}: one service per statement")
-    check("kms:ReEncryptFrom" not in actions(st) or st is retired, f"{st['Sid']}: ReEncryptFrom only on retired keys")
+    check("kms:ReEncryptFrom" not in actions(st) or "Retired" in st["Sid"], f"{st['Sid']}: ReEncryptFrom only on retired keys")
 kms = next(st for st in statements if st["Sid"] == "BackupFunctionSealsAndOpensBackupShares")
-check("kms:ReEncryptTo" in kms["Action"], "rotation re-wraps into the current key")
+okms = next(st for st in statements if st["Sid"] == "OperatorFunctionSealsAndOpensBackupShares")
+check(sorted(actions(kms)) == ["kms:Decrypt", "kms:GenerateDataKey"], "the backup function seals and opens, never re-wraps")
+check(sorted(actions(okms)) == ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptTo"] and okms["Condition"] == kms["Condition"],
+      "the operator function seals, opens and re-wraps into the current key (rotate), under the same condition")
+check(all("kms:ReEncryptTo" not in actions(st) for st in role_statements["BackupFunctionRole"]), "the backup role re-wraps nothing")
 for st in statements:
     if st is not kms and actions(st)[0].startswith("kms:") and actions(st) != ["kms:DescribeKey"] and "ViaService" not in str(st.get("Condition")) and "Custody" not in st["Sid"]:
         check(st["Condition"] == kms["Condition"], f"{st['Sid']}: the same encryption context condition")
+    if actions(st) == ["kms:DescribeKey"]:
+        check("Condition" not in st, f"{st['Sid']}: DescribeKey carries no encryption context, so no context condition")
 envelope_rs = (ROOT / "src/domain/ciphertext.rs").read_text()
 context_keys = sorted({k for ctor in ["pub fn backup_share", "pub fn generate_response", "pub fn custodian_share",
                                      "pub fn backup_response"]
@@ -529,8 +695,12 @@ check(len(restores) == 1 and restores[0]["Namespace"] == "PortalBackup" and '"Re
       and restores[0]["Threshold"] == 0 and restores[0]["ComparisonOperator"] == "GreaterThanThreshold"
       and restores[0]["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}],
       "an alarm on every restore and recover (the Restores metric the function emits)")
-check(all(a["Properties"]["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [ref("AlarmTopicArn")], ref("AWS::NoValue")]}
-          for a in alarms.values()), "every alarm notifies AlarmTopicArn when set")
+check(all(a["Properties"]["AlarmActions"] == [ALARM_DESTINATION] for a in alarms.values()),
+      "every alarm notifies the one alarm destination (AlarmTopicArn, or the stack's topic)")
+check(all(r["Properties"]["Targets"] == [{"Id": "alarm-topic", "Arn": ALARM_DESTINATION}] for r in of_type("AWS::Events::Rule").values()),
+      "every rule's events go to the alarm destination")
+check(sorted(of_type("AWS::Events::Rule")) == ["KeyPolicyChangeRule", "StackChangeRule", "WebhookSecretReadRule"],
+      "three CloudTrail rules: the keys, the functions and roles, the webhook secret's reads")
 check(all(a["Properties"].get("AlarmDescription") for a in alarms.values()), "every alarm says what it means and what to do")
 # The custody function's EMF metrics (namespace PortalBackup, dimension Service), each alarmed above a
 # threshold parameter, the metric named where the code emits it.
@@ -550,7 +720,9 @@ check(read_alarm["Namespace"] == "AWS/Events" and read_alarm["MetricName"] == "T
       and read_alarm["Threshold"] == 0 and read_alarm["ComparisonOperator"] == "GreaterThanThreshold",
       "an alarm on any read of the webhook secret by someone else")
 
-# Restore drills: the schedule, its payload, the alarms on failures and on silence.
+# Restore drills: the schedule, its payload, the alarms on failures and on silence. The schedule
+# reaches only the operator function, with one fixed payload, which is the only drill the function
+# accepts (DRILL_SAMPLE).
 schedules = of_type("AWS::Scheduler::Schedule")
 check(list(schedules) == ["RestoreDrillSchedule"], "one schedule: the restore drill")
 sched = schedules["RestoreDrillSchedule"]
@@ -558,11 +730,21 @@ check(sched.get("Condition") == "HasDrillSchedule" and P["DrillSchedule"]["Defau
       "drills run daily by default, and an empty DrillSchedule turns them off")
 check(template["Conditions"]["HasDrillSchedule"] == {"Fn::Not": [{"Fn::Equals": [ref("DrillSchedule"), ""]}]}, "HasDrillSchedule: a schedule is set")
 target = sched["Properties"]["Target"]
-check(target["Arn"] == getatt("BackupFunction", "Arn") and target["RoleArn"] == getatt("DrillSchedulerRole", "Arn"),
-      "the schedule invokes the backup function with its own role")
+check(target["Arn"] == getatt("OperatorFunction", "Arn") and target["RoleArn"] == getatt("DrillSchedulerRole", "Arn"),
+      "the schedule invokes the operator function with its own role")
+check(sched["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-restore-drill"}, "the schedule has a fixed name")
+groups = of_type("AWS::Scheduler::ScheduleGroup")
+check(list(groups) == ["DrillScheduleGroup"] and groups["DrillScheduleGroup"].get("Condition") == "HasDrillSchedule"
+      and sched["Properties"]["GroupName"] == ref("DrillScheduleGroup"), "the schedule is in a group of its own")
+check(DRILL_GROUP_ARN["Fn::Sub"].endswith(":schedule-group/" + groups["DrillScheduleGroup"]["Properties"]["Name"]["Fn::Sub"]),
+      "the scheduler role's trust names that group (Scheduler's aws:SourceArn is the schedule group's ARN)")
+check([k for k, v in schedules.items() if v["Properties"].get("GroupName") == ref("DrillScheduleGroup")] == ["RestoreDrillSchedule"],
+      "the group holds the drill schedule only")
 check(sched["Properties"]["ScheduleExpression"] == ref("DrillSchedule"), "the schedule is the DrillSchedule parameter")
 payload = json.loads(target["Input"]["Fn::Sub"].replace("${DrillSample}", "20"))
-check(payload == {"action": "drill", "sample": 20}, f"the schedule's payload is a drill of DrillSample backups: {payload}")
+check(payload == {"action": "drill", "sample": 20} and target["Input"]["Fn::Sub"].count("${") == 1,
+      f"the schedule's payload is exactly a drill of DrillSample backups: {payload}")
+check(oenv["DRILL_SAMPLE"] == ref("DrillSample"), "the operator function accepts a drill of the schedule's sample only (DRILL_SAMPLE)")
 check(P["DrillSample"]["Default"] == 20 and P["DrillSample"]["MinValue"] == 1 and P["DrillSample"]["MaxValue"] == 500,
       "DrillSample: 20 by default, within what the function accepts (1-500)")
 drill_rs = (ROOT / "src/workflow/drill.rs").read_text()
@@ -574,9 +756,191 @@ check(len(failures) == 1 and failures[0]["Threshold"] == 1 and failures[0]["Comp
 missing = [a for a in alarms.values() if a["Properties"]["MetricName"] == "DrillsVerified"]
 check(len(missing) == 1 and missing[0]["Properties"]["TreatMissingData"] == "breaching" and missing[0].get("Condition") == "HasDrillSchedule",
       "an alarm when no drill reports at all (silence is not success)")
+
+# Who may invoke which function: the SAM transform's Lambda permissions (the routes' and the
+# stack's own), every IAM statement of the stack that grants lambda:InvokeFunction, and the event
+# source mappings. No producer and no schedule reaches an operator action: the backup function has
+# none (it refuses them by name), the operator function is invoked by the recovery role, the drill
+# schedule's role and the operator routes only, and the schedule's payload is fixed.
+def sam_transform(tmpl, region):
+    import logging
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    t = json.loads(json.dumps(tmpl))
+    for r in t["Resources"].values():
+        if r["Type"] == "AWS::Serverless::Function":
+            r["Properties"]["CodeUri"] = "s3://bucket/key"  # as after `sam package`
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+    return Translator(NoManagedPolicies(), Parser(), boto_session=boto3.session.Session(region_name=region)).translate(
+        sam_template=t, parameter_values={})
+def named(expr):
+    if isinstance(expr, dict) and "Ref" in expr:
+        return expr["Ref"]
+    if isinstance(expr, dict) and "Fn::GetAtt" in expr:
+        return expr["Fn::GetAtt"][0]
+    return None
+def invoke_map(cfn, where):
+    res = cfn["Resources"]
+    fns = sorted(k for k, v in res.items() if v["Type"] == "AWS::Lambda::Function")
+    grants = {f: set() for f in fns}
+    for k, v in res.items():
+        p = v["Properties"]
+        if v["Type"] == "AWS::Lambda::Permission":
+            f = named(p["FunctionName"])
+            check(f in grants and p["Action"] == "lambda:InvokeFunction", f"{where}{k}: lambda:InvokeFunction on a function of the stack")
+            if p["Principal"] == "apigateway.amazonaws.com":
+                sub, values = p["SourceArn"]["Fn::Sub"]
+                check(sub.split(":")[-1].startswith("${__ApiId__}/${__Stage__}/"), f"{where}{k}: one route of one API")
+                grants[f].add(("api", named(values["__ApiId__"]), sub.split("${__Stage__}/")[1]))
+            else:
+                check("SourceArn" not in p and "SourceAccount" not in p, f"{where}{k}: a principal, by name")
+                grants[f].add(("principal", named(p["Principal"]) or p["Principal"], v.get("Condition")))
+        elif v["Type"] == "AWS::Lambda::EventSourceMapping":
+            grants[named(p["FunctionName"])].add(("queue", named(p["EventSourceArn"]), None))
+        elif v["Type"] in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            docs = [pol["PolicyDocument"] for pol in p.get("Policies", [])] if v["Type"] == "AWS::IAM::Role" else [p["PolicyDocument"]]
+            for doc in docs:
+                for st in unwrap(doc["Statement"]):
+                    if st["Effect"] != "Allow" or not any(a == "*" or a.startswith("lambda:Invoke") or a == "lambda:*" for a in actions(st)):
+                        continue
+                    for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]):
+                        check(named(r) in grants, f"{where}{k}/{st.get('Sid')}: lambda:InvokeFunction on a named function of the stack, never * ({r})")
+                        grants[named(r)].add(("role", k, v.get("Condition")))
+    return grants
+cfn = sam_transform(template, "us-east-1")
+invokers = invoke_map(cfn, "")
+print("  invoke map: " + "; ".join(f"{f} <- {sorted(map(str, g))}" for f, g in sorted(invokers.items())))
+check(invokers["BackupFunction"] == {("api", "BackupApi", "POST/backups"), ("queue", "BackupQueue", None)},
+      "the backup function: POST /backups and the queue (and direct invoke by IAM policies of the deployer's producers)")
+check(invokers["OperatorFunction"] == {("api", "BackupApi", "GET/clients/*/backups"), ("api", "BackupApi", "POST/clients/*/backups/verify"),
+                                       ("api", "BackupApi", "POST/clients/*/backups/restore"), ("api", "BackupApi", "POST/clients/*/backups/recover"),
+                                       ("principal", "RecoveryRoleArn", "HasRecoveryRole"), ("role", "DrillSchedulerRole", "HasDrillSchedule")},
+      "the operator function: the operator routes, RecoveryRoleArn and the drill schedule's role, no one else")
+check(invokers["CustodyFunction"] == {("api", "WebhookApi", "POST/webhook/backup"), ("api", "WebhookApi", "POST/webhook/backup/fetch")},
+      "the custody function: the two webhook routes only")
+check(all("ProducerRoleArn" not in str(g) and "RedriveRoleArn" not in str(g) and "WebhookSecretReaderRoleArn" not in str(g)
+          for g in invokers.values()), "no producer, redrive or secret-reader role is given any function by the stack")
+check(template["Conditions"]["HasRecoveryRole"] == {"Fn::Not": [{"Fn::Equals": [ref("RecoveryRoleArn"), ""]}]},
+      "the recovery role's permission exists only when RecoveryRoleArn is set")
+
+# Alarms that reach someone: AlarmTopicArn, or a topic of the stack's with AlarmEmail subscribed; a
+# template rule refuses a stack with neither.
+def evaluate(expr, params):
+    """A CloudFormation rule expression over parameter values (the functions the templates use)."""
+    if isinstance(expr, dict):
+        (fn_name, arg), = expr.items()
+        if fn_name == "Ref":
+            return params[arg]
+        if fn_name == "Fn::Equals":
+            return evaluate(arg[0], params) == evaluate(arg[1], params)
+        if fn_name == "Fn::Not":
+            return not evaluate(arg[0], params)
+        if fn_name == "Fn::Or":
+            return any(evaluate(a, params) for a in arg)
+        if fn_name == "Fn::And":
+            return all(evaluate(a, params) for a in arg)
+        raise ValueError(f"a rule function this test does not know: {fn_name}")
+    return expr
+def refused(tmpl, params):
+    """The rules' assertions that fail for these parameter values (None: the stack is accepted)."""
+    out = []
+    for name, rule in tmpl.get("Rules", {}).items():
+        if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], params):
+            continue
+        out += [f"{name}: {a['AssertDescription']}" for a in rule["Assertions"] if not evaluate(a["Assert"], params)]
+    return out or None
+def defaults(params):
+    return {k: str(v.get("Default", "")) for k, v in params.items()}
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-alarms"
+def check_alarm_destination(tmpl, where):
+    res, par, cond = tmpl["Resources"], tmpl["Parameters"], tmpl["Conditions"]
+    base = defaults(par)
+    check(par["AlarmTopicArn"]["Default"] == "" and par["AlarmEmail"]["Default"] == "", f"{where}AlarmTopicArn and AlarmEmail: empty by default")
+    check(refused(tmpl, {**base, "AlarmTopicArn": "", "AlarmEmail": ""}) is not None
+          and any(r.startswith("AlarmsReachSomeone") for r in refused(tmpl, {**base, "AlarmTopicArn": "", "AlarmEmail": ""})),
+          f"{where}a stack with neither AlarmTopicArn nor AlarmEmail is refused (AlarmsReachSomeone)")
+    check(refused(tmpl, {**base, "AlarmEmail": "ops@example.com"}) is None and refused(tmpl, {**base, "AlarmTopicArn": TOPIC}) is None,
+          f"{where}either AlarmEmail or AlarmTopicArn is enough")
+    check(re.fullmatch(par["AlarmEmail"]["AllowedPattern"], "ops@example.com") and not re.fullmatch(par["AlarmEmail"]["AllowedPattern"], "ops")
+          and re.fullmatch(par["AlarmTopicArn"]["AllowedPattern"], TOPIC) and not re.fullmatch(par["AlarmTopicArn"]["AllowedPattern"], "ops"),
+          f"{where}AlarmEmail is an address, AlarmTopicArn a topic ARN (or empty)")
+    check(cond["CreateAlarmTopic"] == {"Fn::Equals": [ref("AlarmTopicArn"), ""]}
+          and cond["HasAlarmTopic"] == {"Fn::Not": [cond["CreateAlarmTopic"]]}, f"{where}the stack's topic exactly when AlarmTopicArn is empty")
+    topics = {k: v for k, v in res.items() if v["Type"] == "AWS::SNS::Topic"}
+    check(list(topics) == ["AlarmTopic"] and topics["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+          and "KmsMasterKeyId" not in topics["AlarmTopic"]["Properties"],
+          f"{where}the stack's topic: no SSE (CloudWatch and EventBridge cannot publish to a topic under alias/aws/sns)")
+    subs = [v for v in res.values() if v["Type"] == "AWS::SNS::Subscription"]
+    check(len(subs) == 1 and subs[0]["Condition"] == "CreateAlarmTopic" and subs[0]["Properties"] == {
+              "TopicArn": ref("AlarmTopic"), "Protocol": "email", "Endpoint": ref("AlarmEmail")}, f"{where}AlarmEmail is subscribed to it")
+    pols = [v for v in res.values() if v["Type"] == "AWS::SNS::TopicPolicy"]
+    check(len(pols) == 1 and pols[0]["Condition"] == "CreateAlarmTopic" and pols[0]["Properties"]["Topics"] == [ref("AlarmTopic")],
+          f"{where}the topic has a policy")
+    allows = [st for st in pols[0]["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+    check(len(allows) == 1 and sorted(allows[0]["Principal"]["Service"]) == ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+          and actions(allows[0]) == ["sns:Publish"] and allows[0]["Resource"] == ref("AlarmTopic")
+          and allows[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")}},
+          f"{where}CloudWatch and EventBridge of this account may publish to it, no one else is allowed anything")
+    for k, v in res.items():
+        if v["Type"] == "AWS::CloudWatch::Alarm":
+            check(v["Properties"]["AlarmActions"] == [ALARM_DESTINATION] and v["Properties"].get("AlarmDescription"),
+                  f"{where}{k}: notifies the alarm destination, and says what it means")
+        if v["Type"] == "AWS::Events::Rule":
+            check(v["Properties"]["Targets"] == [{"Id": "alarm-topic", "Arn": ALARM_DESTINATION}], f"{where}{k}: its events go to the alarm destination")
+    check(tmpl["Outputs"]["AlarmDestinationArn"]["Value"] == ALARM_DESTINATION, f"{where}output AlarmDestinationArn")
+check_alarm_destination(template, "")
+check(refused(template, defaults(P)) is not None, "the template's defaults alone are refused: a deployer must say where alarms go")
+
+# Lambda code signing, an option: a code signing config that refuses unsigned code, on every function.
+csc = R["CodeSigningConfig"]
+check(csc["Condition"] == "HasCodeSigning" and csc["Properties"]["AllowedPublishers"] == {"SigningProfileVersionArns": [ref("CodeSigningProfileVersionArn")]}
+      and csc["Properties"]["CodeSigningPolicies"] == {"UntrustedArtifactOnDeployment": "Enforce"},
+      "code signing: only the profile's signed code, enforced at deployment")
+check(template["Conditions"]["HasCodeSigning"] == {"Fn::Not": [{"Fn::Equals": [ref("CodeSigningProfileVersionArn"), ""]}]}
+      and P["CodeSigningProfileVersionArn"]["Default"] == "", "code signing is off unless a signing profile is given")
+
+# The optional audit trail: management events and the operator function's invokes, into a private,
+# versioned, encrypted, retained bucket.
+check(P["AuditTrail"]["AllowedValues"] == ["true", "false"] and P["AuditTrail"]["Default"] == "false"
+      and template["Conditions"]["HasAuditTrail"] == {"Fn::Equals": [ref("AuditTrail"), "true"]}, "AuditTrail: off by default")
+trails = of_type("AWS::CloudTrail::Trail")
+check(list(trails) == ["AuditCloudTrail"], "one trail")
+trail = trails["AuditCloudTrail"]
+tp = trail["Properties"]
+check(trail["Condition"] == "HasAuditTrail" and tp["IsLogging"] is True and tp["IsMultiRegionTrail"] is True
+      and tp["IncludeGlobalServiceEvents"] is True and tp["EnableLogFileValidation"] is True,
+      "the trail logs, in every region, global services included, with log file validation")
+check(tp["EventSelectors"] == [{"ReadWriteType": "All", "IncludeManagementEvents": True,
+                                "DataResources": [{"Type": "AWS::Lambda::Function", "Values": [getatt("OperatorFunction")]}]}],
+      "the trail: every management event, and the operator function's invokes (data events)")
+TRAIL_ARN = {"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/${AWS::StackName}-audit"}
+check(tp["TrailName"] == {"Fn::Sub": "${AWS::StackName}-audit"} and trail["DependsOn"] == "AuditTrailBucketPolicy"
+      and tp["S3BucketName"] == ref("AuditTrailBucket"), "the trail writes to its bucket, once the bucket's policy lets it")
+bucket = R["AuditTrailBucket"]
+bp = bucket["Properties"]
+check(bucket["Condition"] == "HasAuditTrail" and bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+      and bp["VersioningConfiguration"] == {"Status": "Enabled"}
+      and bp["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+      and all(bp["PublicAccessBlockConfiguration"][k] is True for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"]),
+      "the trail's bucket: retained, versioned, encrypted, public access blocked")
+bstmts = R["AuditTrailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+ballow = [st for st in bstmts if st["Effect"] == "Allow"]
+check(len(ballow) == 2 and all(st["Principal"] == {"Service": "cloudtrail.amazonaws.com"} for st in ballow)
+      and sorted(a for st in ballow for a in actions(st)) == ["s3:GetBucketAcl", "s3:PutObject"]
+      and all(st["Condition"]["StringEquals"]["aws:SourceArn"] == TRAIL_ARN for st in ballow),
+      "the bucket lets CloudTrail, for this trail only, check it and write to it, no one else")
+check(any(st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for st in bstmts),
+      "the bucket refuses access that is not over TLS")
+
 for out in ["QueueUrl", "ApiUrl", "TableName", "WebhookBaseUrl", "CustodyTableName", "CustodyKeyArn", "CustodyFunctionArn",
-            "WebhookSecretArn", "WebhookSecretKeyArn"]:
+            "WebhookSecretArn", "WebhookSecretKeyArn", "OperatorFunctionArn", "ApiAccessLogGroup"]:
     check(out in template["Outputs"], f"output {out}")
+check(template["Outputs"]["OperatorFunctionArn"]["Value"] == getatt("OperatorFunction"), "OperatorFunctionArn: the operator function")
 check(template["Outputs"]["WebhookBaseUrl"]["Value"] == {"Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/prod/webhook"},
       "WebhookBaseUrl: the webhook REST API's prod stage")
 
@@ -584,12 +948,13 @@ check(template["Outputs"]["WebhookBaseUrl"]["Value"] == {"Fn::Sub": "https://${W
 # under the same encryption-context conditions as the primaries.
 second, _ = decode(str(ROOT / "template-secondary.yaml"))
 SR = second["Resources"]
+SP = second["Parameters"]
 check(sorted(k for k, v in SR.items() if v["Type"] == "AWS::KMS::ReplicaKey") == ["BackupReplicaKey", "CustodyReplicaKey"],
       "template-secondary.yaml: a replica of each key")
 for name, param in [("BackupReplicaKey", "BackupKeyArn"), ("CustodyReplicaKey", "CustodyKeyArn")]:
     rk = SR[name]
     check(rk["Properties"]["PrimaryKeyArn"] == ref(param) and rk["DeletionPolicy"] == "Retain", f"{name}: of {param}, retained")
-    check("key/mrk-" in second["Parameters"][param]["AllowedPattern"], f"{param}: a multi-Region key")
+    check("key/mrk-" in SP[param]["AllowedPattern"], f"{param}: a multi-Region key")
     stmts = unwrap(rk["Properties"]["KeyPolicy"]["Statement"])
     for st in stmts:
         acts = actions(st)
@@ -599,50 +964,114 @@ for name, param in [("BackupReplicaKey", "BackupKeyArn"), ("CustodyReplicaKey", 
         if any(a in acts for a in ("kms:Decrypt", "kms:GenerateDataKey")):
             check("kms:EncryptionContextKeys" in str(st.get("Condition")), f"{name}/{st['Sid']}: bound to the encryption context")
         check(st["Sid"] != "AccountAdministersButCannotUse" or not any(a in acts for a in CRYPTO), f"{name}: the account administers, never uses")
+        if st["Sid"] != "AccountAdministersButCannotUse" and "kms:DescribeKey" in acts:
+            # DescribeKey carries no encryption context: under the context condition it would always
+            # be refused (a standby rotate could not resolve its current key).
+            check(acts == ["kms:DescribeKey"] and "Condition" not in st, f"{name}/{st['Sid']}: DescribeKey alone, with no context condition")
         if name == "BackupReplicaKey" and any(is_crypto(a) for a in acts):
             check(backup_purposes_only(st), f"{name}/{st['Sid']}: only the backup purposes (or none), as the primary")
     denies = [st["Condition"] for st in stmts if st["Effect"] == "Deny"]
     check(denies == ([NEVER_CUSTODIAN] if name == "BackupReplicaKey" else [CUSTODIAN_ONLY]),
           f"{name}: the same purpose Deny as its primary")
-backup_ctx = next(st for st in unwrap(SR["BackupReplicaKey"]["Properties"]["KeyPolicy"]["Statement"]) if st["Sid"] == "BackupRoleSealsAndOpensBackupShares")
+replica_stmts = unwrap(SR["BackupReplicaKey"]["Properties"]["KeyPolicy"]["Statement"])
+backup_ctx = next(st for st in replica_stmts if st["Sid"] == "BackupRoleSealsAndOpensBackupShares")
 check(sorted(backup_ctx["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]) == sorted(context_keys),
       "the replica's condition names the keys the code sends, as the primary's does")
+describers = sorted(str(st["Principal"]["AWS"]) for st in replica_stmts if actions(st) == ["kms:DescribeKey"])
+users = sorted(str(st["Principal"]["AWS"]) for st in replica_stmts
+               if st["Effect"] == "Allow" and "kms:GenerateDataKey" in actions(st))
+check(describers == users and len(users) == 3,
+      f"every role that seals with the backup replica key may describe it (a statement of its own): {users}")
 
-# The standby function (DeployStandby=true): the primary's binary over the replicas here, direct
-# invoke only, its own drills; its role reaches only the replica table, the replica key's policy
-# names the role under the same context condition.
-SP = second["Parameters"]
+# The second region under the primary's rules: role ARNs only, and three different roles.
+for param in ["BackupRoleArn", "CustodyRoleArn", "RecoveryRoleArn"]:
+    check(SP[param]["Default"] == "" and SP[param]["AllowedPattern"] == P["RecoveryRoleArn"]["AllowedPattern"],
+          f"template-secondary.yaml: {param} is a role ARN (or empty), as in the primary")
+check(not any(k.endswith("RoleArn") and k not in ("BackupRoleArn", "CustodyRoleArn", "RecoveryRoleArn") for k in SP),
+      "no other role parameter in the second region")
+sbase = {**defaults(SP), "AlarmEmail": "ops@example.com"}
+ROLE_A, ROLE_B, ROLE_C = (f"arn:aws:iam::123456789012:role/{n}" for n in "abc")
+check(refused(second, sbase) is None, "template-secondary.yaml: no roles named is accepted")
+check(refused(second, {**sbase, "BackupRoleArn": ROLE_A, "CustodyRoleArn": ROLE_B, "RecoveryRoleArn": ROLE_C}) is None,
+      "template-secondary.yaml: three different roles are accepted")
+for x, y in [("BackupRoleArn", "CustodyRoleArn"), ("BackupRoleArn", "RecoveryRoleArn"), ("CustodyRoleArn", "RecoveryRoleArn")]:
+    both = {**sbase, x: ROLE_A, y: ROLE_A}
+    check(refused(second, both) is not None and all(r.startswith("RolesDiffer") for r in refused(second, both)),
+          f"template-secondary.yaml: one role named as both {x} and {y} is refused (RolesDiffer)")
+    check(re.fullmatch(SP[x]["AllowedPattern"], "*") is None, f"template-secondary.yaml: {x} cannot be *")
+check_alarm_destination(second, "template-secondary.yaml: ")
+
+# The standby functions (DeployStandby=true): the primary's binary over the replicas here, split as
+# in the primary (backups, and operator actions); their roles reach only the replica table, the
+# replica key's policy names them under the same context condition.
 check(SP["DeployStandby"]["Default"] == "false", "no standby function unless asked")
 check(second["Rules"]["StandbyNeedsTheTable"]["RuleCondition"] == {"Fn::Equals": [ref("DeployStandby"), "true"]},
       "a standby function needs the table's name (a rule, checked before anything is created)")
-standby = SR["StandbyFunction"]
-check(standby["Type"] == "AWS::Serverless::Function" and standby["Condition"] == "HasStandby", "the standby function exists only when asked")
-sp = standby["Properties"]
-senv = sp["Environment"]["Variables"]
-check(senv["KMS_KEY_ID"] == getatt("BackupReplicaKey") and senv["BACKUP_TABLE_NAME"] == ref("TableName")
-      and senv["FUNCTION_ROLE"] == "backup", "the standby seals and opens with the replica key, over the table's replica")
-check(senv["REQUIRE_SEALED_INPUT"] == "true" and senv["ALLOW_PLAINTEXT_RESTORE"] == "false", "the standby keeps the safe defaults")
-check(senv["RETIRED_KMS_KEY_IDS"] == "", "the standby opens messages under its replica key only (no retired keys)")
-check(all(var not in senv for var in ["WEBHOOK_SECRET", "ALLOW_PLAINTEXT_WEBHOOK_SECRET"]), "the standby has no plaintext webhook secret")
-check(set(senv) <= set(env), f"the standby sets only variables the primary's function sets: {sorted(set(senv) - set(env))}")
-check("Events" not in sp and standby["Metadata"] == functions["BackupFunction"]["Metadata"] and sp["CodeUri"] == fp["CodeUri"],
-      "the standby is the same binary, with no trigger (direct invoke only)")
-srole = SR["StandbyFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-check(len(srole) == 1 and all(a.startswith("dynamodb:") for a in actions(srole[0])) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"],
-      "the standby's role reaches the replica table and nothing else")
-standby_kms = [st for st in unwrap(SR["BackupReplicaKey"]["Properties"]["KeyPolicy"]["Statement"]) if st["Sid"] == "StandbyFunctionSealsAndOpensBackupShares"]
-check(len(standby_kms) == 1 and standby_kms[0]["Principal"] == {"AWS": getatt("StandbyFunctionRole")}
-      and standby_kms[0]["Condition"] == backup_ctx["Condition"], "the replica key lets the standby's role seal and open, under the backup context")
+sfunctions = {k: v for k, v in SR.items() if v["Type"] == "AWS::Serverless::Function"}
+check(sorted(sfunctions) == ["StandbyFunction", "StandbyOperatorFunction"], "two standby functions: backups and operator actions")
+for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("StandbyOperatorFunction", "OperatorFunction", "operator")]:
+    sf = sfunctions[name]
+    sp = sf["Properties"]
+    senv = sp["Environment"]["Variables"]
+    penv = functions[primary]["Properties"]["Environment"]["Variables"]
+    check(sf["Condition"] == "HasStandby", f"{name} exists only when asked")
+    check(senv["KMS_KEY_ID"] == getatt("BackupReplicaKey") and senv["BACKUP_TABLE_NAME"] == ref("TableName")
+          and senv["FUNCTION_ROLE"] == role, f"{name}: FUNCTION_ROLE={role}, the replica key, the table's replica")
+    check(senv["RETIRED_KMS_KEY_IDS"] == "", f"{name} opens messages under its replica key only (no retired keys)")
+    check(all(var not in senv for var in ["WEBHOOK_SECRET", "ALLOW_PLAINTEXT_WEBHOOK_SECRET"]), f"{name} has no plaintext webhook secret")
+    check(set(senv) <= set(penv), f"{name} sets only variables the primary's {primary} sets: {sorted(set(senv) - set(penv))}")
+    check("Events" not in sp and sf["Metadata"] == functions[primary]["Metadata"] and sp["CodeUri"] == fp["CodeUri"],
+          f"{name} is the same binary, with no trigger")
+    check(sp["FunctionName"] == functions[primary]["Properties"]["FunctionName"] and sp["Role"] == getatt(f"{name}Role"),
+          f"{name}: named as the primary's, its own role")
+    logs = SR[sp["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
+    check(logs["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${AWS::StackName}-" + role}, f"{name}: a log group of its own")
+    srole = SR[f"{name}Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    ptable = next(st for pol in R[f"{primary}Role"]["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])
+                  if st["Sid"] == "BackupTableItems")
+    check(len(srole) == 1 and sorted(actions(srole[0])) == sorted(actions(ptable)) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"],
+          f"{name}'s role reaches the replica table, as the primary's {primary} reaches its table, and nothing else")
+    sk = [st for st in replica_stmts if st.get("Principal", {}).get("AWS") == getatt(f"{name}Role") and "kms:Decrypt" in actions(st)]
+    check(len(sk) == 1 and sorted(actions(sk[0])) == ["kms:Decrypt", "kms:GenerateDataKey"] and sk[0]["Condition"] == backup_ctx["Condition"],
+          f"the replica key lets {name}'s role seal and open, under the backup context")
+senv = sfunctions["StandbyFunction"]["Properties"]["Environment"]["Variables"]
+osenv = sfunctions["StandbyOperatorFunction"]["Properties"]["Environment"]["Variables"]
+check(senv["REQUIRE_SEALED_INPUT"] == "true" and osenv["ALLOW_PLAINTEXT_RESTORE"] == "false",
+      "the standbys keep the safe defaults")
+check(osenv["DRILL_SAMPLE"] == ref("DrillSample") and "BACKUP_QUEUE_URL" not in osenv,
+      "the standby operator accepts the drill of its schedule's sample only (and has no queue to send to)")
 check(not any("Standby" in st.get("Sid", "") for st in unwrap(SR["CustodyReplicaKey"]["Properties"]["KeyPolicy"]["Statement"])),
-      "the standby never reaches the custody key")
+      "the standbys never reach the custody key")
 ssched = SR["RestoreDrillSchedule"]
-check(ssched["Condition"] == "HasStandbyDrills" and ssched["Properties"]["Target"]["Arn"] == getatt("StandbyFunction")
+check(ssched["Condition"] == "HasStandbyDrills" and ssched["Properties"]["Target"]["Arn"] == getatt("StandbyOperatorFunction")
       and json.loads(ssched["Properties"]["Target"]["Input"]["Fn::Sub"].replace("${DrillSample}", "20")) == {"action": "drill", "sample": 20},
-      "the standby drills on its own schedule, with the drill payload")
+      "the standby operator drills on its own schedule, with the drill payload")
+check(ssched["Properties"]["GroupName"] == ref("DrillScheduleGroup") and ssched["Properties"]["Name"] == sched["Properties"]["Name"]
+      and SR["DrillScheduleGroup"]["Properties"] == groups["DrillScheduleGroup"]["Properties"]
+      and SR["DrillSchedulerRole"]["Properties"]["AssumeRolePolicyDocument"] == drill_role["Properties"]["AssumeRolePolicyDocument"],
+      "the standby's schedule: a group of its own, named in its role's trust policy, as in the primary")
+sinvokers = invoke_map(sam_transform(second, "eu-west-1"), "template-secondary.yaml: ")
+check(sinvokers == {"StandbyFunction": set(),
+                    "StandbyOperatorFunction": {("principal", "RecoveryRoleArn", "HasStandbyRecovery"), ("role", "DrillSchedulerRole", "HasStandbyDrills")}},
+      f"template-secondary.yaml: the standby operator is invoked by RecoveryRoleArn and its drill schedule only; the stack lets no one invoke the standby backup function: {sinvokers}")
+check_change_rule(second, "StackChangeRule", ["StandbyFunction", "StandbyOperatorFunction"],
+                  [ref("StandbyFunctionRole"), ref("StandbyOperatorFunctionRole"),
+                   {"Fn::If": ["HasStandbyDrills", ref("DrillSchedulerRole"), ref("AWS::NoValue")]}], "template-secondary.yaml: ")
+check(sorted(k for k, v in SR.items() if v["Type"] == "AWS::IAM::Role") == ["DrillSchedulerRole", "StandbyFunctionRole", "StandbyOperatorFunctionRole"],
+      "template-secondary.yaml: the change rule names every role of the stack")
+srule = SR["KeyPolicyChangeRule"]["Properties"]["EventPattern"]
+check(srule["source"] == ["aws.kms"] and sorted(srule["detail"]["eventName"]) == sorted(rule["detail"]["eventName"])
+      and srule["detail"]["resources"]["ARN"] == [getatt("BackupReplicaKey"), getatt("CustodyReplicaKey")],
+      "template-secondary.yaml: the replica keys watched as the primary's keys are")
 salarms = {k: v for k, v in SR.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
-check(sorted(a["Properties"]["MetricName"] for a in salarms.values()) == ["DrillFailures", "DrillsVerified"]
-      and all("AlarmActions" in a["Properties"] for a in salarms.values()), "the standby's drills alarm on failures and on silence")
-check(second["Outputs"]["StandbyFunctionArn"]["Condition"] == "HasStandby", "output StandbyFunctionArn")
+check(sorted(a["Properties"]["MetricName"] for a in salarms.values()) == ["DrillFailures", "DrillsVerified", "Restores", "TriggeredRules", "TriggeredRules"],
+      "the second region alarms on drill failures and silence, restores, and both change rules")
+check(salarms["RestoresAlarm"]["Condition"] == "HasStandby"
+      and {k: v for k, v in salarms["RestoresAlarm"]["Properties"].items() if k != "AlarmDescription"}
+      == {k: v for k, v in alarms["RestoresAlarm"]["Properties"].items() if k != "AlarmDescription"},
+      "template-secondary.yaml: RestoresAlarm with the standby, as the primary's")
+check(second["Outputs"]["StandbyFunctionArn"]["Condition"] == "HasStandby" and second["Outputs"]["StandbyOperatorFunctionArn"]["Condition"] == "HasStandby",
+      "outputs StandbyFunctionArn and StandbyOperatorFunctionArn")
 
 # samconfig.toml lists every parameter at the template's default (so a deploy never silently
 # turns a safety default off).
@@ -654,4 +1083,4 @@ for name, value in overrides.items():
     default = str(P[name].get("Default", ""))
     check(value.strip('"') == default, f"samconfig.toml: {name}={value} is the template's default ({default!r})")
 
-print(f"template.yaml: {checks} checks passed")
+print(f"template.yaml and template-secondary.yaml: {checks} checks passed")
