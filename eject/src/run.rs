@@ -1,0 +1,106 @@
+//! One eject, start to end: read both halves, check each against public values where it carries
+//! them, combine and prove the key, hand it over. Nothing is written unless the key is proven.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::combine::{CombineError, combine, partial_checks};
+use crate::curve::Curve;
+use crate::input::{InputError, Source};
+use crate::output::{Address, OutputError, address, key_text, public_key_hex, write_key_file};
+use crate::share::{Half, Role, ShareError, parse};
+
+/// Where the key goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A new file, mode 0600.
+    File(PathBuf),
+    /// Standard output: only when asked for by name (`--print-key`).
+    Stdout,
+}
+
+/// What to eject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The wallet's curve.
+    pub curve: Curve,
+    /// The client backup share's file.
+    pub client_share: PathBuf,
+    /// The custodian backup share's file.
+    pub custodian_share: PathBuf,
+    /// Where the key goes.
+    pub out: Destination,
+}
+
+/// What an eject did: public values, and the key only when it goes to standard output.
+pub struct Report {
+    /// The wallet's curve.
+    pub curve: Curve,
+    /// The wallet's public key, hex.
+    pub public_key: String,
+    /// The wallet's address.
+    pub address: Address,
+    /// The halves checked against their partial public keys (halves without them are not).
+    pub partials_checked: Vec<Role>,
+    /// The key file written.
+    pub written_to: Option<PathBuf>,
+    /// The key, for standard output; wiped when dropped.
+    pub key: Option<Zeroizing<String>>,
+}
+
+/// Why an eject refused. One line; never a share.
+#[derive(Debug, Error)]
+pub enum Refusal {
+    /// A share file gave no plaintext.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A half did not parse.
+    #[error(transparent)]
+    Share(#[from] ShareError),
+    /// The halves did not combine to the wallet's key.
+    #[error(transparent)]
+    Combine(#[from] CombineError),
+    /// The key file was not written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
+fn load(role: Role, curve: Curve, path: &Path) -> Result<Half, Refusal> {
+    let plaintext = Source::read(role, path)?.plaintext(role)?;
+    Ok(parse(role, curve, &plaintext)?)
+}
+
+/// Runs one eject.
+pub fn run(request: &Request) -> Result<Report, Refusal> {
+    let curve = request.curve;
+    let client = load(Role::Client, curve, &request.client_share)?;
+    let custodian = load(Role::Custodian, curve, &request.custodian_share)?;
+    let mut partials_checked = Vec::new();
+    for half in [&client, &custodian] {
+        if half.partials.client.is_some() || half.partials.server.is_some() {
+            partial_checks(curve, half)?;
+            partials_checked.push(half.role);
+        }
+    }
+    let ejected = combine(curve, &client, &custodian)?;
+    drop((client, custodian));
+    let key = key_text(&ejected);
+    let mut report = Report {
+        curve,
+        public_key: public_key_hex(&ejected),
+        address: address(&ejected),
+        partials_checked,
+        written_to: None,
+        key: None,
+    };
+    match &request.out {
+        Destination::File(path) => {
+            write_key_file(path, &key)?;
+            report.written_to = Some(path.clone());
+        }
+        Destination::Stdout => report.key = Some(key),
+    }
+    Ok(report)
+}
