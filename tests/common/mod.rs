@@ -30,9 +30,11 @@ fn moto_server() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/moto-server.py").to_owned()
 }
 
-/// rustack, as `scripts/lib.sh` installs it.
+/// rustack, as `scripts/lib.sh` installs it: `RUSTACK_BIN` (the test's build, which
+/// `scripts/test` exports), else the bench's build in `.tools/bin`.
 pub fn rustack_program() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/.tools/bin/rustack").to_owned()
+    std::env::var("RUSTACK_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.tools/bin/rustack").to_owned())
 }
 
 /// The project's venv Python, for the independent decryptor.
