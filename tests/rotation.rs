@@ -437,3 +437,87 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
     assert!(logs.contains("rotation page done"), "progress is logged");
     assert!(!logs.contains("pbe1."), "no ciphertext in the logs");
 }
+
+/// Sets `key` in an environment list (added when absent).
+fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.into(), value.into()));
+}
+
+#[tokio::test]
+async fn when_kms_fails_between_the_reseal_and_the_swap_every_ciphertext_still_opens() {
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let env = function_env(&moto, &sim, "SELF_MANAGED");
+    let f = Function::start(&env).await;
+    let mut records = Vec::new();
+    let mut clients = Vec::new();
+    for n in 1..=2 {
+        let (client, key, generate) = sim.new_client(70 + n).await;
+        records.push((format!("m-{n}"), message(&client, &key, &generate, None)));
+        clients.push(client);
+    }
+    let answer = f.invoke(&sqs_event(&records)).await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
+    let key_a = moto.key_id.clone();
+    let key_b = moto
+        .kms()
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let before = ciphertexts(&moto).await;
+    assert_eq!(
+        before.len(),
+        8,
+        "two backups: two share items and a checkpoint's two each"
+    );
+
+    // KMS answers everything but a Decrypt under the new key: each message is opened and sealed
+    // anew under B, then its proof (opening the new message) fails, so nothing may be swapped.
+    let b = key_b.clone();
+    let front =
+        devstack::keepalive::KeepAliveFront::refusing(&moto.endpoint, move |headers, body| {
+            let target = headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            target == "TrentService.Decrypt" && String::from_utf8_lossy(body).contains(b.as_str())
+        })
+        .await;
+    let mut op_env = operator_env(&env);
+    set_env(&mut op_env, "AWS_ENDPOINT_URL", &front.url);
+    set_env(&mut op_env, "KMS_KEY_ID", &key_b);
+    set_env(&mut op_env, "RETIRED_KMS_KEY_IDS", &key_a);
+    let failing = Function::start(&op_env).await;
+    let (run, _) = rotate_to_end(&failing, 100, &key_b).await;
+    assert_eq!((run["rewrapped"], run["failed"]), (0, 8), "{run:?}");
+    assert_eq!(
+        ciphertexts(&moto).await,
+        before,
+        "not one ciphertext replaced by one that was not proven"
+    );
+
+    // Every backup still opens: verify through an operator function that KMS answers fully.
+    let mut direct = op_env.clone();
+    set_env(&mut direct, "AWS_ENDPOINT_URL", &moto.endpoint);
+    let op = Function::start(&direct).await;
+    for client in &clients {
+        let Answer::Response(v) = op
+            .invoke(&json!({"action": "verify", "clientId": client}))
+            .await
+        else {
+            panic!("verify failed: {}", op.logs())
+        };
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    // KMS back: the same rotation proves each new message and swaps it.
+    let (run, _) = rotate_to_end(&op, 100, &key_b).await;
+    assert_eq!((run["rewrapped"], run["failed"]), (8, 0), "{run:?}");
+    for ((pk, sk, attr), ct) in ciphertexts(&moto).await {
+        assert_eq!(key_of(&ct), key_b, "{pk} {sk} {attr}");
+    }
+}

@@ -1,4 +1,5 @@
-//! A keep-alive front for moto (benchmarks only).
+//! A keep-alive front for moto (benchmarks), which can also refuse chosen requests (tests that
+//! need an AWS service to fail at one precise call).
 
 /// A keep-alive front for moto. moto's server closes every connection after one response, so a
 /// function would pay a TCP connect per AWS call that it never pays in AWS, whose endpoints keep
@@ -12,6 +13,16 @@ pub struct KeepAliveFront {
 impl KeepAliveFront {
     /// Starts a front that forwards to `upstream` (e.g. `http://127.0.0.1:5050`).
     pub async fn start(upstream: &str) -> Self {
+        Self::refusing(upstream, |_, _| false).await
+    }
+
+    /// As `start`, but answers a request for which `refuse(headers, body)` holds with a KMS
+    /// internal error (HTTP 500, `KMSInternalException`) instead of forwarding it.
+    pub async fn refusing(
+        upstream: &str,
+        refuse: impl Fn(&axum::http::HeaderMap, &[u8]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let refuse = std::sync::Arc::new(refuse);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the keep-alive front");
@@ -19,12 +30,21 @@ impl KeepAliveFront {
         let upstream = upstream.to_owned();
         let client = reqwest::Client::new();
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (client, upstream) = (client.clone(), upstream.clone());
+            let (client, upstream, refuse) = (client.clone(), upstream.clone(), refuse.clone());
             async move {
                 let (parts, body) = req.into_parts();
                 let body = axum::body::to_bytes(body, usize::MAX)
                     .await
                     .unwrap_or_default();
+                if refuse(&parts.headers, &body) {
+                    return axum::response::Response::builder()
+                        .status(500)
+                        .header("content-type", "application/x-amz-json-1.1")
+                        .body(axum::body::Body::from(
+                            r#"{"__type":"KMSInternalException","message":"refused by the test's front"}"#,
+                        ))
+                        .expect("a fixed response");
+                }
                 let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
                 let mut headers = parts.headers;
                 headers.remove(axum::http::header::HOST);
