@@ -76,9 +76,10 @@ pub async fn serve_http<E: Envelope, S: CustodianStore, K: SecretSource>(
     call: HttpRequest,
 ) -> HttpAnswer {
     let (hook, answer) = serve_hook(app, call).await;
-    if let Some(hook) = hook {
+    // Every call is counted, a refused one on any path too (`other`: not a webhook's route).
+    if hook.is_some() || answer.outcome.is_refusal() {
         metrics::emit_webhook(
-            hook.as_str(),
+            hook.map_or("other", Hook::as_str),
             answer.outcome.as_str(),
             answer.outcome.is_refusal(),
             answer.fetched,
