@@ -63,6 +63,8 @@ async fn fetch_stage(
 }
 
 const CURRENT: &str = "AWSCURRENT";
+/// The longest a refresh may delay the webhook call it rides on.
+const REFRESH_BUDGET: Duration = Duration::from_secs(2);
 const PREVIOUS: &str = "AWSPREVIOUS";
 
 /// Reads `AWSCURRENT` (required) and `AWSPREVIOUS` (if any).
@@ -129,7 +131,17 @@ impl SecretSource for RotatingSecret {
         if read_at.elapsed() < self.refresh {
             return secrets;
         }
-        match fetch_secrets(&self.client, &self.secret_id).await {
+        // A refresh rides on a webhook call, which Portal gives 10 s: it gets 2 of them at most.
+        let fresh =
+            tokio::time::timeout(REFRESH_BUDGET, fetch_secrets(&self.client, &self.secret_id))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SecretFetchError::Sdk {
+                        secret_id: self.secret_id.clone(),
+                        detail: format!("no answer within {REFRESH_BUDGET:?}"),
+                    })
+                });
+        match fresh {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 self.keep(fresh.clone());
