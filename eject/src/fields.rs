@@ -6,7 +6,8 @@ use zeroize::Zeroizing;
 
 use crate::curve::{Affine, Curve};
 use crate::decimal::parse_be32;
-use crate::share::{Problem, Role, ShareError};
+use crate::role::Role;
+use crate::share_error::{Problem, ShareError};
 
 pub(crate) fn field(role: Role, field: &'static str, problem: Problem) -> ShareError {
     ShareError::Field {

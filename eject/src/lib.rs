@@ -20,6 +20,7 @@ mod role;
 pub mod run;
 mod secp256k1;
 pub mod share;
+mod share_error;
 
 #[cfg(test)]
 mod testkit;
