@@ -12,12 +12,13 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
 use crate::adapters::dynamodb::shares::{SHARE_WRITE_CONDITION, share_item};
-use crate::adapters::dynamodb::{DynamoStore, client_pk, dynamo_error, item_key, sealed_value};
+use crate::adapters::dynamodb::{
+    Cancellation, DynamoStore, client_pk, dynamo_error, item_key, sealed_value,
+};
 use crate::domain::checkpoint::{BackupKey, Progress, SealedRecord, Status};
 use crate::domain::model::Curve;
 use crate::ports::checkpoints::{Acquired, Checkpoints};
@@ -306,21 +307,8 @@ impl Checkpoints for DynamoStore {
             return Ok(());
         };
         // Which condition cancelled the transaction: the checkpoint's (item 0) or a share's.
-        let reasons = match &e {
-            SdkError::ServiceError(se) => match se.err() {
-                TransactWriteItemsError::TransactionCanceledException(c) => {
-                    c.cancellation_reasons().to_vec()
-                }
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        let failed = |i: usize| {
-            reasons
-                .get(i)
-                .and_then(|r| r.code())
-                .is_some_and(|c| c == "ConditionalCheckFailed")
-        };
+        let cancelled = Cancellation::of(&e);
+        let failed = |i: usize| cancelled.condition_failed(i);
         if failed(0) {
             return Err(StoreError::LeaseLost(key.key.clone()));
         }
@@ -328,7 +316,7 @@ impl Checkpoints for DynamoStore {
             return Err(StoreError::Conflict(share.backup_share_pair_id.clone()));
         }
         // Cancelled by a concurrent write or by throttling: worth retrying.
-        let contended = reasons.iter().filter_map(|r| r.code()).any(|c| {
+        let contended = cancelled.any(|c| {
             matches!(
                 c,
                 "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"

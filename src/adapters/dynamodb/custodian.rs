@@ -1,12 +1,10 @@
 //! Custodian backup shares in the custody table (never the backup table): `pk` =
 //! `CLIENT#<clientId>`, `sk` = `CUSTODIAN#<backupSharePairId>`, written once.
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put as TxPut, TransactWriteItem, Update};
 
 use crate::adapters::dynamodb::{
-    DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value,
+    Cancellation, DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value,
 };
 use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::store::StoreError;
@@ -79,21 +77,8 @@ impl CustodianStore for DynamoStore {
         let Err(e) = result else {
             return Ok(Put::Written);
         };
-        let reasons = match &e {
-            SdkError::ServiceError(se) => match se.err() {
-                TransactWriteItemsError::TransactionCanceledException(c) => {
-                    c.cancellation_reasons().to_vec()
-                }
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        let failed = |i: usize| {
-            reasons
-                .get(i)
-                .and_then(|r| r.code())
-                .is_some_and(|c| c == "ConditionalCheckFailed")
-        };
+        let cancelled = Cancellation::of(&e);
+        let failed = |i: usize| cancelled.condition_failed(i);
         if failed(0) {
             // Already stored: a resend is fine even at the cap, so the share is looked at first.
             return self.stored_custodian(share).await.map(Put::Exists);

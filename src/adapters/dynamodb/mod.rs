@@ -93,6 +93,44 @@ pub(crate) fn sealed_text(value: &AttributeValue) -> Option<String> {
     }
 }
 
+/// Why each item of a cancelled `TransactWriteItems` was cancelled, by its index in the request
+/// (`ConditionalCheckFailed`, `TransactionConflict`, …; `None` for an item that was not the cause);
+/// empty when the call failed otherwise.
+pub(crate) struct Cancellation(Vec<Option<String>>);
+
+impl Cancellation {
+    /// Reads the reasons out of a `TransactWriteItems` error.
+    pub(crate) fn of(
+        err: &SdkError<
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >,
+    ) -> Self {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        Self(match err {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        })
+    }
+
+    /// Whether item `i`'s condition failed.
+    pub(crate) fn condition_failed(&self, i: usize) -> bool {
+        self.0.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
+    }
+
+    /// Whether any item was cancelled for `code`.
+    pub(crate) fn any(&self, code: impl Fn(&str) -> bool) -> bool {
+        self.0.iter().flatten().any(|c| code(c))
+    }
+}
+
 /// A DynamoDB SDK error as a `StoreError` (shared with the checkpoint store).
 pub(crate) fn dynamo_error<E>(
     operation: &'static str,
