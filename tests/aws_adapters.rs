@@ -463,16 +463,7 @@ async fn a_ciphertext_pointed_at_another_key_does_not_open() {
     let envelope = EsdkEnvelope::new(moto.kms(), &moto.key_id).unwrap();
     let c = ctx("client-1", "cmbackup1", Curve::Secp256k1);
     let sealed = writer.seal(&c, PLAINTEXT).await.unwrap();
-    let other_key = moto
-        .kms()
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let other_key = moto.new_key().await;
     let mut parts: Vec<String> = sealed.split('.').map(str::to_owned).collect();
     parts[1] = B64.encode(other_key.as_bytes());
     let moved = parts.join(".");

@@ -85,16 +85,7 @@ async fn a_message_under_a_foreign_key_is_refused_before_kms() {
     let (client, key, generate) = sim.new_client(4).await;
     // A key of the same account that the function was never told of. moto lets anyone use any
     // key, so had the function asked KMS, the message would have opened.
-    let foreign = moto
-        .kms()
-        .create_key()
-        .send()
-        .await
-        .expect("key")
-        .key_metadata
-        .expect("metadata")
-        .arn
-        .expect("arn");
+    let foreign = moto.new_key().await;
     let payload = json!({"clientApiKey": key, "generateResponse": generate});
     for (id, under) in [
         ("m-foreign", foreign.as_str()),

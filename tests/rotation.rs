@@ -194,15 +194,7 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
 
     // Key B behind an alias; the function restarts pointed at the alias.
     let kms = moto.kms();
-    let key_b = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let key_b = moto.new_key().await;
     kms.create_alias()
         .alias_name("alias/portal-backup-next")
         .target_key_id(&key_b)
@@ -387,15 +379,7 @@ async fn rotation_rewraps_every_data_key_resumably_and_backups_survive_the_old_k
     );
 
     // ESDK messages change key by being opened and sealed anew: rotate to key C.
-    let key_c = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let key_c = moto.new_key().await;
     let mut f = f;
     f.kill().await;
     for (k, v) in &mut env {
@@ -459,16 +443,7 @@ async fn when_kms_fails_between_the_reseal_and_the_swap_every_ciphertext_still_o
     let answer = f.invoke(&sqs_event(&records)).await;
     assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
     let key_a = moto.key_id.clone();
-    let key_b = moto
-        .kms()
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let key_b = moto.new_key().await;
     let before = ciphertexts(&moto).await;
     assert_eq!(
         before.len(),

@@ -162,6 +162,19 @@ impl Moto {
         aws_sdk_kms::Client::new(&self.sdk)
     }
 
+    /// A new KMS key on this server (beside the stack's two): its ARN.
+    pub async fn new_key(&self) -> String {
+        self.kms()
+            .create_key()
+            .send()
+            .await
+            .expect("create key")
+            .key_metadata
+            .expect("metadata")
+            .arn
+            .expect("arn")
+    }
+
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk)
     }
