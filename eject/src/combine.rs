@@ -3,15 +3,16 @@
 //! `λ_c = x_s / (x_s − x_c)`, `λ_s = x_c / (x_c − x_s)`, `d = λ_c·s_c + λ_s·s_s`; the key is
 //! kept only when `d·G` is the wallet's public key.
 //!
-//! [`partial_checks`] checks one half against public values alone, without the other half.
+//! One half is checked against public values alone by `portal_shares::check::partial_checks`.
 
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::curve::{Affine, Curve, Group, PointError};
-use crate::ed25519::Ed25519;
-use crate::secp256k1::Secp256k1;
-use crate::share::{Half, Role};
+use portal_shares::check::{CheckError, lambdas, nonzero, point};
+use portal_shares::curve::{Affine, Curve, Group};
+use portal_shares::ed25519::Ed25519;
+use portal_shares::secp256k1::Secp256k1;
+use portal_shares::share::{Half, Role};
 
 /// A proven private key.
 pub struct Ejected {
@@ -24,9 +25,12 @@ pub struct Ejected {
     pub public: Vec<u8>,
 }
 
-/// Why two halves were not combined, or a half failed its checks. One line; never a value.
+/// Why two halves were not combined. One line; never a value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CombineError {
+    /// A half's values are unusable, or it failed its checks against public values.
+    #[error(transparent)]
+    Check(#[from] CheckError),
     /// A half was passed in the other's place.
     #[error("a {given} was given where the {expected} belongs")]
     WrongRole {
@@ -34,16 +38,6 @@ pub enum CombineError {
         given: Role,
         /// What belongs there.
         expected: Role,
-    },
-    /// A half names another curve than the one asked for.
-    #[error("{role}: it is for {named}, not {asked}")]
-    CurveMismatch {
-        /// Which half.
-        role: Role,
-        /// The curve it names.
-        named: Curve,
-        /// The curve asked for.
-        asked: Curve,
     },
     /// The halves name different clients.
     #[error("the two halves name different clients (clientId)")]
@@ -57,76 +51,12 @@ pub enum CombineError {
     /// The halves disagree on a partial public key.
     #[error("the two halves disagree on the {0}'s partial public key")]
     PartialDisagree(&'static str),
-    /// Both halves sit at one x: the interpolation divides by zero.
-    #[error(
-        "both halves sit at the same Birkhoff x (bks.client.x = bks.server.x): they cannot be combined"
-    )]
-    EqualX,
-    /// A value is not below the curve's order.
-    #[error("{role}: field `{field}` is not below the order of {curve}")]
-    OutOfRange {
-        /// Which half.
-        role: Role,
-        /// The field.
-        field: &'static str,
-        /// The curve.
-        curve: Curve,
-    },
-    /// A share or a Birkhoff x is zero.
-    #[error("{role}: field `{field}` is zero")]
-    Zero {
-        /// Which half.
-        role: Role,
-        /// The field.
-        field: &'static str,
-    },
-    /// A public key is not a point of the curve.
-    #[error("{role}: field `{field}` is not a point of {curve} ({problem})")]
-    BadPoint {
-        /// Which half.
-        role: Role,
-        /// The field.
-        field: &'static str,
-        /// The curve.
-        curve: Curve,
-        /// What is wrong.
-        problem: PointProblem,
-    },
     /// `d·G` is not the wallet's public key.
     #[error("the combined key does not give the wallet's public key (d·G ≠ pubkey): refused")]
     KeyMismatch,
     /// `d` is zero.
     #[error("the combined key is zero: refused")]
     ZeroKey,
-    /// A half's scalar times G is not its own partial public key.
-    #[error("{role}: its share times G is not its own partial public key ({field})")]
-    PartialMismatch {
-        /// Which half.
-        role: Role,
-        /// The partial public key's field.
-        field: &'static str,
-    },
-    /// The partial public keys do not interpolate to the wallet's public key.
-    #[error("{0}: its partial public keys do not combine to the wallet's public key")]
-    PartialsDoNotCombine(Role),
-    /// A half carries no partial public keys (Portal's shares do; its published example not).
-    #[error(
-        "{0}: it carries no partial public keys to check against (partialPubkey; *PartialPubKey_x/_y)"
-    )]
-    PartialMissing(Role),
-}
-
-/// A [`PointError`], as an error message shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PointProblem(pub PointError);
-
-impl std::fmt::Display for PointProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
-            PointError::OutOfField => "a coordinate is not below the field prime",
-            PointError::NotOnCurve => "the coordinates are not on the curve",
-        })
-    }
 }
 
 /// Combines the client half and the custodian half on `curve` and proves the key: `d·G` must
@@ -139,35 +69,6 @@ pub fn combine(curve: Curve, client: &Half, custodian: &Half) -> Result<Ejected,
     }
 }
 
-/// Checks one half against public values alone: its scalar times `G` is its own partial
-/// public key, and `λ_c·P_c + λ_s·P_s` is the wallet's public key.
-pub fn partial_checks(curve: Curve, half: &Half) -> Result<(), CombineError> {
-    if let Some(named) = half.curve.filter(|&c| c != curve) {
-        return Err(CombineError::CurveMismatch {
-            role: half.role,
-            named,
-            asked: curve,
-        });
-    }
-    match curve {
-        Curve::Secp256k1 => partial_checks_in::<Secp256k1>(half),
-        Curve::Ed25519 => partial_checks_in::<Ed25519>(half),
-    }
-}
-
-/// `s·G` as affine coordinates, for a big-endian scalar below the curve's order (`None` at or
-/// above it): what a share's partial public key, or a key's public key, must be.
-pub fn scalar_times_g(curve: Curve, scalar: &[u8; 32]) -> Option<Affine> {
-    fn on<G: Group>(be: &[u8; 32]) -> Option<Affine> {
-        let s = Zeroizing::new(G::scalar(be)?);
-        Some(G::affine(&G::mul_base(&s)))
-    }
-    match curve {
-        Curve::Secp256k1 => on::<Secp256k1>(scalar),
-        Curve::Ed25519 => on::<Ed25519>(scalar),
-    }
-}
-
 fn agree(curve: Curve, client: &Half, custodian: &Half) -> Result<(), CombineError> {
     for (half, expected) in [(client, Role::Client), (custodian, Role::Custodian)] {
         if half.role != expected {
@@ -177,11 +78,12 @@ fn agree(curve: Curve, client: &Half, custodian: &Half) -> Result<(), CombineErr
             });
         }
         if let Some(named) = half.curve.filter(|&c| c != curve) {
-            return Err(CombineError::CurveMismatch {
+            return Err(CheckError::CurveMismatch {
                 role: half.role,
                 named,
                 asked: curve,
-            });
+            }
+            .into());
         }
     }
     if client.client_id != custodian.client_id {
@@ -207,44 +109,6 @@ fn agree(curve: Curve, client: &Half, custodian: &Half) -> Result<(), CombineErr
     Ok(())
 }
 
-/// A nonzero scalar below `n` from a field of `half`.
-fn nonzero<G: Group>(
-    half: &Half,
-    be: &[u8; 32],
-    field: &'static str,
-) -> Result<Zeroizing<G::Scalar>, CombineError> {
-    let s = Zeroizing::new(G::scalar(be).ok_or(CombineError::OutOfRange {
-        role: half.role,
-        field,
-        curve: G::CURVE,
-    })?);
-    if G::is_zero(&s) {
-        return Err(CombineError::Zero {
-            role: half.role,
-            field,
-        });
-    }
-    Ok(s)
-}
-
-fn point<G: Group>(half: &Half, a: &Affine, field: &'static str) -> Result<G::Point, CombineError> {
-    G::point(a).map_err(|e| CombineError::BadPoint {
-        role: half.role,
-        field,
-        curve: G::CURVE,
-        problem: PointProblem(e),
-    })
-}
-
-/// `(λ_c, λ_s)` from the Birkhoff x values a half carries.
-fn lambdas<G: Group>(half: &Half) -> Result<(G::Scalar, G::Scalar), CombineError> {
-    let x_c = nonzero::<G>(half, &half.bks.client, half.role.client_x_field())?;
-    let x_s = nonzero::<G>(half, &half.bks.server, half.role.server_x_field())?;
-    let inv_sc = G::invert(&G::sub(&x_s, &x_c)).ok_or(CombineError::EqualX)?;
-    let inv_cs = G::invert(&G::sub(&x_c, &x_s)).ok_or(CombineError::EqualX)?;
-    Ok((G::mul(&x_s, &inv_sc), G::mul(&x_c, &inv_cs)))
-}
-
 fn combine_in<G: Group>(client: &Half, custodian: &Half) -> Result<Ejected, CombineError> {
     let pubkey = point::<G>(client, &client.pubkey, client.role.pubkey_field())?;
     let (l_c, l_s) = lambdas::<G>(client)?;
@@ -264,33 +128,6 @@ fn combine_in<G: Group>(client: &Half, custodian: &Half) -> Result<Ejected, Comb
         key: G::key_bytes(&d),
         public: G::public_bytes(&pubkey),
     })
-}
-
-fn partial_checks_in<G: Group>(half: &Half) -> Result<(), CombineError> {
-    let (Some(p_c), Some(p_s)) = (half.partials.client, half.partials.server) else {
-        return Err(CombineError::PartialMissing(half.role));
-    };
-    let own_field = half.role.own_partial_field();
-    let own = half
-        .own_partial()
-        .ok_or(CombineError::PartialMissing(half.role))?;
-    let pubkey = point::<G>(half, &half.pubkey, half.role.pubkey_field())?;
-    let own = point::<G>(half, own, own_field)?;
-    let p_c = point::<G>(half, &p_c, half.role.client_partial_field())?;
-    let p_s = point::<G>(half, &p_s, half.role.server_partial_field())?;
-    let s = nonzero::<G>(half, &half.scalar, "share")?;
-    if G::mul_base(&s) != own {
-        return Err(CombineError::PartialMismatch {
-            role: half.role,
-            field: own_field,
-        });
-    }
-    let (l_c, l_s) = lambdas::<G>(half)?;
-    let sum = G::add_points(&G::mul_point(&p_c, &l_c), &G::mul_point(&p_s, &l_s));
-    if sum != pubkey {
-        return Err(CombineError::PartialsDoNotCombine(half.role));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 use super::*;
-use crate::curve::Curve;
 use crate::output::{address, key_text};
-use crate::share::parse;
-use crate::testkit::{Rng, b64, portal_example, split};
+use portal_shares::check::{partial_checks, scalar_times_g};
+use portal_shares::share::parse;
+use portal_shares::split::{Rng, b64, portal_example, split};
 use serde_json::{Value, json};
 
 fn halves(curve: Curve, client: &Value, custodian: &Value) -> (Half, Half) {
@@ -197,37 +197,4 @@ fn out_of_range_values_are_refused() {
     );
     // The example's points are of their own curve only.
     assert!(refusal(Curve::Ed25519, &client, &custodian).contains("not a point of ED25519"));
-}
-
-#[test]
-fn partial_checks_catch_a_changed_half_without_the_other() {
-    let mut rng = Rng::new("partials");
-    for curve in [Curve::Secp256k1, Curve::Ed25519] {
-        let s = match curve {
-            Curve::Secp256k1 => split::<Secp256k1>(&mut rng, "c"),
-            Curve::Ed25519 => split::<Ed25519>(&mut rng, "c"),
-        };
-        let mut changed = s.custodian.clone();
-        changed["share"] = json!("777");
-        let half = parse(Role::Custodian, curve, changed.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            partial_checks(curve, &half).err().unwrap().to_string(),
-            "custodian backup share: its share times G is not its own partial public key \
-             (serverPartialPubKey_x, serverPartialPubKey_y)"
-        );
-        // Partial keys consistent with the share, but of another wallet.
-        let mut moved = s.client.clone();
-        moved["partialPubkey"]["server"] = moved["partialPubkey"]["client"].clone();
-        let half = parse(Role::Client, curve, moved.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            partial_checks(curve, &half).err().unwrap().to_string(),
-            "client backup share: its partial public keys do not combine to the wallet's public key"
-        );
-        let (bare, _) = portal_example(curve);
-        let half = parse(Role::Client, curve, bare.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            partial_checks(curve, &half),
-            Err(CombineError::PartialMissing(Role::Client))
-        );
-    }
 }

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::share::Role;
+use portal_shares::share::Role;
 
 /// The largest share file read: a backup share is a few kilobytes.
 pub const MAX_SHARE_BYTES: u64 = 1 << 20;

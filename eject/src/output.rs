@@ -2,16 +2,16 @@
 //! big-endian; ED25519 base58 of the 32-byte little-endian scalar), the wallet's address (EVM
 //! for SECP256K1, Solana for ED25519), and the key file (mode 0600, never overwriting).
 
-use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sha3::{Digest, Keccak256};
+use portal_shares::curve::Curve;
+pub use portal_shares::public::Address;
+use portal_shares::public::public_of;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::combine::Ejected;
-use crate::curve::Curve;
 
 /// The key as Portal's eject writes it; wiped when dropped.
 pub fn key_text(ejected: &Ejected) -> Zeroizing<String> {
@@ -21,69 +21,14 @@ pub fn key_text(ejected: &Ejected) -> Zeroizing<String> {
     }
 }
 
-/// A wallet's address: public.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    /// `0x` and 40 hex digits, EIP-55 checksummed.
-    Evm(String),
-    /// Base58 of the 32-byte compressed Edwards point.
-    Solana(String),
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Evm(a) => write!(f, "EVM address: {a}"),
-            Self::Solana(a) => write!(f, "Solana address: {a}"),
-        }
-    }
-}
-
 /// The address of the ejected wallet's public key.
 pub fn address(ejected: &Ejected) -> Address {
-    match ejected.curve {
-        Curve::Secp256k1 => Address::Evm(evm_address(&ejected.public)),
-        Curve::Ed25519 => Address::Solana(solana_address(&ejected.public)),
-    }
+    public_of(ejected.curve, &ejected.public).address
 }
 
 /// The public key as lowercase hex: SECP256K1 uncompressed (`04 ‖ x ‖ y`), ED25519 compressed.
 pub fn public_key_hex(ejected: &Ejected) -> String {
-    let prefix = match ejected.curve {
-        Curve::Secp256k1 => "04",
-        Curve::Ed25519 => "",
-    };
-    format!("{prefix}{}", *hex(&ejected.public))
-}
-
-/// `0x` + the last 20 bytes of Keccak-256 of the uncompressed public key's 64 bytes `x ‖ y`,
-/// EIP-55 checksummed.
-pub fn evm_address(xy: &[u8]) -> String {
-    let digest = Keccak256::digest(xy);
-    eip55(&hex(&digest[12..]))
-}
-
-/// EIP-55: each letter of the lowercase hex address is upper-cased where the matching nibble
-/// of Keccak-256 of that lowercase text is 8 or more.
-pub fn eip55(lower: &str) -> String {
-    let digest = Keccak256::digest(lower.as_bytes());
-    let mut out = String::with_capacity(42);
-    out.push_str("0x");
-    for (i, c) in lower.chars().enumerate() {
-        let byte = digest[i / 2];
-        let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
-        out.push(if nibble >= 8 {
-            c.to_ascii_uppercase()
-        } else {
-            c
-        });
-    }
-    out
-}
-
-/// Base58 of the 32-byte compressed Edwards public key.
-pub fn solana_address(compressed: &[u8]) -> String {
-    bs58::encode(compressed).into_string()
+    public_of(ejected.curve, &ejected.public).public_key
 }
 
 fn hex(bytes: &[u8]) -> Zeroizing<String> {

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::combine::{CombineError, combine, partial_checks};
-use crate::curve::Curve;
+use portal_shares::check::partial_checks;
+use portal_shares::curve::Curve;
+use portal_shares::share::{Half, Role, ShareError, parse};
+
+use crate::combine::{CombineError, combine};
 use crate::input::{InputError, Source};
 use crate::output::{Address, OutputError, address, key_text, public_key_hex, write_key_file};
-use crate::share::{Half, Role, ShareError, parse};
 
 /// Where the key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +82,7 @@ pub fn run(request: &Request) -> Result<Report, Refusal> {
     let mut partials_checked = Vec::new();
     for half in [&client, &custodian] {
         if half.partials.client.is_some() || half.partials.server.is_some() {
-            partial_checks(curve, half)?;
+            partial_checks(curve, half).map_err(CombineError::from)?;
             partials_checked.push(half.role);
         }
     }

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::curve::{Affine, Curve, Group, PointError};
 
 /// The Ed25519 group.
-pub(crate) struct Ed25519;
+pub struct Ed25519;
 
 /// p = 2^255 − 19.
 fn prime() -> BigUint {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::secp256k1::Secp256k1;
-use crate::testkit::{Rng, b64, portal_example, split};
+use crate::split::{Rng, b64, portal_example, split};
 use serde_json::json;
 
 fn err(role: Role, text: &str) -> String {

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 use crate::curve::{Affine, Curve, Group, PointError};
 
 /// The secp256k1 group.
-pub(crate) struct Secp256k1;
+pub struct Secp256k1;
 
 fn field_bytes(be: &[u8; 32]) -> FieldBytes {
     let mut bytes = FieldBytes::default();

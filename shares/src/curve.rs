@@ -59,8 +59,8 @@ pub enum PointError {
     NotOnCurve,
 }
 
-/// The operations of one curve's prime-order group that eject needs.
-pub(crate) trait Group {
+/// The operations of one curve's prime-order group that the checks and eject need.
+pub trait Group {
     /// A scalar modulo the group order `n`; wiped when dropped through [`Zeroizing`].
     type Scalar: Copy + Default + Zeroize;
     /// A group element.
