@@ -44,6 +44,27 @@ pub(crate) async fn add_client(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Body of `POST /_sim/custodians`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CustodianRequest {
+    api_key: String,
+}
+
+/// `POST /_sim/custodians`: registers a custodian API key (Portal-managed eject's
+/// `enable-eject`; the custodian acts for every client).
+pub(crate) async fn add_custodian(
+    State(sim): State<Arc<Sim>>,
+    body: Bytes,
+) -> Result<StatusCode, Reject> {
+    let request: CustodianRequest = parse(&body)?;
+    if request.api_key.is_empty() {
+        return Err(bad_request("apiKey must not be empty"));
+    }
+    sim.lock().custodians.insert(request.api_key);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn one() -> u32 {
     1
 }

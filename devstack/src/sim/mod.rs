@@ -3,10 +3,13 @@
 //! on one port, following Portal's documented contract (`docs/portal-api.md`). An admin API under `/_sim/` (no auth) registers
 //! clients, queues faults, sets knobs and shows the state; see [`router`].
 //!
-//! Shares are random hex wrapped in base64 JSON documents shaped like Portal's: they carry no
-//! real key material and the simulator only checks that a client sends back what it issued.
+//! Wallets have real keys: every share is one half of a 2-of-2 split of its wallet's private key
+//! in Portal's shapes, so Portal's eject arithmetic recovers the key (`keys`); the simulator also
+//! checks that a client sends back what it issued, and serves Portal-managed eject (`eject`).
 
 mod admin;
+mod eject;
+mod keys;
 mod reject;
 mod routes;
 mod state;
@@ -28,6 +31,9 @@ pub const DEMO_API_KEY: &str = "demo-client-api-key";
 
 /// Client id of the built-in demo client.
 pub const DEMO_CLIENT_ID: &str = "demo-client";
+
+/// API key of the built-in demo custodian (Portal-managed eject's `enable-eject`).
+pub const DEMO_CUSTODIAN_API_KEY: &str = "demo-custodian-api-key";
 
 /// How the simulator starts.
 #[derive(Clone, Debug)]
@@ -103,7 +109,20 @@ pub fn router(options: SimOptions) -> Router {
             "/api/v3/clients/me/backup-share-pairs/{id}/cipher-text",
             get(routes::get_cipher_text),
         )
+        .route(
+            "/api/v3/custodians/me/clients/{client_id}/enable-eject",
+            patch(eject::enable_eject),
+        )
+        .route(
+            "/api/v3/clients/me/wallets/{wallet_id}/ejectable-backup-shares",
+            get(eject::ejectable_backup_shares),
+        )
+        .route(
+            "/api/v3/clients/me/wallets/{wallet_id}/complete-eject",
+            patch(eject::complete_eject),
+        )
         .route("/_sim/clients", post(admin::add_client))
+        .route("/_sim/custodians", post(admin::add_custodian))
         .route("/_sim/faults", post(admin::add_fault))
         .route("/_sim/config", post(admin::set_config))
         .route("/_sim/webhook", post(webhook::set_webhook))

@@ -12,9 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::Sim;
 use super::reject::{Reject, bad_request, error_body, portal_error};
-use super::state::{
-    Curve, Fault, Issued, Kind, Pair, PubKey, ResponseForm, Route, SimError, curve_keyed,
-};
+use super::state::{Curve, Fault, Issued, Kind, Pair, ResponseForm, Route, SimError, curve_keyed};
 use super::time::rfc3339;
 
 /// How long a `hang` fault keeps the request open (effectively forever for a client).
@@ -64,7 +62,7 @@ fn default_fault_body(status: StatusCode) -> Value {
 }
 
 /// Answers a request hit by `fault`.
-async fn fault_response(fault: Fault) -> Response {
+pub(crate) async fn fault_response(fault: Fault) -> Response {
     if fault.hang {
         tokio::time::sleep(HANG).await;
     }
@@ -80,7 +78,7 @@ async fn fault_response(fault: Fault) -> Response {
 }
 
 /// Counts the call and applies the configured latency.
-async fn arrive(sim: &Sim, route: Route) {
+pub(crate) async fn arrive(sim: &Sim, route: Route) {
     let latency = sim.lock().arrive(route);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -118,7 +116,7 @@ async fn admit(sim: &Sim, route: Route, headers: &HeaderMap) -> Result<String, R
 }
 
 /// [`arrive`] then [`admit`].
-async fn enter(sim: &Sim, route: Route, headers: &HeaderMap) -> Result<String, Reject> {
+pub(crate) async fn enter(sim: &Sim, route: Route, headers: &HeaderMap) -> Result<String, Reject> {
     arrive(sim, route).await;
     admit(sim, route, headers).await
 }
@@ -133,7 +131,7 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, Reject> {
 }
 
 /// The non-empty string `field` of the JSON object in `body`.
-fn string_field(body: &[u8], field: &str) -> Result<String, Reject> {
+pub(crate) fn string_field(body: &[u8], field: &str) -> Result<String, Reject> {
     let map = json_object(body)?;
     match map.get(field) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -249,9 +247,7 @@ pub(crate) async fn backup(
             Some(target) => {
                 let mut shares = Vec::new();
                 for pair in &issued {
-                    if let Some(share) =
-                        inner.custodian_share(&pair.id).map_err(|e| internal(&e))?
-                    {
+                    if let Some(share) = inner.custodian_share(&pair.id) {
                         shares.push((pair.id.clone(), share));
                     }
                 }
@@ -294,13 +290,14 @@ pub(crate) async fn recover(
     let text = string_field(&body, "backupResponse")?;
     let forms = [ResponseForm::Upper, ResponseForm::Lower, ResponseForm::Seed];
     let [secp, ed] = parse_curve_keyed(&text, "backupResponse", &forms)?;
-    let pubkeys: [PubKey; 2] = [
-        verified_pair(&sim, &client, Curve::Secp256k1, Kind::Backup, &secp)?.pubkey,
-        verified_pair(&sim, &client, Curve::Ed25519, Kind::Backup, &ed)?.pubkey,
+    // Recover re-shares the backed-up wallets' keys: new signing shares, the same wallets.
+    let wallets = [
+        verified_pair(&sim, &client, Curve::Secp256k1, Kind::Backup, &secp)?.wallet,
+        verified_pair(&sim, &client, Curve::Ed25519, Kind::Backup, &ed)?.wallet,
     ];
     let issued = sim
         .lock()
-        .issue_signing(&client, Some(pubkeys))
+        .issue_signing(&client, Some(wallets))
         .map_err(|e| internal(&e))?;
     Ok(Json(curve_keyed(ResponseForm::Upper, &issued)).into_response())
 }
@@ -417,18 +414,30 @@ pub(crate) async fn mark_stored(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/v3/clients/me`.
+/// `GET /api/v3/clients/me`: the client's wallets (`id`, `curve`) in creation order, each with
+/// its signing and backup share pairs.
 pub(crate) async fn me(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Outcome {
     let client = enter(&sim, Route::Me, &headers).await?;
     let inner = sim.lock();
-    let wallets: Vec<Value> = Curve::ALL
+    let mut wallet_ids: Vec<&str> = Vec::new();
+    for p in inner.pairs.iter().filter(|p| p.client_id == client) {
+        if !wallet_ids.contains(&p.wallet.id.as_str()) {
+            wallet_ids.push(&p.wallet.id);
+        }
+    }
+    let wallets: Vec<Value> = wallet_ids
         .into_iter()
-        .map(|curve| {
+        .filter_map(|wallet_id| {
+            let pairs: Vec<&Pair> = inner
+                .pairs
+                .iter()
+                .filter(|p| p.client_id == client && p.wallet.id == wallet_id)
+                .collect();
+            let curve = pairs.first()?.curve;
             let summaries = |kind: Kind| -> Vec<Value> {
-                inner
-                    .pairs
+                pairs
                     .iter()
-                    .filter(|p| p.client_id == client && p.curve == curve && p.kind == kind)
+                    .filter(|p| p.kind == kind)
                     .map(|p| {
                         let mut summary = json!({
                             "id": p.id,
@@ -442,11 +451,12 @@ pub(crate) async fn me(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Outco
                     })
                     .collect()
             };
-            json!({
+            Some(json!({
+                "id": wallet_id,
                 "curve": curve.as_str(),
                 "signingSharePairs": summaries(Kind::Signing),
                 "backupSharePairs": summaries(Kind::Backup),
-            })
+            }))
         })
         .collect();
     Ok(Json(json!({"id": client, "wallets": wallets})).into_response())

@@ -1,16 +1,16 @@
 //! In-memory state of the Portal simulator: clients, share pairs, call counters, faults, knobs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
+use super::keys::Wallet;
 use super::time::rfc3339;
 use super::webhook::WebhookTarget;
-use super::{DEMO_API_KEY, DEMO_CLIENT_ID, SimOptions};
+use super::{DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CUSTODIAN_API_KEY, SimOptions};
 
 /// Failure inside the simulator itself (not a simulated Portal error).
 #[derive(Debug, thiserror::Error)]
@@ -18,9 +18,6 @@ pub(crate) enum SimError {
     /// The system random generator failed.
     #[error("random generator failure")]
     Random,
-    /// A share document could not be serialised.
-    #[error("share serialisation failed: {0}")]
-    Serialize(#[from] serde_json::Error),
 }
 
 /// The two curves Portal generates a share pair for.
@@ -127,11 +124,17 @@ pub(crate) enum Route {
     MarkStored,
     /// `GET /api/v3/clients/me`.
     Me,
+    /// `PATCH /api/v3/custodians/me/clients/{clientId}/enable-eject`.
+    EnableEject,
+    /// `GET /api/v3/clients/me/wallets/{walletId}/ejectable-backup-shares`.
+    EjectableShares,
+    /// `PATCH /api/v3/clients/me/wallets/{walletId}/complete-eject`.
+    CompleteEject,
 }
 
 impl Route {
     /// Every route.
-    pub(crate) const ALL: [Route; 7] = [
+    pub(crate) const ALL: [Route; 10] = [
         Route::Generate,
         Route::Backup,
         Route::Recover,
@@ -139,6 +142,9 @@ impl Route {
         Route::GetCipherText,
         Route::MarkStored,
         Route::Me,
+        Route::EnableEject,
+        Route::EjectableShares,
+        Route::CompleteEject,
     ];
 
     /// The admin API's name of the route.
@@ -151,6 +157,9 @@ impl Route {
             Route::GetCipherText => "get-cipher-text",
             Route::MarkStored => "mark-stored",
             Route::Me => "me",
+            Route::EnableEject => "enable-eject",
+            Route::EjectableShares => "ejectable-backup-shares",
+            Route::CompleteEject => "complete-eject",
         }
     }
 
@@ -158,55 +167,6 @@ impl Route {
     pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
-}
-
-/// Public key of a wallet, as it appears in share documents.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct PubKey {
-    /// X coordinate, hex.
-    #[serde(rename = "X")]
-    pub x: String,
-    /// Y coordinate, hex.
-    #[serde(rename = "Y")]
-    pub y: String,
-}
-
-impl PubKey {
-    fn random() -> Result<Self, SimError> {
-        Ok(Self {
-            x: random_hex(32)?,
-            y: random_hex(32)?,
-        })
-    }
-}
-
-/// Decoded content of a signing share (`share` field of generate/recover responses).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SigningShareDoc<'a> {
-    client_id: &'a str,
-    signing_share_pair_id: &'a str,
-    share: &'a str,
-    ssid: &'a str,
-    pubkey: &'a PubKey,
-    partial_pubkey: &'a str,
-}
-
-/// Decoded content of a client backup share (`share` field of backup responses).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BackupShareDoc<'a> {
-    client_id: &'a str,
-    backup_share_pair_id: &'a str,
-    signing_share_pair_id: &'a str,
-    share: &'a str,
-    ssid: &'a str,
-    pubkey: &'a PubKey,
-    partial_pubkey: &'a str,
-}
-
-fn encode<T: Serialize>(doc: &T) -> Result<String, SimError> {
-    Ok(STANDARD.encode(serde_json::to_vec(doc)?))
 }
 
 /// A share pair known to the simulator.
@@ -230,10 +190,12 @@ pub(crate) struct Pair {
     pub signing_share_pair_id: Option<String>,
     /// Creation time.
     pub created_at: SystemTime,
-    /// The base64 share the simulator issued for this pair.
+    /// The share the simulator issued for this pair (base64 JSON).
     pub share: String,
-    /// Wallet public key (shared by all pairs of one wallet).
-    pub pubkey: PubKey,
+    /// The wallet (shared by all pairs of one wallet).
+    pub wallet: Arc<Wallet>,
+    /// For a backup pair: the custodian backup share of the same split (flat JSON text).
+    pub custodian_share: Option<String>,
 }
 
 impl Pair {
@@ -249,30 +211,24 @@ impl Pair {
             "clientCipherText": self.client_cipher_text,
             "signingSharePairId": self.signing_share_pair_id,
             "createdAt": rfc3339(self.created_at),
+            "walletId": self.wallet.id,
+            "publicKey": self.wallet.public.public_key,
+            "address": self.wallet.public.address.as_str(),
         })
     }
 
-    /// Builds a new signing pair with fresh random share material.
+    /// Builds a new signing pair of `wallet` holding `share`.
     fn signing(
         id: String,
         client_id: &str,
-        curve: Curve,
-        pubkey: PubKey,
+        wallet: Arc<Wallet>,
         created_at: SystemTime,
-        material: ShareMaterial,
-    ) -> Result<Self, SimError> {
-        let share = encode(&SigningShareDoc {
-            client_id,
-            signing_share_pair_id: &id,
-            share: &material.share,
-            ssid: &material.ssid,
-            pubkey: &pubkey,
-            partial_pubkey: &material.partial_pubkey,
-        })?;
-        Ok(Self {
+        share: String,
+    ) -> Self {
+        Self {
             id,
             client_id: client_id.to_owned(),
-            curve,
+            curve: wallet.curve,
             kind: Kind::Signing,
             status: "completed",
             backup_method: None,
@@ -280,25 +236,15 @@ impl Pair {
             signing_share_pair_id: None,
             created_at,
             share,
-            pubkey,
-        })
+            wallet,
+            custodian_share: None,
+        }
     }
-}
 
-impl Pair {
-    /// Builds a new, incomplete backup pair for `signing`.
+    /// Builds a new, incomplete backup pair for `signing`: both halves of a fresh split.
     fn backup(client_id: &str, signing: Pair, created_at: SystemTime) -> Result<Self, SimError> {
         let id = new_id()?;
-        let material = ShareMaterial::random()?;
-        let share = encode(&BackupShareDoc {
-            client_id,
-            backup_share_pair_id: &id,
-            signing_share_pair_id: &signing.id,
-            share: &material.share,
-            ssid: &material.ssid,
-            pubkey: &signing.pubkey,
-            partial_pubkey: &material.partial_pubkey,
-        })?;
+        let (share, custodian) = signing.wallet.backup_shares(client_id, &id, &signing.id)?;
         Ok(Self {
             id,
             client_id: client_id.to_owned(),
@@ -310,24 +256,8 @@ impl Pair {
             signing_share_pair_id: Some(signing.id),
             created_at,
             share,
-            pubkey: signing.pubkey,
-        })
-    }
-}
-
-/// Secret-looking material of one share.
-struct ShareMaterial {
-    share: String,
-    ssid: String,
-    partial_pubkey: String,
-}
-
-impl ShareMaterial {
-    fn random() -> Result<Self, SimError> {
-        Ok(Self {
-            share: random_hex(32)?,
-            ssid: random_hex(32)?,
-            partial_pubkey: random_hex(33)?,
+            wallet: signing.wallet,
+            custodian_share: Some(custodian),
         })
     }
 }
@@ -401,7 +331,20 @@ pub(crate) struct Inner {
     pub config: Config,
     /// Custodian shares delivered to a webhook: (client id, backup share pair id, share).
     pub custodian_sent: Vec<(String, String, String)>,
+    /// Custodian API keys (the custodian acts for every client).
+    pub custodians: HashSet<String>,
+    /// Eject per wallet id: until when it is enabled, and whether it was completed.
+    pub ejects: HashMap<String, Eject>,
     options: SimOptions,
+}
+
+/// A wallet's eject, once the custodian enabled it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Eject {
+    /// Until when the wallet's backup shares may be fetched.
+    pub until: SystemTime,
+    /// Whether the client completed the eject.
+    pub completed: bool,
 }
 
 impl Inner {
@@ -414,12 +357,15 @@ impl Inner {
             faults: HashMap::new(),
             config: Config::new(&options),
             custodian_sent: Vec::new(),
+            custodians: HashSet::new(),
+            ejects: HashMap::new(),
             options,
         };
         if inner.options.demo {
             inner
                 .clients
                 .insert(DEMO_API_KEY.to_owned(), DEMO_CLIENT_ID.to_owned());
+            inner.custodians.insert(DEMO_CUSTODIAN_API_KEY.to_owned());
         }
         inner.reset();
         inner
@@ -430,6 +376,7 @@ impl Inner {
         self.pairs.clear();
         self.faults.clear();
         self.custodian_sent.clear();
+        self.ejects.clear();
         self.config = Config::new(&self.options);
         self.calls = Route::ALL.into_iter().map(|r| (r.name(), 0)).collect();
         if self.options.demo {
@@ -457,23 +404,9 @@ impl Inner {
             .cloned()
     }
 
-    /// A fresh custodian backup share for a backup pair: base64 JSON like the client's share,
-    /// carrying the pair's ids, public key and its own random material.
-    pub(crate) fn custodian_share(&self, backup_pair_id: &str) -> Result<Option<String>, SimError> {
-        let Some(pair) = self.pair(backup_pair_id) else {
-            return Ok(None);
-        };
-        let material = ShareMaterial::random()?;
-        let share = encode(&BackupShareDoc {
-            client_id: &pair.client_id,
-            backup_share_pair_id: &pair.id,
-            signing_share_pair_id: pair.signing_share_pair_id.as_deref().unwrap_or_default(),
-            share: &material.share,
-            ssid: &material.ssid,
-            pubkey: &pair.pubkey,
-            partial_pubkey: &material.partial_pubkey,
-        })?;
-        Ok(Some(share))
+    /// The custodian backup share of a backup pair (flat JSON text), if it is one.
+    pub(crate) fn custodian_share(&self, backup_pair_id: &str) -> Option<String> {
+        self.pair(backup_pair_id)?.custodian_share.clone()
     }
 
     /// Forgets pairs whose backup failed (Portal keeps no pair of a failed `/v1/backup`).
@@ -505,39 +438,26 @@ impl Inner {
             .find(|p| p.id == id && p.kind == Kind::Backup && p.client_id == client_id)
     }
 
-    /// Creates one signing pair per curve (fresh wallet if `pubkeys` is `None`).
+    /// Creates one signing pair per curve (fresh wallets if `wallets` is `None`).
     pub(crate) fn issue_signing(
         &mut self,
         client_id: &str,
-        pubkeys: Option<[PubKey; 2]>,
+        wallets: Option<[Arc<Wallet>; 2]>,
     ) -> Result<[Issued; 2], SimError> {
-        let pubkeys = match pubkeys {
-            Some(keys) => keys,
-            None => [PubKey::random()?, PubKey::random()?],
+        let wallets = match wallets {
+            Some(w) => w,
+            None => [Wallet::new(Curve::Secp256k1)?, Wallet::new(Curve::Ed25519)?],
         };
         let now = SystemTime::now();
-        let [secp, ed] = pubkeys;
-        let new = [
-            Pair::signing(
-                new_id()?,
-                client_id,
-                Curve::Secp256k1,
-                secp,
-                now,
-                ShareMaterial::random()?,
-            )?,
-            Pair::signing(
-                new_id()?,
-                client_id,
-                Curve::Ed25519,
-                ed,
-                now,
-                ShareMaterial::random()?,
-            )?,
-        ];
-        let issued = new.clone().map(|p| Issued {
-            id: p.id,
-            share: p.share,
+        let mut new = Vec::with_capacity(2);
+        for wallet in wallets {
+            let id = new_id()?;
+            let share = wallet.signing_share(client_id, &id)?;
+            new.push(Pair::signing(id, client_id, wallet, now, share));
+        }
+        let issued = [0, 1].map(|i| Issued {
+            id: new[i].id.clone(),
+            share: new[i].share.clone(),
         });
         self.pairs.extend(new);
         Ok(issued)
@@ -567,63 +487,30 @@ impl Inner {
 /// Fixed creation time of the demo pairs (2024-01-01T00:00:00Z).
 const DEMO_CREATED_AT_SECS: u64 = 1_704_067_200;
 
-/// Fixed description of one demo signing pair.
-struct DemoPair {
-    id: &'static str,
-    curve: Curve,
-    share: &'static str,
-    ssid: &'static str,
-    x: &'static str,
-    y: &'static str,
-    partial_pubkey: &'static str,
-}
-
-const DEMO_PAIRS: [DemoPair; 2] = [
-    DemoPair {
-        id: "cmdemosecp256k1signing000",
-        curve: Curve::Secp256k1,
-        share: "5f1c3a9e2b7d40c8a6e19f3b2d7c8e41a0b5f6d3c2e19a8b7f4d3c2b1a0e9f8d",
-        ssid: "9a3e7c1f5b2d48e6a0c4f8b2d6e0a4c8e2b6d0f4a8c2e6b0d4f8a2c6e0b4d8f2",
-        x: "c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5",
-        y: "1ae168fea63dc339a3c58419466ceaeef7f632653266d0e1236431a950cfe52a",
-        partial_pubkey: "02f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9",
-    },
-    DemoPair {
-        id: "cmdemoed25519signing0000",
-        curve: Curve::Ed25519,
-        share: "0d4b8f2a6c1e5937b3f7a1d5c9e3b7f1a5d9c3e7b1f5a9d3c7e1b5f9a3d7c1e5",
-        ssid: "4e8a2c6f0b3d7e1a5c9f3b7d1e5a9c3f7b1d5e9a3c7f1b5d9e3a7c1f5b9d3e7a",
-        x: "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29",
-        y: "0000000000000000000000000000000000000000000000000000000000000000",
-        partial_pubkey: "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
-    },
+/// The demo client's signing pair ids, one per curve.
+const DEMO_PAIR_IDS: [(&str, Curve); 2] = [
+    ("cmdemosecp256k1signing000", Curve::Secp256k1),
+    ("cmdemoed25519signing0000", Curve::Ed25519),
 ];
 
-/// The demo client's signing pairs.
+/// The demo client's signing pairs: fixed wallets and shares, the same on every run.
 fn demo_pairs() -> Vec<Pair> {
     let created_at = UNIX_EPOCH + Duration::from_secs(DEMO_CREATED_AT_SECS);
-    DEMO_PAIRS
+    DEMO_PAIR_IDS
         .iter()
-        .filter_map(|d| {
-            let pubkey = PubKey {
-                x: d.x.to_owned(),
-                y: d.y.to_owned(),
-            };
-            let material = ShareMaterial {
-                share: d.share.to_owned(),
-                ssid: d.ssid.to_owned(),
-                partial_pubkey: d.partial_pubkey.to_owned(),
-            };
-            // Serialising string-only documents cannot fail; a failure would drop the pair.
-            Pair::signing(
-                d.id.to_owned(),
+        .filter_map(|&(id, curve)| {
+            let wallet = Wallet::demo(
+                &format!("cmdemowallet{}", curve.as_str().to_ascii_lowercase()),
+                curve,
+            )?;
+            let share = wallet.demo_signing_share(DEMO_CLIENT_ID, id)?;
+            Some(Pair::signing(
+                id.to_owned(),
                 DEMO_CLIENT_ID,
-                d.curve,
-                pubkey,
+                wallet,
                 created_at,
-                material,
-            )
-            .ok()
+                share,
+            ))
         })
         .collect()
 }
@@ -646,17 +533,6 @@ fn random_bytes(n: usize) -> Result<Vec<u8>, SimError> {
     let mut buf = vec![0u8; n];
     aws_lc_rs::rand::fill(&mut buf).map_err(|_| SimError::Random)?;
     Ok(buf)
-}
-
-/// `n` random bytes as lowercase hex.
-pub(crate) fn random_hex(n: usize) -> Result<String, SimError> {
-    use std::fmt::Write as _;
-    let bytes = random_bytes(n)?;
-    let mut out = String::with_capacity(n * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    Ok(out)
 }
 
 /// A cuid-like id: `cm` + 23 lowercase alphanumeric characters.
