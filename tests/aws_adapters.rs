@@ -183,6 +183,7 @@ fn share(client: &str, pair: &str, curve: Curve, ct: &str) -> StoredShare {
         signing_share_pair_id: format!("sig-{pair}"),
         cipher_text: ct.into(),
         created_at: 1_764_000_000,
+        public: None,
     }
 }
 
@@ -555,11 +556,13 @@ mod checkpoints {
                     curve: Curve::Secp256k1,
                     id: a.into(),
                     cipher_text: format!("pbe1.{a}"),
+                    public: None,
                 },
                 SealedRecord {
                     curve: Curve::Ed25519,
                     id: b.into(),
                     cipher_text: format!("pbe1.{b}"),
+                    public: None,
                 },
             ]),
             ..fresh()
@@ -714,11 +717,13 @@ mod checkpoints {
                 curve: Curve::Secp256k1,
                 id: "bk-1".into(),
                 cipher_text: "pbe1.ct1".into(),
+                public: None,
             },
             SealedRecord {
                 curve: Curve::Ed25519,
                 id: "bk-2".into(),
                 cipher_text: "pbe1.ct2".into(),
+                public: None,
             },
         ];
         let backed_up = Progress {

@@ -299,6 +299,7 @@ async fn aws_encryption_cli_opens_a_stored_backup_by_hand_as_the_readme_says() {
             signing_share_pair_id: "sig-1".into(),
             cipher_text: envelope.seal(&c, PLAINTEXT).await.unwrap(),
             created_at: 1_764_000_000,
+            public: None,
         })
         .await
         .unwrap();

@@ -132,6 +132,11 @@ async fn a_backup_lists_verifies_and_restores_into_a_recover_portal_accepts() {
         !list.to_string().contains("pbe1."),
         "a listing carries no ciphertext"
     );
+    // The wallets' addresses, recorded at backup time, are the simulator's wallets'.
+    for p in backup_pairs(&sim, &client).await {
+        let curve = p["curve"].as_str().unwrap();
+        assert_eq!(backups[0]["addresses"][curve], p["address"], "{list}");
+    }
 
     // verify: ok per curve, and no share in the answer.
     let Answer::Response(verify) = act(&op, "verify", &client, None).await else {

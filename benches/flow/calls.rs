@@ -138,6 +138,7 @@ impl Adapters {
             curve: shares[i].curve,
             id: shares[i].id.clone(),
             cipher_text: sealed[i].clone(),
+            public: None,
         });
         let backed_up = Progress {
             status: Status::BackedUp,
@@ -151,6 +152,7 @@ impl Adapters {
             signing_share_pair_id: fresh.signing_share_pair_ids[i].clone(),
             cipher_text: sealed[i].clone(),
             created_at: 1,
+            public: None,
         });
         store
             .advance_storing(&key, owner, Status::InProgress, &backed_up, &items)

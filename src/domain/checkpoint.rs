@@ -1,6 +1,7 @@
 //! The checkpoint of one backup: its status, what it holds, and the key it is kept under.
 //! Stored by a `Checkpoints` adapter; see `docs/exactly-once.md`.
 
+use crate::domain::wallet_key::WalletPublic;
 use crate::domain::model::{BackupMode, Curve, check_id};
 
 /// Where a backup has got to.
@@ -48,6 +49,8 @@ pub struct SealedRecord {
     pub id: String,
     /// The envelope ciphertext of `{"share","id"}`.
     pub cipher_text: String,
+    /// The wallet's public values, as the share named them when it was sealed (public).
+    pub public: Option<WalletPublic>,
 }
 
 /// A backup's checkpoint.

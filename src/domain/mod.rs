@@ -12,3 +12,4 @@ pub mod secret;
 pub mod share;
 pub mod source;
 pub mod text;
+pub mod wallet_key;

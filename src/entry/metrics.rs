@@ -92,15 +92,23 @@ pub fn emit_restore(action: &str) {
 }
 
 /// The EMF document for one restore drill: `DrillsVerified`, `DrillFailures` (a drill that
-/// could not run counts one) and `DrillCycleAgeSeconds`; alarms watch the last two.
+/// could not run counts one), `DrillKeyMismatches` (shares that open but do not check against
+/// their wallet's public values) and `DrillCycleAgeSeconds`; alarms watch all but the first.
 pub fn drill_document(answer: Option<&crate::workflow::drill::DrillAnswer>) -> Value {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let (verified, failed) = answer.map_or((0, 1), |a| (a.verified, a.failed));
+    let mismatches = answer.map_or(0, |a| {
+        a.failures
+            .iter()
+            .filter(|f| f.kind == crate::workflow::drill::KEY_MISMATCH)
+            .count()
+    });
     let mut doc = json!({
         "DrillsVerified": verified,
         "DrillFailures": failed,
+        "DrillKeyMismatches": mismatches,
         "Service": "portal-backup",
         "_aws": {
             "Timestamp": timestamp,
@@ -110,6 +118,7 @@ pub fn drill_document(answer: Option<&crate::workflow::drill::DrillAnswer>) -> V
                 "Metrics": [
                     {"Name": "DrillsVerified", "Unit": "Count"},
                     {"Name": "DrillFailures", "Unit": "Count"},
+                    {"Name": "DrillKeyMismatches", "Unit": "Count"},
                     {"Name": "DrillCycleAgeSeconds", "Unit": "Seconds"},
                 ],
             }],

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::domain::model::Curve;
+use crate::domain::wallet_key::WalletPublic;
 
 /// One stored client backup share (its ciphertext; never plaintext).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct StoredShare {
     pub cipher_text: String,
     /// When it was stored, in seconds since the Unix epoch.
     pub created_at: u64,
+    /// The wallet's public values, kept in the clear beside the ciphertext.
+    pub public: Option<WalletPublic>,
 }
 
 /// Why the store failed.

@@ -20,6 +20,7 @@ use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::model::BackupMode;
 use crate::domain::request::InputError;
 use crate::domain::share::{RecordCheck, check_record};
+use crate::domain::wallet_key::{Half, Verdict, check_half};
 use crate::ports::drill::{CompletedBackup, DrillCursor, DrillTable};
 use crate::ports::envelope::Envelope;
 use crate::ports::store::BackupStore;
@@ -104,6 +105,10 @@ pub struct DrillFailure {
     pub key: String,
     /// The curve of the share that did not open (`None`: the backup as a whole).
     pub curve: Option<&'static str>,
+    /// The kind of failure: `UNREADABLE` (missing, or did not open), `OTHER_PAIR`,
+    /// `CLIENT_MISMATCH`, or `KEY_MISMATCH` (opens, but does not check against the wallet's
+    /// public values).
+    pub kind: &'static str,
     /// What went wrong (never a value).
     pub problem: String,
 }
@@ -135,6 +140,8 @@ pub struct DrillAnswer {
     pub failed: u64,
     /// Each share that did not, and why.
     pub failures: Vec<DrillFailure>,
+    /// Shares that opened but carry no public values to check the wallet's key against.
+    pub key_unchecked: u64,
     /// The walk through every backup.
     pub cycle: Cycle,
 }
@@ -147,33 +154,96 @@ fn random_u32() -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// Proves one backup; its failures, one per share (empty: verified).
+/// What proving one share found.
+enum Proof {
+    /// Opened, its pair's and client's, and checked against the wallet's public values.
+    Proven,
+    /// As proven, but with no public values to check the key against.
+    KeyUnchecked,
+    /// Did not prove.
+    Failed(DrillFailure),
+}
+
+/// Proves one backup; its failures, one per share (empty: verified), and its shares whose key
+/// could not be checked.
 async fn prove<E: Envelope, T: BackupStore>(
     envelope: &E,
     table: &T,
     backup: &CompletedBackup,
-) -> Vec<DrillFailure> {
+) -> (Vec<DrillFailure>, u64) {
     let Some([a, b]) = &backup.progress.shares else {
-        return vec![failure(
-            backup,
-            None,
-            "a completed checkpoint without its sealed shares".into(),
-        )];
+        return (
+            vec![failure(
+                backup,
+                None,
+                UNREADABLE,
+                "a completed checkpoint without its sealed shares".into(),
+            )],
+            0,
+        );
     };
     let (a, b) = futures::future::join(
         prove_share(envelope, table, backup, a),
         prove_share(envelope, table, backup, b),
     )
     .await;
-    a.into_iter().chain(b).collect()
+    let mut failures = Vec::new();
+    let mut unchecked = 0;
+    for proof in [a, b] {
+        match proof {
+            Proof::Proven => {}
+            Proof::KeyUnchecked => unchecked += 1,
+            Proof::Failed(f) => failures.push(f),
+        }
+    }
+    (failures, unchecked)
 }
 
-fn failure(backup: &CompletedBackup, curve: Option<&'static str>, problem: String) -> DrillFailure {
+/// A share missing, or that did not open.
+const UNREADABLE: &str = "UNREADABLE";
+/// A share that opens to another pair's share.
+const OTHER_PAIR: &str = "OTHER_PAIR";
+/// A share that names another client.
+const CLIENT_MISMATCH: &str = "CLIENT_MISMATCH";
+/// A share that opens but does not check against the wallet's public values.
+pub const KEY_MISMATCH: &str = "KEY_MISMATCH";
+
+fn failure(
+    backup: &CompletedBackup,
+    curve: Option<&'static str>,
+    kind: &'static str,
+    problem: String,
+) -> DrillFailure {
     DrillFailure {
         client_id: backup.client_id.clone(),
         key: backup.key.clone(),
         curve,
+        kind,
         problem,
+    }
+}
+
+/// The opened client half against public values: its own partial public key, the wallet's
+/// public key, and the public key recorded when it was sealed.
+fn key_proof(backup: &CompletedBackup, record: &SealedRecord, opened: &[u8]) -> Proof {
+    let curve = Some(record.curve.as_str());
+    let check = check_half(Half::Client, record.curve, opened);
+    if let Verdict::Mismatch(why) = &check.verdict {
+        return Proof::Failed(failure(backup, curve, KEY_MISMATCH, format!("KEY_MISMATCH: {why}")));
+    }
+    if let (Some(recorded), Some(named)) = (&record.public, &check.public)
+        && recorded.public_key != named.public_key
+    {
+        return Proof::Failed(failure(
+            backup,
+            curve,
+            KEY_MISMATCH,
+            "KEY_MISMATCH: the share names another wallet public key than the one recorded when it was stored".into(),
+        ));
+    }
+    match check.verdict {
+        Verdict::Proven => Proof::Proven,
+        _ => Proof::KeyUnchecked,
     }
 }
 
@@ -183,19 +253,20 @@ async fn prove_share<E: Envelope, T: BackupStore>(
     table: &T,
     backup: &CompletedBackup,
     record: &SealedRecord,
-) -> Option<DrillFailure> {
+) -> Proof {
     let curve = Some(record.curve.as_str());
     let stored = match backup.progress.backup_mode {
         BackupMode::SelfManaged => match table.cipher_text(&backup.client_id, &record.id).await {
             Ok(Some(ct)) => ct,
             Ok(None) => {
-                return Some(failure(
+                return Proof::Failed(failure(
                     backup,
                     curve,
+                    UNREADABLE,
                     format!("share item {} is missing from the table", record.id),
                 ));
             }
-            Err(e) => return Some(failure(backup, curve, e.to_string())),
+            Err(e) => return Proof::Failed(failure(backup, curve, UNREADABLE, e.to_string())),
         },
         // Portal's copy needs the client's API key, which the function never keeps; the
         // checkpoint's copy was verified against Portal's when the backup was made.
@@ -204,22 +275,24 @@ async fn prove_share<E: Envelope, T: BackupStore>(
     let context = EncryptionContext::backup_share(&backup.client_id, &record.id, record.curve);
     match envelope.open(&context, &stored).await {
         Ok(opened) => match check_record(opened.expose(), &record.id, &backup.client_id) {
-            RecordCheck::Matches => None,
-            RecordCheck::OtherPair => Some(failure(
+            RecordCheck::Matches => key_proof(backup, record, opened.expose()),
+            RecordCheck::OtherPair => Proof::Failed(failure(
                 backup,
                 curve,
+                OTHER_PAIR,
                 format!("opens, but not to the share of pair {}", record.id),
             )),
-            RecordCheck::OtherClient => Some(failure(
+            RecordCheck::OtherClient => Proof::Failed(failure(
                 backup,
                 curve,
+                CLIENT_MISMATCH,
                 format!(
                     "CLIENT_MISMATCH: opens, but its share does not name client {}",
                     backup.client_id
                 ),
             )),
         },
-        Err(e) => Some(failure(backup, curve, e.to_string())),
+        Err(e) => Proof::Failed(failure(backup, curve, UNREADABLE, e.to_string())),
     }
 }
 
@@ -289,13 +362,14 @@ pub async fn drill<E: Envelope, T: DrillTable + BackupStore>(
         }
     }
 
-    let results: Vec<Vec<DrillFailure>> = futures::stream::iter(picked.iter())
+    let results: Vec<(Vec<DrillFailure>, u64)> = futures::stream::iter(picked.iter())
         .map(|b| prove(envelope, table, b))
         .buffered(CONCURRENCY)
         .collect()
         .await;
     let mut answer = DrillAnswer::default();
-    for failures in results {
+    for (failures, unchecked) in results {
+        answer.key_unchecked += unchecked;
         if failures.is_empty() {
             answer.verified += 1;
         } else {
@@ -309,6 +383,7 @@ pub async fn drill<E: Envelope, T: DrillTable + BackupStore>(
             client_id = %f.client_id,
             key = %f.key,
             curve = f.curve,
+            kind = f.kind,
             problem = %f.problem,
             "drill: a backup did not prove"
         );

@@ -20,6 +20,7 @@ use crate::domain::model::BackupMode;
 use crate::domain::request::InputError;
 use crate::domain::secret::{ClientApiKey, SecretString, wipe_json};
 use crate::domain::share::{RecordCheck, check_record};
+use crate::domain::wallet_key::{Half, Verdict, check_half};
 use crate::ports::catalogue::{Catalogue, Listed};
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
@@ -155,6 +156,10 @@ pub struct Summary {
     /// Epoch milliseconds, once completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<u64>,
+    /// The wallets' addresses (EVM for SECP256K1, Solana for ED25519), keyed by curve, where
+    /// the shares named their public keys: public values.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub addresses: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// What an action answers.
@@ -409,18 +414,16 @@ impl<P: Portal, E: Envelope, S: BackupStore + Catalogue> RestoreService<P, E, S>
         match req.action {
             // `list` answered above.
             Action::List | Action::Verify => {
-                let verdict = |r: &Result<SecretString, BackupError>| match r {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                let curves = [(a.curve, verdict(&ra)), (b.curve, verdict(&rb))]
+                let (va, vb) = (verify_verdict(a, &ra), verify_verdict(b, &rb));
+                let ok = va == "ok" && vb == "ok";
+                let curves = [(a.curve, va), (b.curve, vb)]
                     .into_iter()
                     .map(|(c, v)| (c.as_str(), v))
                     .collect();
                 Ok(ActionAnswer::Verify {
                     client_id: req.client_id.clone(),
                     backup_share_pair_ids: ids,
-                    ok: ra.is_ok() && rb.is_ok(),
+                    ok,
                     curves,
                     skipped_other_client: skipped,
                     unreadable: Unreadable::of(unreadable),
@@ -542,6 +545,33 @@ fn summary(l: &Listed) -> Summary {
         created_at: l.created_at,
         updated_at: l.updated_at,
         completed_at: l.completed_at,
+        addresses: l
+            .progress
+            .shares
+            .iter()
+            .flatten()
+            .filter_map(|r| Some((r.curve.as_str(), r.public.as_ref()?.address.clone())))
+            .collect(),
+    }
+}
+
+/// Verify's word on one opened share: `ok`, or what is wrong. A share that opens but does not
+/// check against its wallet's public values (or names another public key than the one recorded
+/// when it was stored) is a `KEY_MISMATCH`; one without public values to check is `ok`.
+fn verify_verdict(record: &SealedRecord, opened: &Result<SecretString, BackupError>) -> String {
+    let plaintext = match opened {
+        Ok(p) => p,
+        Err(e) => return e.to_string(),
+    };
+    let check = check_half(Half::Client, record.curve, plaintext.expose().as_bytes());
+    if let Verdict::Mismatch(why) = check.verdict {
+        return format!("KEY_MISMATCH: {why}");
+    }
+    match (&record.public, &check.public) {
+        (Some(recorded), Some(named)) if recorded.public_key != named.public_key => {
+            "KEY_MISMATCH: the share names another wallet public key than the one recorded when it was stored".to_owned()
+        }
+        _ => "ok".to_owned(),
     }
 }
 

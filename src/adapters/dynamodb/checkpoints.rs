@@ -20,6 +20,7 @@ use crate::adapters::dynamodb::{
     Cancellation, DynamoStore, client_pk, dynamo_error, item_key, sealed_value,
 };
 use crate::domain::checkpoint::{BackupKey, Progress, SealedRecord, Status};
+use crate::domain::wallet_key::WalletPublic;
 use crate::domain::model::Curve;
 use crate::ports::checkpoints::{Acquired, Checkpoints};
 use crate::ports::store::{StoreError, StoredShare};
@@ -46,6 +47,14 @@ fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Public values read back together, or none.
+pub(crate) fn wallet_public(public_key: Option<&str>, address: Option<&str>) -> Option<WalletPublic> {
+    Some(WalletPublic {
+        public_key: public_key?.to_owned(),
+        address: address?.to_owned(),
+    })
+}
+
 /// Reads a checkpoint item; `None` if it is not of the shape this code writes.
 pub(crate) fn progress(item: &Item) -> Option<Progress> {
     let status = Status::parse(text(item, "status")?)?;
@@ -62,6 +71,10 @@ pub(crate) fn progress(item: &Item) -> Option<Progress> {
             cipher_text: crate::adapters::dynamodb::sealed_text(
                 item.get(&format!("{prefix}CipherText"))?,
             )?,
+            public: wallet_public(
+                text(item, &format!("{prefix}PublicKey")),
+                text(item, &format!("{prefix}Address")),
+            ),
         })
     };
     let shares = match status {
@@ -120,6 +133,18 @@ impl Transition {
                 (":b_id".to_owned(), s(&b.id)),
                 (":b_ct".to_owned(), sealed_value(&b.cipher_text)),
             ]);
+            // The wallets' public values, where the shares named them (public, in the clear).
+            for (prefix, record) in [("secp256k1", a), ("ed25519", b)] {
+                if let Some(public) = &record.public {
+                    expression.push_str(&format!(
+                        ", {prefix}PublicKey = :{prefix}_pk, {prefix}Address = :{prefix}_addr"
+                    ));
+                    values.extend([
+                        (format!(":{prefix}_pk"), s(&public.public_key)),
+                        (format!(":{prefix}_addr"), s(&public.address)),
+                    ]);
+                }
+            }
         }
         if to.status == Status::Completed {
             expression.push_str(", completedAt = :now, leaseExpiresAt = :zero");

@@ -21,7 +21,7 @@ use crate::ports::store::{BackupStore, StoreError, StoredShare};
 
 /// A share's item: its key and attributes.
 pub(crate) fn share_item(share: &StoredShare) -> HashMap<String, AttributeValue> {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("pk".to_owned(), s(&client_pk(&share.client_id))),
         ("sk".to_owned(), s(&share_sk(&share.backup_share_pair_id))),
         ("clientId".to_owned(), s(&share.client_id)),
@@ -39,7 +39,13 @@ pub(crate) fn share_item(share: &StoredShare) -> HashMap<String, AttributeValue>
             "createdAt".to_owned(),
             AttributeValue::N(share.created_at.to_string()),
         ),
-    ])
+    ]);
+    // The wallet's public values, in the clear: what the drills compare across both domains.
+    if let Some(public) = &share.public {
+        item.insert("publicKey".to_owned(), s(&public.public_key));
+        item.insert("address".to_owned(), s(&public.address));
+    }
+    item
 }
 
 /// The condition of every share write: a new item, or a retry writing the very same ciphertext.

@@ -14,6 +14,7 @@ use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::request::{BackupRequest, GenerateResponse, InputError, SealedPayload};
 use crate::domain::secret::{ClientApiKey, SecretString};
 use crate::domain::share::{RecordCheck, check_record, client_id_in};
+use crate::domain::wallet_key::{Half, Verdict, WalletPublic, check_half};
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::{BackupShare, Portal};
@@ -160,11 +161,13 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
             .seal(&context, plaintext.as_bytes_for_seal())
             .await
             .map_err(|e| BackupError::new(Step::Seal, e))?;
+        let public = wallet_of(req, share);
         Ok(SealedShare {
             record: SealedRecord {
                 curve: share.curve,
                 id: share.id.clone(),
                 cipher_text,
+                public,
             },
             context,
             plaintext: Some(plaintext),
@@ -382,11 +385,37 @@ fn items(
         signing_share_pair_id: signing.clone(),
         cipher_text: s.record.cipher_text.clone(),
         created_at,
+        public: s.record.public.clone(),
     };
     [
         item(&sealed[0], &signing_share_pair_ids[0]),
         item(&sealed[1], &signing_share_pair_ids[1]),
     ]
+}
+
+/// The wallet's public values the share names, checked against its partial public keys. A
+/// share that fails the check is still kept (Portal's recover may still take it) and logged as
+/// a key mismatch for the alarm; the drills report it again.
+fn wallet_of(req: &BackupRequest, share: &BackupShare) -> Option<WalletPublic> {
+    let check = check_half(Half::Client, share.curve, share.share.expose().as_bytes());
+    match &check.verdict {
+        Verdict::Proven => {}
+        Verdict::Mismatch(why) => tracing::error!(
+            client_id = %req.client_id,
+            backup_share_pair_id = %share.id,
+            curve = share.curve.as_str(),
+            problem = %why,
+            "KEY_MISMATCH: Portal's client backup share does not check against its own public values"
+        ),
+        Verdict::Unchecked(why) => tracing::warn!(
+            client_id = %req.client_id,
+            backup_share_pair_id = %share.id,
+            curve = share.curve.as_str(),
+            problem = %why,
+            "client backup share not checked against public values"
+        ),
+    }
+    check.public
 }
 
 /// The sealed plaintext: `{"share":"…","id":"…"}`, in a buffer sized up front so no partial copy

@@ -32,6 +32,7 @@ async fn table(n: usize) -> (FakeEnvelope, FakeStore) {
                         signing_share_pair_id: format!("sig-{pair}"),
                         cipher_text: ct.clone(),
                         created_at: 0,
+                        public: None,
                     })
                     .await
                     .unwrap();
@@ -40,6 +41,7 @@ async fn table(n: usize) -> (FakeEnvelope, FakeStore) {
                 curve,
                 id: pair,
                 cipher_text: ct,
+                public: None,
             });
         }
         let [a, b]: [SealedRecord; 2] = records.try_into().unwrap();
@@ -220,4 +222,104 @@ async fn a_share_that_names_another_client_is_a_drill_failure_of_its_own() {
     let f = &a.failures[0];
     assert_eq!((f.client_id.as_str(), f.curve), ("c00", Some("SECP256K1")));
     assert!(f.problem.starts_with("CLIENT_MISMATCH"), "{}", f.problem);
+}
+
+/// Completed self-managed backups whose shares are real halves of a wallet's key: `c00` sound,
+/// `c01` with its ED25519 scalar changed (it still seals and opens), `c02` whose SECP256K1
+/// record names another public key than its share, `c03` with shares that carry no public
+/// values.
+async fn real_table() -> (FakeEnvelope, FakeStore) {
+    use portal_shares::curve::Curve as C;
+    use portal_shares::split::{Rng, b64, new_key, split_key};
+    let (envelope, store) = (FakeEnvelope::default(), FakeStore::default());
+    let mut rng = Rng::new("drill-key-checks");
+    let other_public = crate::domain::wallet_key::WalletPublic {
+        public_key: "04ab".into(),
+        address: "0x0".into(),
+    };
+    for i in 0..4 {
+        let who = format!("c{i:02}");
+        let mut records = Vec::new();
+        for (curve, sc, pair) in [
+            (Curve::Secp256k1, C::Secp256k1, format!("s{i}")),
+            (Curve::Ed25519, C::Ed25519, format!("e{i}")),
+        ] {
+            let d = new_key(sc, &mut rng);
+            let k = split_key(sc, &d, &mut rng).unwrap();
+            let mut doc = k.client_backup_share(&who, &pair, "sig", &mut rng);
+            if i == 1 && curve == Curve::Ed25519 {
+                doc["share"] = serde_json::json!("4242");
+            }
+            let share = if i == 3 { fake_share(&who, &pair) } else { b64(&doc) };
+            let mut public = check_half(Half::Client, curve, share.as_bytes()).public;
+            if i == 2 && curve == Curve::Secp256k1 {
+                public = Some(other_public.clone());
+            }
+            let plain = format!(r#"{{"share":"{share}","id":"{pair}"}}"#);
+            let ctx = EncryptionContext::backup_share(&who, &pair, curve);
+            let ct = envelope.seal(&ctx, plain.as_bytes()).await.unwrap();
+            store
+                .put(&StoredShare {
+                    client_id: who.clone(),
+                    backup_share_pair_id: pair.clone(),
+                    curve,
+                    signing_share_pair_id: "sig".into(),
+                    cipher_text: ct.clone(),
+                    created_at: 0,
+                    public: public.clone(),
+                })
+                .await
+                .unwrap();
+            records.push(SealedRecord {
+                curve,
+                id: pair,
+                cipher_text: ct,
+                public,
+            });
+        }
+        let [a, b]: [SealedRecord; 2] = records.try_into().unwrap();
+        store.checkpoints.lock().unwrap().insert(
+            (who, "k".into()),
+            (
+                Progress {
+                    status: Status::Completed,
+                    backup_mode: BackupMode::SelfManaged,
+                    signing_share_pair_ids: ["sig".into(), "sig".into()],
+                    shares: Some([a, b]),
+                },
+                String::new(),
+                0,
+            ),
+        );
+    }
+    (envelope, store)
+}
+
+#[tokio::test]
+async fn a_half_that_opens_but_does_not_make_its_wallets_key_is_a_key_mismatch() {
+    let (envelope, store) = real_table().await;
+    let a = drill(&envelope, &store, req(8), &Deadline::none(), 0)
+        .await
+        .unwrap();
+    assert_eq!((a.verified, a.failed), (2, 2), "{a:?}");
+    assert_eq!(a.key_unchecked, 2, "c03's two shares carry no public values");
+    let mut seen: Vec<_> = a
+        .failures
+        .iter()
+        .map(|f| (f.client_id.as_str(), f.curve, f.kind))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("c01", Some("ED25519"), KEY_MISMATCH),
+            ("c02", Some("SECP256K1"), KEY_MISMATCH)
+        ]
+    );
+    let text = serde_json::to_string(&a).unwrap();
+    assert!(text.contains("not its own partial public key"), "{text}");
+    assert!(text.contains("another wallet public key"), "{text}");
+    assert!(!text.contains("4242"), "{text}");
+    let emf = crate::entry::metrics::drill_document(Some(&a));
+    assert_eq!(emf["DrillKeyMismatches"], 2);
 }

@@ -13,6 +13,7 @@ fn listed(key: &str, status: Status, completed_at: Option<u64>) -> Listed {
         curve,
         id: id.into(),
         cipher_text: "pbe1.x".into(),
+        public: None,
     };
     Listed {
         key: key.into(),
