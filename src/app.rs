@@ -173,7 +173,12 @@ pub async fn build_custody(
     sdk: &SdkConfig,
     config: &CustodyConfig,
 ) -> Result<CustodyFunction, StartupError> {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let store = DynamoStore::new(dynamodb.clone(), &config.table_name);
+    let public_values = config
+        .public_values_table
+        .as_ref()
+        .map(|table| DynamoStore::new(dynamodb, table));
     let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?;
     let secrets = match &config.webhook_secret {
         WebhookSecretSource::Value(secret) => CustodySecrets::Fixed(FixedSecrets(
@@ -198,5 +203,7 @@ pub async fn build_custody(
         custody: CustodyService::new(envelope, store, config.caps),
         secrets,
         sources: config.source_cidrs.clone(),
+        public_values,
+        drill_sample: config.drill_sample,
     })
 }

@@ -80,10 +80,16 @@ pub struct CustodyConfig {
     pub source_cidrs: SourceAllowList,
     /// The most custodian shares and answer bytes one client may hold.
     pub caps: CustodianCaps,
+    /// The backup table whose public attributes the custody drill compares with
+    /// (`PUBLIC_VALUES_TABLE_NAME`; unset: it compares nothing across domains).
+    pub public_values_table: Option<String>,
+    /// The drill sample the custody function accepts (`DRILL_SAMPLE`, 1–500): its schedule's
+    /// fixed payload. Unset: any.
+    pub drill_sample: Option<u32>,
 }
 
 /// Variables only the custody function reads: set on the backup function, they are a mistake.
-const CUSTODY_ONLY: [&str; 9] = [
+const CUSTODY_ONLY: [&str; 10] = [
     "CUSTODY_KMS_KEY_ID",
     "CUSTODY_TABLE_NAME",
     "WEBHOOK_SECRET_ARN",
@@ -93,6 +99,7 @@ const CUSTODY_ONLY: [&str; 9] = [
     "WEBHOOK_SOURCE_CIDRS",
     "MAX_CUSTODIAN_SHARES_PER_CLIENT",
     "MAX_CUSTODIAN_BYTES_PER_CLIENT",
+    "PUBLIC_VALUES_TABLE_NAME",
 ];
 /// Variables only the backup function reads: the custody function must not reach the client
 /// shares' key or table, so naming them there is refused.
@@ -250,7 +257,23 @@ impl CustodyConfig {
             4 << 10,
             5 << 20,
         )?;
+        let public_values_table = get("PUBLIC_VALUES_TABLE_NAME");
+        if public_values_table
+            .as_deref()
+            .is_some_and(|t| !valid_table_name(t))
+        {
+            return Err(bad(
+                "PUBLIC_VALUES_TABLE_NAME",
+                "must be 3 to 255 of [A-Za-z0-9_.-]",
+            ));
+        }
+        let drill_sample = match get("DRILL_SAMPLE") {
+            None => None,
+            Some(v) => Some(number(Some(v), "DRILL_SAMPLE", 20, 1, 500)? as u32),
+        };
         Ok(CustodyConfig {
+            public_values_table,
+            drill_sample,
             kms_key_id,
             table_name,
             webhook_secret,

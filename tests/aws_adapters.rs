@@ -320,6 +320,7 @@ async fn custodian_shares_are_written_once_and_fetched_across_query_pages() {
         cipher_text: format!("pbe1.{n:03}.{big}"),
         updated_at: 1_764_000_000 + n as u64,
         answer_bytes: 1_000 + n as u64,
+        wallet: None,
     };
     let caps = CustodianCaps {
         shares: 30,

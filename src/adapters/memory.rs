@@ -594,3 +594,53 @@ impl FakeStore {
         all
     }
 }
+
+/// The custody drill over the fake's custodian shares, in key order as a Scan reads them.
+impl crate::ports::custody_drill::CustodyDrillTable for FakeStore {
+    async fn custodian_page(
+        &self,
+        start: Option<&crate::ports::rotation::ItemKey>,
+        limit: u32,
+    ) -> Result<crate::ports::custody_drill::CustodianPage, StoreError> {
+        let mut all: Vec<(CustodianShare, crate::ports::rotation::ItemKey)> = self
+            .custodian
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| {
+                let key = crate::ports::rotation::ItemKey {
+                    pk: format!("CLIENT#{}", s.client_id),
+                    sk: format!("CUSTODIAN#{}", s.backup_share_pair_id),
+                };
+                (s.clone(), key)
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.1.pk, &a.1.sk).cmp(&(&b.1.pk, &b.1.sk)));
+        let from = start.map_or(0, |k| {
+            all.iter()
+                .position(|(_, key)| (&key.pk, &key.sk) > (&k.pk, &k.sk))
+                .unwrap_or(all.len())
+        });
+        let read: Vec<_> = all.into_iter().skip(from).take(limit as usize).collect();
+        let last = (read.len() == limit as usize)
+            .then(|| read.last().map(|(_, key)| key.clone()))
+            .flatten();
+        Ok(crate::ports::custody_drill::CustodianPage { shares: read, last })
+    }
+}
+
+/// The public values of the fake's share items.
+impl crate::ports::custody_drill::PublicValues for FakeStore {
+    async fn public_values(
+        &self,
+        client_id: &str,
+        backup_share_pair_id: &str,
+    ) -> Result<Option<(Curve, crate::domain::wallet_key::WalletPublic)>, StoreError> {
+        Ok(self
+            .items
+            .lock()
+            .unwrap()
+            .get(&(client_id.to_owned(), backup_share_pair_id.to_owned()))
+            .and_then(|s| Some((s.curve, s.public.clone()?))))
+    }
+}

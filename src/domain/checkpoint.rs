@@ -1,8 +1,8 @@
 //! The checkpoint of one backup: its status, what it holds, and the key it is kept under.
 //! Stored by a `Checkpoints` adapter; see `docs/exactly-once.md`.
 
-use crate::domain::wallet_key::WalletPublic;
 use crate::domain::model::{BackupMode, Curve, check_id};
+use crate::domain::wallet_key::WalletPublic;
 
 /// Where a backup has got to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -99,6 +99,25 @@ pub fn check_half(half: Half, curve: Curve, text: &[u8]) -> KeyCheck {
     KeyCheck { public, verdict }
 }
 
+/// Checks a custodian backup share, which does not name its curve: it is the curve its wallet
+/// public key is a point of (a point of one curve is not one of the other). `None` for the
+/// curve when the share names a public key of neither.
+pub fn check_custodian(text: &[u8]) -> (Option<Curve>, KeyCheck) {
+    let mut first = None;
+    for curve in Curve::ALL {
+        let check = check_half(Half::Custodian, curve, text);
+        if check.public.is_some() {
+            return (Some(curve), check);
+        }
+        first.get_or_insert(check);
+    }
+    let check = first.unwrap_or(KeyCheck {
+        public: None,
+        verdict: Verdict::Unchecked("no curve".into()),
+    });
+    (None, check)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +134,10 @@ mod tests {
             let custodian = k.custodian_backup_share("c1", "cu", &mut rng);
             let a = check_half(Half::Client, curve, b64(&client).as_bytes());
             let b = check_half(Half::Custodian, curve, custodian.to_string().as_bytes());
+            assert_eq!(
+                check_custodian(custodian.to_string().as_bytes()),
+                (Some(curve), b.clone())
+            );
             assert_eq!(a.verdict, Verdict::Proven);
             assert_eq!(b.verdict, Verdict::Proven);
             assert_eq!(a.public, b.public);

@@ -137,6 +137,54 @@ pub fn emit_drill(answer: Option<&crate::workflow::drill::DrillAnswer>) {
     let _ = writeln!(out, "{line}");
 }
 
+/// The EMF document for one custody drill: `CustodyDrillsVerified`, `CustodyDrillFailures` (a
+/// drill that could not run counts one), `CustodyDrillKeyMismatches` and
+/// `CustodyDrillCycleAgeSeconds`; alarms watch all but the first.
+pub fn custody_drill_document(
+    answer: Option<&crate::workflow::custody::CustodyDrillAnswer>,
+) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let (verified, failed) = answer.map_or((0, 1), |a| (a.verified, a.failed));
+    let mismatches = answer.map_or(0, |a| {
+        a.failures
+            .iter()
+            .filter(|f| f.kind == crate::workflow::drill::KEY_MISMATCH)
+            .count()
+    });
+    let mut doc = json!({
+        "CustodyDrillsVerified": verified,
+        "CustodyDrillFailures": failed,
+        "CustodyDrillKeyMismatches": mismatches,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"]],
+                "Metrics": [
+                    {"Name": "CustodyDrillsVerified", "Unit": "Count"},
+                    {"Name": "CustodyDrillFailures", "Unit": "Count"},
+                    {"Name": "CustodyDrillKeyMismatches", "Unit": "Count"},
+                    {"Name": "CustodyDrillCycleAgeSeconds", "Unit": "Seconds"},
+                ],
+            }],
+        },
+    });
+    if let Some(a) = answer {
+        doc["CustodyDrillCycleAgeSeconds"] = json!(a.cycle.age_seconds);
+    }
+    doc
+}
+
+/// Writes one EMF line for a custody drill (counts only).
+pub fn emit_custody_drill(answer: Option<&crate::workflow::custody::CustodyDrillAnswer>) {
+    let line = custody_drill_document(answer).to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// The EMF document for one webhook call of the custody function: `WebhookCalls` (by hook and
 /// outcome), `WebhookRefused` (a call refused for its source, its secret, a conflicting or
 /// foreign share, or a client over its cap: alarmed, since Portal makes none of them) and

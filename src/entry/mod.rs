@@ -240,6 +240,8 @@ pub enum Answer {
     Rotate(crate::workflow::rotation::RotateAnswer),
     /// A restore drill's answer: counts, failures, the cycle.
     Drill(crate::workflow::drill::DrillAnswer),
+    /// A custody drill's answer: counts, failures, the cycle.
+    CustodyDrill(crate::workflow::custody::CustodyDrillAnswer),
 }
 
 /// The services an invocation can reach, each over the same adapters.

@@ -1,4 +1,5 @@
-//! The custody function's entry: Portal's webhooks behind API Gateway, and nothing else.
+//! The custody function's entry: Portal's webhooks behind API Gateway, and its own drill
+//! (`{"action": "custody-drill", "sample"?}`, invoked by its schedule); nothing else.
 //!
 //! It runs as a function of its own (`FUNCTION_ROLE=custody`), with its own role, table and key:
 //! the backup function can reach neither, and this one can reach neither the client shares' table
@@ -13,9 +14,12 @@ use super::metrics;
 use super::{Answer, Trigger, decode, recognise};
 use crate::domain::source::SourceAllowList;
 use crate::ports::custody::CustodianStore;
+use crate::ports::custody_drill::{CustodyDrillTable, PublicValues};
 use crate::ports::envelope::Envelope;
 use crate::ports::webhook_secret::SecretSource;
 use crate::workflow::custody::{CustodyService, Hook, HookAnswer, HookCall};
+use crate::workflow::drill::DrillRequest;
+use crate::workflow::retry::Deadline;
 
 /// Everything the custody function needs, built once per process (see `app`).
 #[derive(Debug)]
@@ -26,6 +30,11 @@ pub struct CustodyHandler<E, S, K> {
     pub secrets: K,
     /// The addresses Portal's calls come from; any other is refused before anything is read.
     pub sources: SourceAllowList,
+    /// The backup table's public values, when the stack lets custody read them
+    /// (`PUBLIC_VALUES_TABLE_NAME`): the custody drill compares both domains' public keys.
+    pub public_values: Option<S>,
+    /// The one drill sample the custody function accepts (`DRILL_SAMPLE`): the schedule's.
+    pub drill_sample: Option<u32>,
 }
 
 /// Handles any invocation of the custody function. The raw event holds a custodian share: it is
@@ -36,20 +45,30 @@ pub async fn handle<E, S, K>(
 ) -> Result<Answer, Diagnostic>
 where
     E: Envelope,
-    S: CustodianStore,
+    S: CustodianStore + CustodyDrillTable + PublicValues,
     K: SecretSource,
 {
     let mut raw: Box<str> = event.payload.into();
-    let result = dispatch(app, &raw).await;
+    let deadline = Deadline::from_epoch_ms(event.context.deadline);
+    let result = dispatch(app, &raw, &deadline).await;
     raw.zeroize();
     result
 }
 
-async fn dispatch<E: Envelope, S: CustodianStore, K: SecretSource>(
+async fn dispatch<E, S, K>(
     app: &CustodyHandler<E, S, K>,
     raw: &str,
-) -> Result<Answer, Diagnostic> {
+    deadline: &Deadline,
+) -> Result<Answer, Diagnostic>
+where
+    E: Envelope,
+    S: CustodianStore + CustodyDrillTable + PublicValues,
+    K: SecretSource,
+{
     match recognise(raw)? {
+        Trigger::Action if is_custody_drill(raw.as_bytes()) => {
+            custody_drill(app, raw.as_bytes(), deadline).await
+        }
         Trigger::HttpApi => {
             let request = serde_json::from_str(raw).map_err(|e| decode("HTTP API", e))?;
             let answer = serve_http(app, HttpRequest::from_v2(request)).await;
@@ -66,6 +85,55 @@ async fn dispatch<E: Envelope, S: CustodianStore, K: SecretSource>(
                             (POST /webhook/backup and /webhook/backup/fetch through API Gateway); \
                             send backups and operator actions to the backup function"
                 .into(),
+        }),
+    }
+}
+
+/// Whether a direct-invoke payload asks for the custody drill.
+fn is_custody_drill(payload: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        action: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Probe>(payload).is_ok_and(
+        |p| matches!(p.action, Some(serde_json::Value::String(a)) if a == "custody-drill"),
+    )
+}
+
+/// Runs the custody drill and counts it (a drill that could not run counts as a failure).
+async fn custody_drill<E, S, K>(
+    app: &CustodyHandler<E, S, K>,
+    payload: &[u8],
+    deadline: &Deadline,
+) -> Result<Answer, Diagnostic>
+where
+    E: Envelope,
+    S: CustodianStore + CustodyDrillTable + PublicValues,
+    K: SecretSource,
+{
+    let refused = |problem: String| Diagnostic {
+        error_type: "InvalidInput".into(),
+        error_message: problem,
+    };
+    let request = DrillRequest::parse(payload).map_err(|e| refused(e.to_string()))?;
+    if app.drill_sample.is_some_and(|n| n != request.sample) {
+        return Err(refused(
+            "invalid input: `sample` is not this stack's drill sample (DRILL_SAMPLE)".into(),
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let answer = app
+        .custody
+        .drill(app.public_values.as_ref(), request, deadline, now)
+        .await;
+    metrics::emit_custody_drill(answer.as_ref().ok());
+    match answer {
+        Ok(answer) => Ok(Answer::CustodyDrill(answer)),
+        Err(e) => Err(Diagnostic {
+            error_type: "CustodyDrillFailed".into(),
+            error_message: e.to_string(),
         }),
     }
 }
@@ -186,6 +254,8 @@ mod tests {
                 WebhookSecret::new("whsec-1".into()).unwrap(),
             ))),
             sources: SourceAllowList::parse("35.203.150.117/32,104.155.171.139/32").unwrap(),
+            public_values: None,
+            drill_sample: Some(5),
         }
     }
 
@@ -327,8 +397,33 @@ mod tests {
             json!({"action": "restore", "clientId": "c1"}),
             json!({"clientId": "c1", "generateResponse": {}}),
         ] {
-            let e = dispatch(&h, &event.to_string()).await.unwrap_err();
+            let e = dispatch(&h, &event.to_string(), &Deadline::none())
+                .await
+                .unwrap_err();
             assert_eq!(e.error_type, "WrongFunction", "{event}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_custody_drill_runs_with_the_schedules_sample_only() {
+        let h = handler();
+        let run = |event: serde_json::Value| {
+            let h = &h;
+            async move { dispatch(h, &event.to_string(), &Deadline::none()).await }
+        };
+        let e = run(json!({"action": "custody-drill", "sample": 6}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type, "InvalidInput");
+        let e = run(json!({"action": "custody-drill", "sample": 5, "clientId": "c1"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error_type, "InvalidInput");
+        let Ok(Answer::CustodyDrill(a)) =
+            run(json!({"action": "custody-drill", "sample": 5})).await
+        else {
+            panic!("the schedule's drill runs")
+        };
+        assert_eq!((a.verified, a.failed, a.cycle.number), (0, 0, 1));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use crate::domain::model::Curve;
+use crate::domain::wallet_key::WalletPublic;
 use crate::ports::store::StoreError;
 
 /// One stored custodian share (its ciphertext; never plaintext).
@@ -19,6 +21,8 @@ pub struct CustodianShare {
     pub updated_at: u64,
     /// What the share adds to fetch's answer as Lambda returns it, in bytes (not secret).
     pub answer_bytes: u64,
+    /// The wallet's curve and public values, where the share named a public key (public).
+    pub wallet: Option<(Curve, WalletPublic)>,
 }
 
 /// How much one client may store, so that fetch always answers within Lambda's 6 MB and its

@@ -5,6 +5,7 @@ pub mod backup_queue;
 pub mod catalogue;
 pub mod checkpoints;
 pub mod custody;
+pub mod custody_drill;
 pub mod drill;
 pub mod envelope;
 pub mod portal;

@@ -19,8 +19,10 @@ use futures::StreamExt;
 
 use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::hook::{BackupHook, MAX_METHOD_LEN, answer_bytes, parse_fetch};
+use crate::domain::model::Curve;
 use crate::domain::secret::{WebhookSecrets, wipe_json};
 use crate::domain::share::client_id_in;
+use crate::domain::wallet_key::{Verdict, WalletPublic, check_custodian};
 use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::envelope::{Envelope, EnvelopeError};
 use crate::ports::store::StoreError;
@@ -285,6 +287,31 @@ pub async fn serve<E: Envelope, S: CustodianStore>(
     }
 }
 
+/// The wallet's curve and public values a custodian share names, checked against its partial
+/// public keys. A share that fails the check is still kept (it is Portal's to judge) and logged
+/// as a key mismatch for the alarm; the custody drill reports it again.
+fn wallet_of(client_id: &str, pair_id: &str, share: &str) -> Option<(Curve, WalletPublic)> {
+    let (curve, check) = check_custodian(share.as_bytes());
+    let curve_name = curve.map(Curve::as_str);
+    match &check.verdict {
+        Verdict::Proven => {}
+        Verdict::Mismatch(why) => tracing::error!(
+            %client_id,
+            backup_share_pair_id = %pair_id,
+            curve = curve_name,
+            problem = %why,
+            "KEY_MISMATCH: Portal's custodian backup share does not check against its own public values"
+        ),
+        Verdict::Unchecked(why) => tracing::warn!(
+            %client_id,
+            backup_share_pair_id = %pair_id,
+            problem = %why,
+            "custodian backup share not checked against public values"
+        ),
+    }
+    curve.zip(check.public)
+}
+
 /// Seals the share and writes it once. A resend of the same share is accepted (Portal retries);
 /// another share for a stored pair is refused with 409 and the stored one stays.
 async fn backup<E: Envelope, S: CustodianStore>(
@@ -324,6 +351,7 @@ async fn backup<E: Envelope, S: CustodianStore>(
         }
     };
     let method: String = hook.backup_method.chars().take(MAX_METHOD_LEN).collect();
+    let wallet = wallet_of(client_id, pair_id, hook.share.expose());
     let item = CustodianShare {
         client_id: client_id.clone(),
         backup_share_pair_id: pair_id.clone(),
@@ -331,6 +359,7 @@ async fn backup<E: Envelope, S: CustodianStore>(
         cipher_text,
         updated_at: now_secs(),
         answer_bytes: answer_bytes(hook.share.expose()),
+        wallet,
     };
     let stored = match store.put_custodian_once(&item, caps).await {
         Ok(Put::Written) => {
@@ -471,6 +500,9 @@ async fn fetch<E: Envelope, S: CustodianStore>(
         fetched: count,
     }
 }
+
+mod drill;
+pub use drill::{CustodyDrillAnswer, CustodyDrillFailure};
 
 #[cfg(test)]
 mod tests;

@@ -229,7 +229,12 @@ fn key_proof(backup: &CompletedBackup, record: &SealedRecord, opened: &[u8]) -> 
     let curve = Some(record.curve.as_str());
     let check = check_half(Half::Client, record.curve, opened);
     if let Verdict::Mismatch(why) = &check.verdict {
-        return Proof::Failed(failure(backup, curve, KEY_MISMATCH, format!("KEY_MISMATCH: {why}")));
+        return Proof::Failed(failure(
+            backup,
+            curve,
+            KEY_MISMATCH,
+            format!("KEY_MISMATCH: {why}"),
+        ));
     }
     if let (Some(recorded), Some(named)) = (&record.public, &check.public)
         && recorded.public_key != named.public_key

@@ -230,6 +230,8 @@ impl Moto {
         env.push(("CUSTODY_TABLE_NAME".into(), self.custody_table.clone()));
         // Portal's documented addresses, and loopback for the local API Gateway.
         env.push(("WEBHOOK_SOURCE_CIDRS".into(), WEBHOOK_SOURCES.into()));
+        // The backup table's public attributes, for the custody drill's comparison.
+        env.push(("PUBLIC_VALUES_TABLE_NAME".into(), self.table.clone()));
         env
     }
 

@@ -20,8 +20,8 @@ use crate::adapters::dynamodb::{
     Cancellation, DynamoStore, client_pk, dynamo_error, item_key, sealed_value,
 };
 use crate::domain::checkpoint::{BackupKey, Progress, SealedRecord, Status};
-use crate::domain::wallet_key::WalletPublic;
 use crate::domain::model::Curve;
+use crate::domain::wallet_key::WalletPublic;
 use crate::ports::checkpoints::{Acquired, Checkpoints};
 use crate::ports::store::{StoreError, StoredShare};
 
@@ -48,7 +48,10 @@ fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 /// Public values read back together, or none.
-pub(crate) fn wallet_public(public_key: Option<&str>, address: Option<&str>) -> Option<WalletPublic> {
+pub(crate) fn wallet_public(
+    public_key: Option<&str>,
+    address: Option<&str>,
+) -> Option<WalletPublic> {
     Some(WalletPublic {
         public_key: public_key?.to_owned(),
         address: address?.to_owned(),

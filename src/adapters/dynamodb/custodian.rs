@@ -3,9 +3,11 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put as TxPut, TransactWriteItem, Update};
 
+use crate::adapters::dynamodb::checkpoints::wallet_public;
 use crate::adapters::dynamodb::{
     Cancellation, DynamoStore, client_pk, dynamo_error, item_key, sealed_text, sealed_value,
 };
+use crate::domain::model::Curve;
 use crate::ports::custody::{CustodianCaps, CustodianShare, CustodianStore, Put};
 use crate::ports::store::StoreError;
 
@@ -40,7 +42,7 @@ impl CustodianStore for DynamoStore {
         let pk = client_pk(&share.client_id);
         // Write-once: a holder of the webhook secret must not be able to replace a share; and
         // the client's totals move in the same transaction, so no race passes its caps.
-        let put = TxPut::builder()
+        let mut put = TxPut::builder()
             .table_name(self.table())
             .item("pk", s(&pk))
             .item("sk", s(&custodian_sk(&share.backup_share_pair_id)))
@@ -49,7 +51,15 @@ impl CustodianStore for DynamoStore {
             .item("backupMethod", s(&share.backup_method))
             .item("cipherText", sealed_value(&share.cipher_text))
             .item("updatedAt", n(share.updated_at))
-            .item("answerBytes", n(share.answer_bytes))
+            .item("answerBytes", n(share.answer_bytes));
+        // The wallet's public values, in the clear: what the drills compare across both domains.
+        if let Some((curve, public)) = &share.wallet {
+            put = put
+                .item("curve", s(curve.as_str()))
+                .item("publicKey", s(&public.public_key))
+                .item("address", s(&public.address));
+        }
+        let put = put
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| build_error("TransactWriteItems", &e))?;
@@ -148,7 +158,7 @@ fn build_error(operation: &'static str, e: &dyn std::fmt::Display) -> StoreError
     }
 }
 
-fn custodian_from_item(
+pub(crate) fn custodian_from_item(
     client_id: &str,
     item: &std::collections::HashMap<String, AttributeValue>,
 ) -> Result<CustodianShare, StoreError> {
@@ -180,5 +190,11 @@ fn custodian_from_item(
         backup_share_pair_id: get("backupSharePairId")
             .filter(|p| *p == pair)
             .ok_or_else(|| corrupt("backupSharePairId does not match its key"))?,
+        wallet: get("curve")
+            .and_then(|c| Curve::parse(&c))
+            .zip(wallet_public(
+                get("publicKey").as_deref(),
+                get("address").as_deref(),
+            )),
     })
 }

@@ -4,6 +4,7 @@
 pub(crate) mod catalogue;
 pub(crate) mod checkpoints;
 pub(crate) mod custodian;
+pub(crate) mod custody_drill;
 pub(crate) mod drill;
 pub(crate) mod recoveries;
 pub(crate) mod rotation;

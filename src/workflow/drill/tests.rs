@@ -250,7 +250,11 @@ async fn real_table() -> (FakeEnvelope, FakeStore) {
             if i == 1 && curve == Curve::Ed25519 {
                 doc["share"] = serde_json::json!("4242");
             }
-            let share = if i == 3 { fake_share(&who, &pair) } else { b64(&doc) };
+            let share = if i == 3 {
+                fake_share(&who, &pair)
+            } else {
+                b64(&doc)
+            };
             let mut public = check_half(Half::Client, curve, share.as_bytes()).public;
             if i == 2 && curve == Curve::Secp256k1 {
                 public = Some(other_public.clone());
@@ -302,7 +306,10 @@ async fn a_half_that_opens_but_does_not_make_its_wallets_key_is_a_key_mismatch()
         .await
         .unwrap();
     assert_eq!((a.verified, a.failed), (2, 2), "{a:?}");
-    assert_eq!(a.key_unchecked, 2, "c03's two shares carry no public values");
+    assert_eq!(
+        a.key_unchecked, 2,
+        "c03's two shares carry no public values"
+    );
     let mut seen: Vec<_> = a
         .failures
         .iter()
