@@ -1,4 +1,4 @@
-//! The command line, parsed by hand: five flags do not need a parser crate, and an offline
+//! The command line, parsed by hand: a dozen flags do not need a parser crate, and a
 //! break-glass tool is better with fewer crates to trust.
 
 use std::ffi::OsString;
@@ -6,21 +6,35 @@ use std::fmt;
 use std::path::PathBuf;
 
 use portal_backup_eject::curve::Curve;
-use portal_backup_eject::run::{Destination, Request};
+use portal_backup_eject::run::{Destination, HalfSource, Request};
+use portal_backup_eject::stored::Stored;
 
 /// The usage text (`--help`).
 pub const USAGE: &str = "\
-usage: portal-backup-eject --curve SECP256K1|ED25519 --client-share PATH --custodian-share PATH \
-(--out PATH | --print-key)
+usage: portal-backup-eject --curve SECP256K1|ED25519
+         (--client-share PATH | --backup-table NAME)
+         (--custodian-share PATH | --custody-table NAME)
+         [--client-id ID --backup-share-pair-id ID] [--client-profile NAME]
+         [--custodian-profile NAME] [--region REGION] (--out PATH | --print-key)
 
 Combines a Portal client backup share and custodian backup share into the wallet's private key,
 proves it against the wallet's public key, and writes it alone on one line to a new file of mode
 0600 (--out; an existing file is refused). Prints the wallet's public key and address.
 
   --curve SECP256K1|ED25519   the wallet's curve
-  --client-share PATH         the client backup share: its JSON, the base64 of it, or the
-                              /v1/backup entry {\"share\", \"id\"} a stored backup opens to
-  --custodian-share PATH      the custodian backup share: its JSON, or the base64 of it
+  --client-share PATH         the client backup share: its JSON, the base64 of it, the
+                              /v1/backup entry {\"share\", \"id\"} a stored backup opens to, or
+                              the stored AWS Encryption SDK message (bytes or base64)
+  --custodian-share PATH      the custodian backup share: its JSON, the base64 of it, or the
+                              stored message
+  --backup-table NAME         read the client half from the backup table instead
+  --custody-table NAME        read the custodian half from the custody table instead
+  --client-id ID              Portal's client id      } a stored half opens only under its
+  --backup-share-pair-id ID   the backup share pair   } exact context: both are required
+  --client-profile NAME       the AWS profile that opens the client half (default: the
+                              environment's credentials)
+  --custodian-profile NAME    the AWS profile that opens the custodian half
+  --region REGION             the AWS region of the tables and keys
   --out PATH                  the key file to create (mode 0600)
   --print-key                 print the key on standard output instead of writing a file
   -h, --help                  this text
@@ -55,8 +69,11 @@ fn usage(message: impl Into<String>) -> UsageError {
 /// or after `=`; each may be given once. `-h` or `--help` anywhere asks for the usage text.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut curve = None;
-    let mut client = None;
-    let mut custodian = None;
+    let mut client_file = None;
+    let mut custodian_file = None;
+    let mut backup_table = None;
+    let mut custody_table = None;
+    let mut stored = Stored::default();
     let mut out = None;
     let mut print_key = false;
     let args: Vec<OsString> = args.into_iter().collect();
@@ -74,34 +91,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             _ => (arg, None),
         };
-        let mut value = |name: &str| -> Result<OsString, UsageError> {
-            match inline.clone() {
-                Some(v) => Ok(OsString::from(v)),
+        let mut value = |name: &str| -> Result<String, UsageError> {
+            let v = match inline.clone() {
+                Some(v) => OsString::from(v),
                 None => args
                     .next()
-                    .ok_or_else(|| usage(format!("{name} needs a value"))),
-            }
+                    .ok_or_else(|| usage(format!("{name} needs a value")))?,
+            };
+            v.into_string()
+                .map_err(|_| usage(format!("{name}: not valid UTF-8")))
         };
-        match flag.as_str() {
+        let name = flag.as_str();
+        match name {
             "--curve" => {
-                let v = value("--curve")?;
-                let parsed = v
-                    .to_str()
-                    .and_then(Curve::parse)
+                let parsed = Curve::parse(&value(name)?)
                     .ok_or_else(|| usage("--curve must be SECP256K1 or ED25519"))?;
-                set(&mut curve, parsed, "--curve")?;
+                set(&mut curve, parsed, name)?;
             }
-            "--client-share" => set(
-                &mut client,
-                PathBuf::from(value("--client-share")?),
-                "--client-share",
-            )?,
-            "--custodian-share" => set(
-                &mut custodian,
-                PathBuf::from(value("--custodian-share")?),
-                "--custodian-share",
-            )?,
-            "--out" => set(&mut out, PathBuf::from(value("--out")?), "--out")?,
+            "--client-share" => set(&mut client_file, PathBuf::from(value(name)?), name)?,
+            "--custodian-share" => set(&mut custodian_file, PathBuf::from(value(name)?), name)?,
+            "--backup-table" => set(&mut backup_table, value(name)?, name)?,
+            "--custody-table" => set(&mut custody_table, value(name)?, name)?,
+            "--client-id" => set(&mut stored.client_id, value(name)?, name)?,
+            "--backup-share-pair-id" => set(&mut stored.backup_share_pair_id, value(name)?, name)?,
+            "--client-profile" => set(&mut stored.client_profile, value(name)?, name)?,
+            "--custodian-profile" => set(&mut stored.custodian_profile, value(name)?, name)?,
+            "--region" => set(&mut stored.region, value(name)?, name)?,
+            "--out" => set(&mut out, PathBuf::from(value(name)?), name)?,
             "--print-key" if inline.is_none() => {
                 if print_key {
                     return Err(usage("--print-key is given twice"));
@@ -116,8 +132,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         }
     }
     let curve = curve.ok_or_else(|| usage("--curve is required"))?;
-    let client_share = client.ok_or_else(|| usage("--client-share is required"))?;
-    let custodian_share = custodian.ok_or_else(|| usage("--custodian-share is required"))?;
+    let client_share = source(
+        client_file,
+        backup_table,
+        "--client-share",
+        "--backup-table",
+    )?;
+    let custodian_share = source(
+        custodian_file,
+        custody_table,
+        "--custodian-share",
+        "--custody-table",
+    )?;
+    let reads_a_table = matches!(client_share, HalfSource::Table(_))
+        || matches!(custodian_share, HalfSource::Table(_));
+    if reads_a_table && (stored.client_id.is_none() || stored.backup_share_pair_id.is_none()) {
+        return Err(usage(
+            "reading a table needs --client-id and --backup-share-pair-id",
+        ));
+    }
     let out = match (out, print_key) {
         (Some(path), false) => Destination::File(path),
         (None, true) => Destination::Stdout,
@@ -128,8 +161,26 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         curve,
         client_share,
         custodian_share,
+        stored,
         out,
     }))
+}
+
+/// A half's source: its file or its table, exactly one.
+fn source(
+    file: Option<PathBuf>,
+    table: Option<String>,
+    file_flag: &str,
+    table_flag: &str,
+) -> Result<HalfSource, UsageError> {
+    match (file, table) {
+        (Some(path), None) => Ok(HalfSource::File(path)),
+        (None, Some(table)) => Ok(HalfSource::Table(table)),
+        (Some(_), Some(_)) => Err(usage(format!(
+            "{file_flag} and {table_flag} exclude each other"
+        ))),
+        (None, None) => Err(usage(format!("{file_flag} (or {table_flag}) is required"))),
+    }
 }
 
 fn set<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), UsageError> {
@@ -161,10 +212,32 @@ mod tests {
             cmd,
             Command::Eject(Request {
                 curve: Curve::Ed25519,
-                client_share: "c.json".into(),
-                custodian_share: "s.json".into(),
+                client_share: HalfSource::File("c.json".into()),
+                custodian_share: HalfSource::File("s.json".into()),
+                stored: Stored::default(),
                 out: Destination::File("k.txt".into()),
             })
+        );
+        let cmd = parse(args(
+            "--curve SECP256K1 --backup-table b --custody-table=u --client-id c1 \
+             --backup-share-pair-id p1 --client-profile alice --custodian-profile bob \
+             --region eu-west-1 --out k",
+        ))
+        .unwrap();
+        let Command::Eject(request) = cmd else {
+            panic!("an eject")
+        };
+        assert_eq!(request.client_share, HalfSource::Table("b".into()));
+        assert_eq!(request.custodian_share, HalfSource::Table("u".into()));
+        assert_eq!(
+            request.stored,
+            Stored {
+                client_id: Some("c1".into()),
+                backup_share_pair_id: Some("p1".into()),
+                client_profile: Some("alice".into()),
+                custodian_profile: Some("bob".into()),
+                region: Some("eu-west-1".into()),
+            }
         );
         let cmd = parse(args(
             "--print-key --curve SECP256K1 --client-share c --custodian-share s",
@@ -208,6 +281,18 @@ mod tests {
             "unexpected argument: every input is given by a flag (see --help)"
         );
         assert_eq!(err("--client-share c"), "--curve is required (see --help)");
+        assert_eq!(
+            err("--curve SECP256K1 --client-share c --backup-table b --custodian-share s --out k"),
+            "--client-share and --backup-table exclude each other (see --help)"
+        );
+        assert_eq!(
+            err("--curve SECP256K1 --client-share c --out k"),
+            "--custodian-share (or --custody-table) is required (see --help)"
+        );
+        assert_eq!(
+            err("--curve SECP256K1 --client-share c --custody-table u --out k"),
+            "reading a table needs --client-id and --backup-share-pair-id (see --help)"
+        );
         for e in [err(base), err("--curve P256")] {
             assert!(!e.contains('\n'));
         }

@@ -1,9 +1,6 @@
-//! Where a half comes from, and what its file holds.
-//!
-//! Today a share file holds plaintext: the JSON Portal issues, or its base64. A stored half is
-//! an AWS Encryption SDK message (its bytes, or their standard base64); opening one needs the
-//! caller's AWS credentials and the half's exact encryption context, which is a later step:
-//! [`Source::EsdkMessage`] is recognised now and refused with a clear error.
+//! Where a half comes from, and what its file holds: plaintext (the JSON Portal issues, or its
+//! base64), or a stored half, an AWS Encryption SDK message (its bytes, or their standard
+//! base64), which `stored` opens with the caller's AWS credentials under the half's context.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -52,11 +49,27 @@ pub enum InputError {
         /// The path.
         path: String,
     },
-    /// A stored AWS Encryption SDK message.
+    /// A stored half needs the ids of its encryption context.
     #[error(
-        "{0}: stored AWS Encryption SDK messages: not yet supported by this build; open it with aws-encryption-cli first"
+        "{0}: a stored half opens only under its exact context: give --client-id and --backup-share-pair-id"
     )]
-    EsdkNotSupported(Role),
+    NeedsIds(Role),
+    /// AWS (KMS, DynamoDB, credentials) did not give the half.
+    #[error("{role}: {reason}")]
+    Aws {
+        /// Which half.
+        role: Role,
+        /// Why (never a value of the half).
+        reason: String,
+    },
+    /// The table holds no such half.
+    #[error("{role}: table {table} holds no half for that client and pair")]
+    NotInTable {
+        /// Which half.
+        role: Role,
+        /// The table.
+        table: String,
+    },
     /// A `pbe1` ciphertext.
     #[error(
         "{0}: pbe1 ciphertexts: not supported by this build; open it with scripts/pbtool.py decrypt first"
@@ -119,11 +132,17 @@ impl Source {
         Source::Plaintext(bytes)
     }
 
-    /// The plaintext of the half: today only a plaintext file gives one.
-    pub fn plaintext(self, role: Role) -> Result<Zeroizing<Vec<u8>>, InputError> {
+    /// The plaintext of the half: a plaintext file as it is, a stored message opened with the
+    /// caller's credentials under its exact context.
+    pub fn plaintext(
+        self,
+        role: Role,
+        curve: portal_shares::curve::Curve,
+        stored: &crate::stored::Stored,
+    ) -> Result<Zeroizing<Vec<u8>>, InputError> {
         match self {
             Source::Plaintext(bytes) => Ok(bytes),
-            Source::EsdkMessage(_) => Err(InputError::EsdkNotSupported(role)),
+            Source::EsdkMessage(message) => crate::stored::open(role, curve, &message, stored),
             Source::Pbe1 => Err(InputError::Pbe1NotSupported(role)),
         }
     }
@@ -161,14 +180,21 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_message_is_refused_with_the_way_to_open_it() {
+    fn a_stored_message_needs_the_ids_of_its_context() {
         let message = STANDARD.encode([0x02, 0x04, 0x78, 0, 0, 0]);
         let source = Source::classify(Zeroizing::new(message.into_bytes()));
-        let err = source.plaintext(Role::Client).err().unwrap();
+        let err = source
+            .plaintext(
+                Role::Client,
+                portal_shares::curve::Curve::Secp256k1,
+                &crate::stored::Stored::default(),
+            )
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
-            "client backup share: stored AWS Encryption SDK messages: not yet supported by this \
-             build; open it with aws-encryption-cli first"
+            "client backup share: a stored half opens only under its exact context: give \
+             --client-id and --backup-share-pair-id"
         );
     }
 

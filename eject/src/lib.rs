@@ -6,11 +6,13 @@
 //!   formats and their checks against public values;
 //! - [`combine`]: the arithmetic and its proof;
 //! - [`output`]: the key's formats, the wallet's address, the key file;
-//! - [`input`]: what a share file holds; [`run`]: one eject, start to end.
+//! - [`input`]: what a share file holds; [`stored`]: stored halves, from a file or a table,
+//!   opened with the caller's AWS credentials; [`run`]: one eject, start to end.
 
 pub mod combine;
 pub mod input;
 pub mod output;
 pub mod run;
+pub mod stored;
 
 pub use portal_shares::{curve, share};

@@ -1,7 +1,7 @@
 //! One eject, start to end: read both halves, check each against public values where it carries
 //! them, combine and prove the key, hand it over. Nothing is written unless the key is proven.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -13,6 +13,7 @@ use portal_shares::share::{Half, Role, ShareError, parse};
 use crate::combine::{CombineError, combine};
 use crate::input::{InputError, Source};
 use crate::output::{Address, OutputError, address, key_text, public_key_hex, write_key_file};
+use crate::stored::Stored;
 
 /// Where the key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +24,27 @@ pub enum Destination {
     Stdout,
 }
 
+/// Where a half comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HalfSource {
+    /// A file: the plaintext share, or a stored message.
+    File(PathBuf),
+    /// The table the function stored it in (the backup table for the client half, the custody
+    /// table for the custodian half).
+    Table(String),
+}
+
 /// What to eject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The wallet's curve.
     pub curve: Curve,
-    /// The client backup share's file.
-    pub client_share: PathBuf,
-    /// The custodian backup share's file.
-    pub custodian_share: PathBuf,
+    /// The client backup share.
+    pub client_share: HalfSource,
+    /// The custodian backup share.
+    pub custodian_share: HalfSource,
+    /// Which backup stored halves belong to, and whose credentials open them.
+    pub stored: Stored,
     /// Where the key goes.
     pub out: Destination,
 }
@@ -69,16 +82,27 @@ pub enum Refusal {
     Output(#[from] OutputError),
 }
 
-fn load(role: Role, curve: Curve, path: &Path) -> Result<Half, Refusal> {
-    let plaintext = Source::read(role, path)?.plaintext(role)?;
+fn load(role: Role, curve: Curve, from: &HalfSource, stored: &Stored) -> Result<Half, Refusal> {
+    let plaintext = match from {
+        HalfSource::File(path) => Source::read(role, path)?.plaintext(role, curve, stored)?,
+        HalfSource::Table(table) => {
+            let message = crate::stored::fetch(role, table, stored)?;
+            crate::stored::open(role, curve, &message, stored)?
+        }
+    };
     Ok(parse(role, curve, &plaintext)?)
 }
 
 /// Runs one eject.
 pub fn run(request: &Request) -> Result<Report, Refusal> {
     let curve = request.curve;
-    let client = load(Role::Client, curve, &request.client_share)?;
-    let custodian = load(Role::Custodian, curve, &request.custodian_share)?;
+    let client = load(Role::Client, curve, &request.client_share, &request.stored)?;
+    let custodian = load(
+        Role::Custodian,
+        curve,
+        &request.custodian_share,
+        &request.stored,
+    )?;
     let mut partials_checked = Vec::new();
     for half in [&client, &custodian] {
         if half.partials.client.is_some() || half.partials.server.is_some() {

@@ -252,7 +252,7 @@ fn an_existing_out_file_is_refused_and_kept() {
 }
 
 #[test]
-fn a_stored_message_is_refused_with_the_way_to_open_it() {
+fn a_stored_message_without_its_context_is_refused_with_the_way_to_open_it() {
     let dir = Scratch::new("esdk");
     let message = STANDARD.encode([0x02, 0x04, 0x78, 0x11, 0x22, 0x33, 0x44, 0x55]);
     let client = dir.file("client.msg.b64", &message);
@@ -270,8 +270,8 @@ fn a_stored_message_is_refused_with_the_way_to_open_it() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         text(&output.stderr),
-        "portal-backup-eject: client backup share: stored AWS Encryption SDK messages: not yet \
-         supported by this build; open it with aws-encryption-cli first\n"
+        "portal-backup-eject: client backup share: a stored half opens only under its exact \
+         context: give --client-id and --backup-share-pair-id\n"
     );
     assert!(!out.exists());
 }
