@@ -54,6 +54,13 @@ def actions(st):
     return st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
 
 
+# What the template gives ahead of the code that uses it (Portal-managed eject): allowed before
+# src/ reads the setting or makes the call. Drop each entry once src/ does (the checks below then
+# find it there); the run prints the ones still ahead.
+AHEAD_OF_CODE_VARS = {"CUSTODIAN_API_KEY_SECRET_ARN"}
+AHEAD_OF_CODE_CALLS = {"operator": {"secretsmanager:GetSecretValue"}}
+
+
 # Three functions, one binary: the backup function, the operator function and the custody function
 # (FUNCTION_ROLE), each with its own role and log group.
 functions = of_type("AWS::Serverless::Function")
@@ -77,7 +84,7 @@ for name, role in FUNCTION_ROLES.items():
     check(fp_["CodeSigningConfigArn"] == {"Fn::If": ["HasCodeSigning", getatt("CodeSigningConfig", "CodeSigningConfigArn"), ref("AWS::NoValue")]},
           f"{name}: refuses unsigned code when a signing profile is given")
     for var in fp_["Environment"]["Variables"]:
-        check(f'"{var}"' in config_rs, f"{name}: {var} is read by src/config.rs")
+        check(f'"{var}"' in config_rs or var in AHEAD_OF_CODE_VARS, f"{name}: {var} is read by src/config.rs")
 log_groups = [v["Properties"]["LogGroupName"]["Fn::Sub"] for v in of_type("AWS::Logs::LogGroup").values()]
 check(len(log_groups) == len(set(log_groups)), "no two log groups share a name")
 fn = functions["BackupFunction"]
@@ -111,8 +118,9 @@ oenv = op["Environment"]["Variables"]
 check(oenv == {"FUNCTION_ROLE": "operator", "KMS_KEY_ID": env["KMS_KEY_ID"], "BACKUP_TABLE_NAME": env["BACKUP_TABLE_NAME"],
                "BACKUP_MODE": env["BACKUP_MODE"], "PORTAL_MPC_URL": env["PORTAL_MPC_URL"], "PORTAL_API_URL": env["PORTAL_API_URL"],
                "ALLOW_PLAINTEXT_RESTORE": ref("AllowPlaintextRestore"), "RETIRED_KMS_KEY_IDS": env["RETIRED_KMS_KEY_IDS"],
-               "BACKUP_QUEUE_URL": ref("BackupQueue"), "DRILL_SAMPLE": ref("DrillSample")},
-      f"the operator function is given the backup side's key, table, Portal and retired keys, the restore setting, the queue and the drill sample, nothing else: {sorted(oenv)}")
+               "BACKUP_QUEUE_URL": ref("BackupQueue"), "DRILL_SAMPLE": ref("DrillSample"),
+               "CUSTODIAN_API_KEY_SECRET_ARN": ref("CustodianApiKeySecretArn")},
+      f"the operator function is given the backup side's key, table, Portal and retired keys, the restore setting, the queue, the drill sample and the custodian API key's secret, nothing else: {sorted(oenv)}")
 check(P["AllowPlaintextRestore"]["Default"] == "false", "restores answer sealed unless a deployer allows plaintext")
 check(op["Timeout"] == ref("FunctionTimeout") and op["MemorySize"] == ref("FunctionMemory"), "the operator function: timeout and memory are parameters")
 cenv = functions["CustodyFunction"]["Properties"]["Environment"]["Variables"]
@@ -120,8 +128,15 @@ check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("Custody
                "WEBHOOK_SECRET_ARN": ref("WebhookSecret"), "WEBHOOK_SECRET_REFRESH_SECONDS": "300",
                "WEBHOOK_SOURCE_CIDRS": {"Fn::Join": [",", ref("WebhookSourceCidrs")]},
                "MAX_CUSTODIAN_SHARES_PER_CLIENT": ref("MaxCustodianSharesPerClient"),
-               "MAX_CUSTODIAN_BYTES_PER_CLIENT": ref("MaxCustodianBytesPerClient")},
-      "the custody function is given its own key, table and secret, Portal's addresses and the per-client caps, nothing else")
+               "MAX_CUSTODIAN_BYTES_PER_CLIENT": ref("MaxCustodianBytesPerClient"),
+               "PUBLIC_VALUES_TABLE_NAME": table_ref("BackupTable"), "DRILL_SAMPLE": ref("CustodyDrillSample")},
+      "the custody function is given its own key, table and secret, Portal's addresses, the per-client caps, the backup table (for public values) and its drill sample, nothing else")
+check(not any(var in cenv for var in ["BACKUP_TABLE_NAME", "KMS_KEY_ID", "RETIRED_KMS_KEY_IDS"]),
+      "the custody function is never given the backup side's table or key as such (src/config.rs refuses them)")
+check([n for n, f in functions.items() if "CUSTODIAN_API_KEY_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]] == ["OperatorFunction"],
+      "only the operator function is told the custodian API key's secret")
+check([n for n, f in functions.items() if "PUBLIC_VALUES_TABLE_NAME" in f["Properties"]["Environment"]["Variables"]] == ["CustodyFunction"],
+      "only the custody function is given PUBLIC_VALUES_TABLE_NAME")
 check("WEBHOOK_SECRET_ARN" not in env and "WEBHOOK_SECRET_ARN" not in oenv, "neither the backup nor the operator function has the webhook secret")
 check(functions["CustodyFunction"]["Properties"]["ReservedConcurrentExecutions"] == ref("CustodyReservedConcurrency"),
       "the custody function has reserved concurrency")
@@ -421,9 +436,29 @@ def backup_purposes_only(st):
     return (if_exists is not None and sorted(if_exists) == BACKUP_PURPOSES) or exact in BACKUP_PURPOSES
 NEVER_CUSTODIAN = {"StringEquals": {PURPOSE: "custodian-backup-share"}}
 CUSTODIAN_ONLY = {"StringNotEquals": {PURPOSE: "custodian-backup-share"}}
+# Portal-managed eject: Portal's answer sealed under the backup key with a context of its own
+# ({clientId, walletId, purpose=eject-share}), by the operator function, for the recovery role.
+EJECT_CONTEXT = {"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["clientId", "walletId", "purpose"]},
+                 "Null": {"kms:EncryptionContext:clientId": "false", "kms:EncryptionContext:walletId": "false"},
+                 "StringEquals": {PURPOSE: "eject-share"}}
+eject = {}
 for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]):
     if st["Effect"] == "Allow" and any(is_crypto(a) for a in actions(st)):
+        if "eject-share" in str(st.get("Condition")):
+            check(st["Condition"] == EJECT_CONTEXT, f"BackupKey/{st['Sid']}: eject shares under their own context, exactly")
+            eject[st["Sid"]] = (st["Principal"]["AWS"], sorted(actions(st)))
+            continue
         check(backup_purposes_only(st), f"BackupKey/{st['Sid']}: only the backup purposes (or none)")
+check(eject == {"OperatorFunctionSealsEjectShares": (getatt("OperatorFunctionRole"), ["kms:GenerateDataKey"]),
+                "RecoveryRoleOpensEjectShares": (ref("RecoveryRoleArn"), ["kms:Decrypt"])},
+      f"eject shares: the operator function seals (and cannot open), the recovery role opens, no one else: {eject}")
+backup_seal = next(st for st in R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]
+                   if st.get("Sid") == "BackupFunctionSealsAndOpensBackupShares")
+check("eject-share" not in str(backup_seal["Condition"]) and "walletId" not in str(backup_seal["Condition"]),
+      "the backup function's context condition admits no eject share")
+check(not [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"])
+           if st.get("Principal", {}).get("AWS") == getatt("BackupFunctionRole") and "eject-share" in str(st.get("Condition"))],
+      "the backup function may not seal or open an eject share")
 check([d["Condition"] for d in key_denies.get("BackupKey", [])] == [NEVER_CUSTODIAN],
       "BackupKey: an explicit Deny of anything under purpose=custodian-backup-share")
 check([d["Condition"] for d in key_denies.get("CustodyKey", [])] == [CUSTODIAN_ONLY],
@@ -433,8 +468,8 @@ check(not key_denies.get("QueueKey") and not key_denies.get("WebhookSecretKey"),
 # The role map: every table and key each function's role can reach (IAM statements, and key
 # policy statements naming the role). No table and no key is reachable from both trust domains.
 roles = of_type("AWS::IAM::Role")
-check(sorted(roles) == ["BackupFunctionRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
-      "one role per function, and the drill schedule's")
+check(sorted(roles) == ["BackupFunctionRole", "CustodyDrillSchedulerRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
+      "one role per function, and each drill schedule's")
 for rname, role in roles.items():
     check(role["Properties"].get("ManagedPolicyArns", []) in
           ([], [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}]),
@@ -452,6 +487,33 @@ DRILL_GROUP_ARN = {"Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${
 check(len(trust) == 1 and trust[0]["Principal"] == {"Service": "scheduler.amazonaws.com"} and actions(trust[0]) == ["sts:AssumeRole"]
       and trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId"), "aws:SourceArn": DRILL_GROUP_ARN}},
       "only EventBridge Scheduler of this account, for the stack's drill schedule group (aws:SourceArn), assumes it")
+# The custody drill schedule's role, likewise: the custody function only, from its own group.
+custody_drill_role = roles.pop("CustodyDrillSchedulerRole")
+check(custody_drill_role.get("Condition") == "HasCustodyDrillSchedule", "the custody drill schedule's role exists only with a schedule")
+cd_statements = [st for pol in custody_drill_role["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])]
+check(len(cd_statements) == 1 and actions(cd_statements[0]) == ["lambda:InvokeFunction"]
+      and cd_statements[0]["Resource"] == getatt("CustodyFunction", "Arn"),
+      "the custody drill schedule's role invokes the custody function, nothing else")
+cd_trust = custody_drill_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+CUSTODY_DRILL_GROUP_ARN = {"Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule-group/${AWS::StackName}-custody-drills"}
+check(len(cd_trust) == 1 and cd_trust[0]["Principal"] == {"Service": "scheduler.amazonaws.com"} and actions(cd_trust[0]) == ["sts:AssumeRole"]
+      and cd_trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId"), "aws:SourceArn": CUSTODY_DRILL_GROUP_ARN}},
+      "only EventBridge Scheduler of this account, for the stack's custody drill schedule group, assumes it")
+# The custody role's one reach into the backup side: a GetItem of an item's public attributes
+# (fine-grained access control), never cipherText; no KMS use of the backup key.
+PUBLIC_ATTRIBUTES = ["pk", "sk", "curve", "publicKey", "address"]
+PUBLIC_ONLY = {"ForAllValues:StringEquals": {"dynamodb:Attributes": PUBLIC_ATTRIBUTES},
+               "StringEqualsIfExists": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}}
+custody_backup = [st for pol in roles["CustodyFunctionRole"]["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])
+                  if "BackupTable" in str(st["Resource"])]
+check(len(custody_backup) == 1 and actions(custody_backup[0]) == ["dynamodb:GetItem"]
+      and custody_backup[0]["Resource"] == table_ref("BackupTable", "Arn") and custody_backup[0]["Condition"] == PUBLIC_ONLY,
+      "the custody role may GetItem the backup table's public attributes only (dynamodb:Attributes, Select SPECIFIC_ATTRIBUTES)")
+check("cipherText" not in PUBLIC_ATTRIBUTES and "cipherText" not in str(custody_backup[0]),
+      "the custody role can never read a client backup share's cipherText")
+check(not [st for pol in roles["CustodyFunctionRole"]["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])
+           if any(a.startswith("kms:") for a in actions(st))],
+      "the custody role's own policy grants no KMS use (its keys' policies name it)")
 reach = {}
 for rname, role in roles.items():
     r = reach.setdefault(rname, set())
@@ -460,9 +522,12 @@ for rname, role in roles.items():
             res = st["Resource"]
             if isinstance(res, dict) and "Fn::If" in res and res["Fn::If"][0] == "HasSecondaryRegion":
                 # A table: the global one with a second region. Both branches must be one table.
+                # Its public attributes only (PUBLIC_ONLY) are a node of their own.
                 one, both = res["Fn::If"][2], res["Fn::If"][1]
                 check(both == table_ref(one["Fn::GetAtt"][0], "Arn")["Fn::If"][1], f"{rname}/{st['Sid']}: the same table in both regions")
-                r.add(one["Fn::GetAtt"][0])
+                public = st.get("Condition") == PUBLIC_ONLY and actions(st) == ["dynamodb:GetItem"]
+                check(public or "Condition" not in st, f"{rname}/{st['Sid']}: a table statement is whole or public attributes only")
+                r.add(one["Fn::GetAtt"][0] + (" (public values)" if public else ""))
             elif isinstance(res, dict) and "Fn::GetAtt" in res:
                 r.add(res["Fn::GetAtt"][0])
             elif isinstance(res, dict) and "Ref" in res:
@@ -487,17 +552,62 @@ for side in ["BackupFunctionRole", "OperatorFunctionRole"]:
     check("WebhookSecretKey" not in reach[side] and "WebhookSecret" not in reach[side],
           f"{side} reaches neither the webhook secret nor its key")
 check({"BackupTable", "BackupKey", "QueueKey", "BackupQueue"} <= reach["BackupFunctionRole"], "the backup role reaches its table, keys and queue")
-check(reach["OperatorFunctionRole"] == reach["BackupFunctionRole"],
-      f"the operator role reaches the backup side's table, keys and queue, nothing more: {sorted(reach['OperatorFunctionRole'])}")
-check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret", "WebhookSecretKey"},
-      "the custody role reaches exactly its table, key, secret and the secret's key")
+check(reach["OperatorFunctionRole"] == reach["BackupFunctionRole"] | {"CustodianApiKeySecretArn"},
+      f"the operator role reaches the backup side's table, keys and queue, and the custodian API key's secret, nothing more: {sorted(reach['OperatorFunctionRole'])}")
+check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret", "WebhookSecretKey", "BackupTable (public values)"},
+      "the custody role reaches exactly its table, key, secret and the secret's key, and the backup table's public values")
+check("BackupKey" not in reach["CustodyFunctionRole"] and str(getatt("CustodyFunctionRole")) not in key_users.get("BackupKey", {})
+      and "KmsKeyArn" not in reach["CustodyFunctionRole"] and "RetiredKmsKeyArns" not in reach["CustodyFunctionRole"],
+      "the custody role has no use of the backup key (nor of a deployer's or retired one): it reads public values, never opens a client half")
+check([r for r, v in reach.items() if "CustodianApiKeySecretArn" in v] == ["OperatorFunctionRole"]
+      and "CustodianApiKeySecretArn" not in str(custody_drill_role) + str(drill_role),
+      "only the operator role may read the custodian API key's secret")
 for kname in ["BackupKey", "CustodyKey"]:
     users = {p for p, a in key_users.get(kname, {}).items() if any(x.startswith("kms:Decrypt") for x in a)}
     for other in {"BackupKey", "CustodyKey"} - {kname}:
         both = users & {p for p, a in key_users.get(other, {}).items() if any(x.startswith("kms:Decrypt") for x in a)}
         check(not both, f"no principal decrypts with both the backup and the custody key: {both}")
 recovery = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("RecoveryRoleArn")]
-check(len(recovery) == 1 and actions(recovery[0]) == ["kms:Decrypt"], "RecoveryRoleArn may Decrypt with the backup key, nothing else")
+check(sorted(st["Sid"] for st in recovery) == ["RecoveryRoleOpensBackups", "RecoveryRoleOpensEjectShares"]
+      and all(actions(st) == ["kms:Decrypt"] for st in recovery),
+      "RecoveryRoleArn may Decrypt with the backup key (backups, and eject shares), nothing else")
+check(next(st for st in recovery if st["Sid"] == "RecoveryRoleOpensEjectShares")["Condition"] == EJECT_CONTEXT
+      and next(st for st in recovery if st["Sid"] == "RecoveryRoleOpensBackups")["Condition"] == backup_seal["Condition"],
+      "the recovery role opens backups under the backup context and eject shares under theirs, each apart")
+# The break-glass role for custodian halves: the custody key lets it Decrypt what the custody
+# function seals, under the same context; a rule refuses it being the recovery role too.
+custody_stmts = R["CustodyKey"]["Properties"]["KeyPolicy"]["Statement"]
+custody_recovery = [st for st in custody_stmts if "Fn::If" in st and st["Fn::If"][1].get("Sid") == "CustodyRecoveryRoleOpensCustodianShares"]
+check(len(custody_recovery) == 1 and custody_recovery[0]["Fn::If"][0] == "HasCustodyRecoveryRole"
+      and custody_recovery[0]["Fn::If"][2] == ref("AWS::NoValue"), "the custody recovery role is in the custody key's policy only when set")
+cr = custody_recovery[0]["Fn::If"][1]
+custody_fn_stmt = next(st for st in custody_stmts if st.get("Sid") == "CustodyFunctionSealsAndOpensCustodianShares")
+check(cr["Effect"] == "Allow" and cr["Principal"] == {"AWS": ref("CustodyRecoveryRoleArn")} and actions(cr) == ["kms:Decrypt"]
+      and cr["Condition"] == custody_fn_stmt["Condition"],
+      "CustodyRecoveryRoleArn may Decrypt custodian shares, under the custody function's context condition, nothing else")
+check(template["Conditions"]["HasCustodyRecoveryRole"] == {"Fn::Not": [{"Fn::Equals": [ref("CustodyRecoveryRoleArn"), ""]}]}
+      and P["CustodyRecoveryRoleArn"]["Default"] == "" and P["CustodyRecoveryRoleArn"]["AllowedPattern"] == P["RecoveryRoleArn"]["AllowedPattern"],
+      "CustodyRecoveryRoleArn: optional, a role ARN")
+check(sum(str(k["Properties"]["KeyPolicy"]).count("CustodyRecoveryRoleArn") for k in keys.values()) == 1,
+      "the custody recovery role is named by the custody key only: it opens no client half")
+# Portal-managed eject: the operator role reads the custodian API key's secret, that one only, when
+# it is named; the stack creates no such secret (it is the operator's).
+op_secret = [st for st in R["OperatorFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+             if "Fn::If" in st and st["Fn::If"][1].get("Sid") == "CustodianApiKeySecret"]
+check(len(op_secret) == 1 and op_secret[0]["Fn::If"][0] == "HasCustodianApiKeySecret" and op_secret[0]["Fn::If"][2] == ref("AWS::NoValue")
+      and op_secret[0]["Fn::If"][1] == {"Sid": "CustodianApiKeySecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                        "Resource": ref("CustodianApiKeySecretArn")},
+      "the operator role may GetSecretValue on the custodian API key's secret, exactly that ARN, only when it is set")
+check(template["Conditions"]["HasCustodianApiKeySecret"] == {"Fn::Not": [{"Fn::Equals": [ref("CustodianApiKeySecretArn"), ""]}]}
+      and P["CustodianApiKeySecretArn"]["Default"] == "", "no Portal-managed eject unless CustodianApiKeySecretArn is set")
+SECRET_A = "arn:aws:secretsmanager:us-east-1:123456789012:secret:portal/custodian-api-key-AbC123"
+check(re.fullmatch(P["CustodianApiKeySecretArn"]["AllowedPattern"], SECRET_A)
+      and not any(re.fullmatch(P["CustodianApiKeySecretArn"]["AllowedPattern"], v)
+                  for v in ["*", SECRET_A[:-7], "arn:aws:secretsmanager:us-east-1:123456789012:secret:*"]),
+      "CustodianApiKeySecretArn is one secret's full ARN (no wildcard, no partial ARN)")
+check(list(of_type("AWS::SecretsManager::Secret")) == ["WebhookSecret"], "the stack creates no secret but the webhook secret")
+check(template["Outputs"]["OperatorFunctionRoleArn"]["Value"] == getatt("OperatorFunctionRole"),
+      "output OperatorFunctionRoleArn (for the custodian API key secret's resource policy)")
 check(P["RecoveryRoleArn"]["Default"] == "" and P["ProducerRoleArn"]["Default"] == "", "recovery and producer roles are optional")
 queue_key = unwrap(R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"])
 VIA_SQS = {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}}}
@@ -570,8 +680,9 @@ def check_change_rule(tmpl, name, fnames, role_names, where):
               for a in res.values() if a["Type"] == "AWS::CloudWatch::Alarm"), f"{where}{name}: an alarm on the rule")
 check_change_rule(template, "StackChangeRule", ["BackupFunction", "OperatorFunction", "CustodyFunction"],
                   [ref("BackupFunctionRole"), ref("OperatorFunctionRole"), ref("CustodyFunctionRole"),
-                   {"Fn::If": ["HasDrillSchedule", ref("DrillSchedulerRole"), ref("AWS::NoValue")]}], "")
-check(sorted(of_type("AWS::IAM::Role")) == ["BackupFunctionRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
+                   {"Fn::If": ["HasDrillSchedule", ref("DrillSchedulerRole"), ref("AWS::NoValue")]},
+                   {"Fn::If": ["HasCustodyDrillSchedule", ref("CustodyDrillSchedulerRole"), ref("AWS::NoValue")]}], "")
+check(sorted(of_type("AWS::IAM::Role")) == ["BackupFunctionRole", "CustodyDrillSchedulerRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
       "the change rule names every role of the stack")
 
 # Least privilege: each function's role and the key policy statements naming it grant exactly the
@@ -597,8 +708,10 @@ FILE_FUNCTIONS = {
     "adapters/dynamodb/catalogue.rs": {"operator"},              # list: a client's checkpoints (Query)
     "adapters/dynamodb/recoveries.rs": {"operator"},             # recover's records
     "adapters/dynamodb/rotation.rs": {"operator"},               # rotate (Scan, or a client's Query)
-    "adapters/dynamodb/drill.rs": {"operator"},                  # drills (Scan) and their cursor
+    "adapters/dynamodb/drill.rs": {"operator", "custody"},       # drills (Scan) and their cursor; the custody drill's cursor too
     "adapters/dynamodb/custodian.rs": {"custody"},
+    # custody drills: custodian shares (Scan), and a pair's public values in the backup table
+    "adapters/dynamodb/custody_drill.rs": {"custody"},
     "adapters/secrets_manager.rs": {"custody"},
     "adapters/sqs.rs": {"operator"},                             # recover hands the new shares to the queue
     # The envelope: the AWS Encryption SDK's GenerateDataKey and Decrypt for every function, under
@@ -626,6 +739,9 @@ for path in (ROOT / "src").rglob("*.rs"):
             called[f].update(SDK_TO_IAM[op])
 # SQS polling is the event source mapping's, made with the backup function's role; not in src/.
 called["backup"] |= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+ahead = {f: sorted(c - called[f]) for f, c in AHEAD_OF_CODE_CALLS.items() if c - called[f]}
+for f, c in AHEAD_OF_CODE_CALLS.items():
+    called[f] |= c
 # Granted: each role's IAM statements (conditional ones count, as their true branch) and the key
 # policy statements that name the role.
 ROLE_FUNCTION = {"BackupFunctionRole": "backup", "OperatorFunctionRole": "operator", "CustodyFunctionRole": "custody"}
@@ -644,6 +760,10 @@ for rname, function in ROLE_FUNCTION.items():
     check(granted == called[function],
           f"{rname} grants exactly the calls the {function} function makes: granted {sorted(granted)}, called {sorted(called[function])}")
 print("  calls by function: " + "; ".join(f"{f} -> {sorted(c)}" for f, c in sorted(called.items())))
+src_rs = "".join(f.read_text() for f in (ROOT / "src").rglob("*.rs") if "/sim/" not in str(f))
+print("  granted ahead of the code: " + ("; ".join(
+    [f"{f} calls {c}" for f, c in sorted(ahead.items())]
+    + [f"setting {v}" for v in sorted(AHEAD_OF_CODE_VARS) if f'"{v}"' not in config_rs]) or "nothing"))
 statements = [st for sts in role_statements.values() for st in sts]
 retired = {st["Sid"]: (rname, st) for rname, sts in role_statements.items() for st in sts if "Retired" in st.get("Sid", "")}
 check(sorted(retired) == ["RetiredKeysOpenAndReEncryptFromOnly", "RetiredKeysOpenOnly"], f"one statement for retired keys per backup-side role: {sorted(retired)}")
@@ -652,10 +772,15 @@ check(retired["RetiredKeysOpenOnly"][0] == "BackupFunctionRole" and actions(reti
 check(retired["RetiredKeysOpenAndReEncryptFromOnly"][0] == "OperatorFunctionRole"
       and sorted(actions(retired["RetiredKeysOpenAndReEncryptFromOnly"][1])) == ["kms:Decrypt", "kms:ReEncryptFrom"],
       "retired keys, for the operator function: open and re-wrap from, never seal or re-wrap to")
-deployers = [st for st in statements if st.get("Sid", "").startswith("DeployersKeySeals")]
+deployers = [st for st in statements if st.get("Sid", "").startswith("DeployersKeySeals") and "EjectShares" not in st["Sid"]]
 check(len(deployers) == 2 and all(backup_purposes_only(st) for st in deployers)
       and all(backup_purposes_only(st) for _, st in retired.values()),
       "the deployer's key and the retired keys: only the backup purposes (or none)")
+deployers_eject = {rname: st for rname, sts in role_statements.items() for st in sts if st.get("Sid") == "DeployersKeySealsEjectShares"}
+check(list(deployers_eject) == ["OperatorFunctionRole"] and actions(deployers_eject["OperatorFunctionRole"]) == ["kms:GenerateDataKey"]
+      and deployers_eject["OperatorFunctionRole"]["Resource"] == ref("KmsKeyArn")
+      and deployers_eject["OperatorFunctionRole"]["Condition"] == EJECT_CONTEXT,
+      "under the deployer's key, as under the stack's: the operator function seals eject shares (never opens them); no other role")
 check(template["Conditions"]["HasRetiredKeys"] == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("RetiredKmsKeyArns")]}, ""]}]}, "retired keys are granted only when some are listed")
 check(all(st["Resource"] == ref("RetiredKmsKeyArns") for _, st in retired.values()), "retired keys: only the listed ARNs")
 for st in statements:
@@ -671,7 +796,8 @@ check(sorted(actions(okms)) == ["kms:Decrypt", "kms:GenerateDataKey", "kms:ReEnc
 check(all("kms:ReEncryptTo" not in actions(st) for st in role_statements["BackupFunctionRole"]), "the backup role re-wraps nothing")
 for st in statements:
     if st is not kms and actions(st)[0].startswith("kms:") and actions(st) != ["kms:DescribeKey"] and "ViaService" not in str(st.get("Condition")) and "Custody" not in st["Sid"]:
-        check(st["Condition"] == kms["Condition"], f"{st['Sid']}: the same encryption context condition")
+        expected = EJECT_CONTEXT if "EjectShares" in st["Sid"] else kms["Condition"]
+        check(st["Condition"] == expected, f"{st['Sid']}: the same encryption context condition (its own for eject shares)")
     if actions(st) == ["kms:DescribeKey"]:
         check("Condition" not in st, f"{st['Sid']}: DescribeKey carries no encryption context, so no context condition")
 envelope_rs = (ROOT / "src/domain/ciphertext.rs").read_text()
@@ -688,7 +814,8 @@ check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encr
 
 # Operations: DLQ alarm and outputs.
 alarms = of_type("AWS::CloudWatch::Alarm")
-check(any(a["Properties"]["Dimensions"][0]["Value"] == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()), "an alarm on the DLQ's depth")
+check(any(a["Properties"].get("Dimensions", [{}])[0].get("Value") == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()),
+      "an alarm on the DLQ's depth")
 restores = [a["Properties"] for a in alarms.values() if a["Properties"]["MetricName"] == "Restores"]
 metrics_rs = (ROOT / "src/entry/metrics.rs").read_text()
 check(len(restores) == 1 and restores[0]["Namespace"] == "PortalBackup" and '"Restores"' in metrics_rs
@@ -704,7 +831,6 @@ check(sorted(of_type("AWS::Events::Rule")) == ["KeyPolicyChangeRule", "StackChan
 check(all(a["Properties"].get("AlarmDescription") for a in alarms.values()), "every alarm says what it means and what to do")
 # The custody function's EMF metrics (namespace PortalBackup, dimension Service), each alarmed above a
 # threshold parameter, the metric named where the code emits it.
-src_rs = "".join(f.read_text() for f in (ROOT / "src").rglob("*.rs") if "/sim/" not in str(f))
 for alarm, metric, threshold, default in [("WebhookRefusedAlarm", "WebhookRefused", "WebhookRefusedAlarmThreshold", 0),
                                           ("CustodianFetchAlarm", "CustodianSharesFetched", "CustodianFetchAlarmThreshold", 200)]:
     a = alarms[alarm]["Properties"]
@@ -724,7 +850,7 @@ check(read_alarm["Namespace"] == "AWS/Events" and read_alarm["MetricName"] == "T
 # reaches only the operator function, with one fixed payload, which is the only drill the function
 # accepts (DRILL_SAMPLE).
 schedules = of_type("AWS::Scheduler::Schedule")
-check(list(schedules) == ["RestoreDrillSchedule"], "one schedule: the restore drill")
+check(sorted(schedules) == ["RestoreDrillSchedule", "ScheduledCustodyDrill"], "two schedules: the restore drill and the custody drill")
 sched = schedules["RestoreDrillSchedule"]
 check(sched.get("Condition") == "HasDrillSchedule" and P["DrillSchedule"]["Default"] == "rate(1 day)",
       "drills run daily by default, and an empty DrillSchedule turns them off")
@@ -734,7 +860,7 @@ check(target["Arn"] == getatt("OperatorFunction", "Arn") and target["RoleArn"] =
       "the schedule invokes the operator function with its own role")
 check(sched["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-restore-drill"}, "the schedule has a fixed name")
 groups = of_type("AWS::Scheduler::ScheduleGroup")
-check(list(groups) == ["DrillScheduleGroup"] and groups["DrillScheduleGroup"].get("Condition") == "HasDrillSchedule"
+check(sorted(groups) == ["CustodyDrillScheduleGroup", "DrillScheduleGroup"] and groups["DrillScheduleGroup"].get("Condition") == "HasDrillSchedule"
       and sched["Properties"]["GroupName"] == ref("DrillScheduleGroup"), "the schedule is in a group of its own")
 check(DRILL_GROUP_ARN["Fn::Sub"].endswith(":schedule-group/" + groups["DrillScheduleGroup"]["Properties"]["Name"]["Fn::Sub"]),
       "the scheduler role's trust names that group (Scheduler's aws:SourceArn is the schedule group's ARN)")
@@ -756,6 +882,68 @@ check(len(failures) == 1 and failures[0]["Threshold"] == 1 and failures[0]["Comp
 missing = [a for a in alarms.values() if a["Properties"]["MetricName"] == "DrillsVerified"]
 check(len(missing) == 1 and missing[0]["Properties"]["TreatMissingData"] == "breaching" and missing[0].get("Condition") == "HasDrillSchedule",
       "an alarm when no drill reports at all (silence is not success)")
+# Key mismatches: a half that opens but does not check against its wallet's public values. Each
+# alarm: Sum > 0 of its metric over its period, to the alarm destination, missing data not breaching.
+SERVICE = [{"Name": "Service", "Value": "portal-backup"}]
+def any_over_zero(name, metric, period, dimensions=SERVICE, condition=None):
+    a = alarms[name]
+    ap = a["Properties"]
+    check(a.get("Condition") == condition and ap["Namespace"] == "PortalBackup" and ap["MetricName"] == metric
+          and ap.get("Dimensions") == dimensions and ap["Statistic"] == "Sum" and ap["Period"] == period and ap["EvaluationPeriods"] == 1
+          and ap["Threshold"] == 0 and ap["ComparisonOperator"] == "GreaterThanThreshold" and ap["TreatMissingData"] == "notBreaching"
+          and ap["AlarmActions"] == [ALARM_DESTINATION] and "AlarmDescription" in ap,
+          f"{name}: Sum({metric}) > 0 over {period} s, to the alarm destination")
+    return ap
+dkm = any_over_zero("DrillKeyMismatchAlarm", "DrillKeyMismatches", alarms["DrillFailuresAlarm"]["Properties"]["Period"],
+                    condition=alarms["DrillFailuresAlarm"].get("Condition"))
+check('"DrillKeyMismatches"' in metrics_rs and "KEY_MISMATCH" in dkm["AlarmDescription"] and "eject" in dkm["AlarmDescription"],
+      "DrillKeyMismatchAlarm: on the metric the drill emits; it says the backup would not eject, and where to read (KEY_MISMATCH)")
+# The backup function logs a KEY_MISMATCH line (JSON, message at top level) when Portal hands it a
+# share that fails the check; a metric filter counts them.
+filters = of_type("AWS::Logs::MetricFilter")
+check(list(filters) == ["BackupKeyMismatchMetricFilter"], "one metric filter: key mismatches in the backup function's log")
+mf = filters["BackupKeyMismatchMetricFilter"]["Properties"]
+check(mf["LogGroupName"] == ref("BackupFunctionLogs") and mf["FilterPattern"] == '{ $.message = "KEY_MISMATCH*" }'
+      and mf["MetricTransformations"] == [{"MetricNamespace": "PortalBackup", "MetricName": "BackupKeyMismatches",
+                                           "MetricValue": "1", "DefaultValue": 0}],
+      "the backup function's KEY_MISMATCH lines count 1 each (0 otherwise) in PortalBackup/BackupKeyMismatches")
+check('"KEY_MISMATCH: ' in (ROOT / "src/workflow/backup/steps.rs").read_text()
+      and "flatten_event(true)" in (ROOT / "src/telemetry.rs").read_text(),
+      "the backup function logs KEY_MISMATCH at the start of a top-level message (the filter's pattern)")
+bkm = any_over_zero("BackupKeyMismatchAlarm", "BackupKeyMismatches", 300, dimensions=None)
+check("KEY_MISMATCH" in bkm["AlarmDescription"], "BackupKeyMismatchAlarm says where to read (KEY_MISMATCH)")
+# Custody drills: the custody function proves a sample of the custodian shares itself, on a schedule
+# of its own (its own group and role), with one fixed payload, the only one it accepts (DRILL_SAMPLE).
+csched = schedules["ScheduledCustodyDrill"]
+cp = csched["Properties"]
+check(csched.get("Condition") == "HasCustodyDrillSchedule"
+      and template["Conditions"]["HasCustodyDrillSchedule"] == {"Fn::Not": [{"Fn::Equals": [ref("CustodyDrillSchedule"), ""]}]}
+      and P["CustodyDrillSchedule"]["Default"] == P["DrillSchedule"]["Default"]
+      and P["CustodyDrillSchedule"]["AllowedPattern"] == P["DrillSchedule"]["AllowedPattern"],
+      "custody drills run as often as restore drills by default, and an empty CustodyDrillSchedule turns them off")
+check(cp["Target"]["Arn"] == getatt("CustodyFunction") and cp["Target"]["RoleArn"] == getatt("CustodyDrillSchedulerRole")
+      and cp["ScheduleExpression"] == ref("CustodyDrillSchedule") and cp["Name"] == {"Fn::Sub": "${AWS::StackName}-custody-drill"},
+      "the custody drill schedule invokes the custody function with its own role")
+check(cp["GroupName"] == ref("CustodyDrillScheduleGroup") and groups["CustodyDrillScheduleGroup"].get("Condition") == "HasCustodyDrillSchedule"
+      and CUSTODY_DRILL_GROUP_ARN["Fn::Sub"].endswith(":schedule-group/" + groups["CustodyDrillScheduleGroup"]["Properties"]["Name"]["Fn::Sub"])
+      and [k for k, v in schedules.items() if v["Properties"].get("GroupName") == ref("CustodyDrillScheduleGroup")] == ["ScheduledCustodyDrill"],
+      "the custody drill schedule is alone in a group of its own, the one its role's trust names")
+cpayload = json.loads(cp["Target"]["Input"]["Fn::Sub"].replace("${CustodyDrillSample}", "20"))
+check(cpayload == {"action": "custody-drill", "sample": 20} and cp["Target"]["Input"]["Fn::Sub"].count("${") == 1,
+      f"the custody drill's payload is exactly a custody drill of CustodyDrillSample shares: {cpayload}")
+check(cenv["DRILL_SAMPLE"] == ref("CustodyDrillSample") and P["CustodyDrillSample"]["Default"] == 20
+      and P["CustodyDrillSample"]["MinValue"] == 1 and P["CustodyDrillSample"]["MaxValue"] == 500,
+      "CustodyDrillSample: 20 by default, 1-500; the custody function accepts that sample only")
+any_over_zero("CustodyDrillFailuresAlarm", "CustodyDrillFailures", 3600)
+ckm = any_over_zero("CustodyDrillKeyMismatchAlarm", "CustodyDrillKeyMismatches", 3600)
+check("KEY_MISMATCH" in ckm["AlarmDescription"] and "eject" in ckm["AlarmDescription"], "CustodyDrillKeyMismatchAlarm says what it means")
+cmissing = alarms["CustodyDrillsMissingAlarm"]
+check(cmissing.get("Condition") == "HasCustodyDrillSchedule" and cmissing["Properties"]["MetricName"] == "CustodyDrillsVerified"
+      and {k: v for k, v in cmissing["Properties"].items() if k not in ("AlarmDescription", "MetricName")}
+      == {k: v for k, v in missing[0]["Properties"].items() if k not in ("AlarmDescription", "MetricName")},
+      "CustodyDrillsMissingAlarm: no CustodyDrillsVerified for two periods, as DrillsMissingAlarm (silence is not success)")
+for metric in ["CustodyDrillsVerified", "CustodyDrillFailures", "CustodyDrillKeyMismatches"]:
+    check(f'"{metric}"' in metrics_rs, f"the custody function emits {metric} (src/entry/metrics.rs)")
 
 # Who may invoke which function: the SAM transform's Lambda permissions (the routes' and the
 # stack's own), every IAM statement of the stack that grants lambda:InvokeFunction, and the event
@@ -821,8 +1009,9 @@ check(invokers["OperatorFunction"] == {("api", "BackupApi", "GET/clients/*/backu
                                        ("api", "BackupApi", "POST/clients/*/backups/restore"), ("api", "BackupApi", "POST/clients/*/backups/recover"),
                                        ("principal", "RecoveryRoleArn", "HasRecoveryRole"), ("role", "DrillSchedulerRole", "HasDrillSchedule")},
       "the operator function: the operator routes, RecoveryRoleArn and the drill schedule's role, no one else")
-check(invokers["CustodyFunction"] == {("api", "WebhookApi", "POST/webhook/backup"), ("api", "WebhookApi", "POST/webhook/backup/fetch")},
-      "the custody function: the two webhook routes only")
+check(invokers["CustodyFunction"] == {("api", "WebhookApi", "POST/webhook/backup"), ("api", "WebhookApi", "POST/webhook/backup/fetch"),
+                                      ("role", "CustodyDrillSchedulerRole", "HasCustodyDrillSchedule")},
+      "the custody function: the two webhook routes and its drill schedule's role only")
 check(all("ProducerRoleArn" not in str(g) and "RedriveRoleArn" not in str(g) and "WebhookSecretReaderRoleArn" not in str(g)
           for g in invokers.values()), "no producer, redrive or secret-reader role is given any function by the stack")
 check(template["Conditions"]["HasRecoveryRole"] == {"Fn::Not": [{"Fn::Equals": [ref("RecoveryRoleArn"), ""]}]},
@@ -895,6 +1084,16 @@ def check_alarm_destination(tmpl, where):
     check(tmpl["Outputs"]["AlarmDestinationArn"]["Value"] == ALARM_DESTINATION, f"{where}output AlarmDestinationArn")
 check_alarm_destination(template, "")
 check(refused(template, defaults(P)) is not None, "the template's defaults alone are refused: a deployer must say where alarms go")
+# Two people, two roles: the role that opens client halves never opens custodian ones.
+ROLE_A, ROLE_B = "arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/b"
+pbase = {**defaults(P), "AlarmEmail": "ops@example.com"}
+same = refused(template, {**pbase, "RecoveryRoleArn": ROLE_A, "CustodyRecoveryRoleArn": ROLE_A})
+check(same is not None and all(r.startswith("RecoveryRolesDiffer") for r in same),
+      "one role named as both RecoveryRoleArn and CustodyRecoveryRoleArn is refused (RecoveryRolesDiffer)")
+check(refused(template, {**pbase, "RecoveryRoleArn": ROLE_A, "CustodyRecoveryRoleArn": ROLE_B}) is None
+      and refused(template, {**pbase, "CustodyRecoveryRoleArn": ROLE_A}) is None
+      and refused(template, {**pbase, "RecoveryRoleArn": ROLE_A}) is None,
+      "two different roles, or either one alone, are accepted")
 
 # Lambda code signing, an option: a code signing config that refuses unsigned code, on every function.
 csc = R["CodeSigningConfig"]
@@ -1064,8 +1263,13 @@ check(srule["source"] == ["aws.kms"] and sorted(srule["detail"]["eventName"]) ==
       and srule["detail"]["resources"]["ARN"] == [getatt("BackupReplicaKey"), getatt("CustodyReplicaKey")],
       "template-secondary.yaml: the replica keys watched as the primary's keys are")
 salarms = {k: v for k, v in SR.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
-check(sorted(a["Properties"]["MetricName"] for a in salarms.values()) == ["DrillFailures", "DrillsVerified", "Restores", "TriggeredRules", "TriggeredRules"],
-      "the second region alarms on drill failures and silence, restores, and both change rules")
+check(sorted(a["Properties"]["MetricName"] for a in salarms.values())
+      == ["DrillFailures", "DrillKeyMismatches", "DrillsVerified", "Restores", "TriggeredRules", "TriggeredRules"],
+      "the second region alarms on drill failures, key mismatches and silence, restores, and both change rules")
+check(salarms["DrillKeyMismatchAlarm"].get("Condition") == salarms["DrillFailuresAlarm"].get("Condition") == "HasStandby"
+      and {k: v for k, v in salarms["DrillKeyMismatchAlarm"]["Properties"].items() if k != "AlarmDescription"}
+      == {k: v for k, v in alarms["DrillKeyMismatchAlarm"]["Properties"].items() if k != "AlarmDescription"},
+      "template-secondary.yaml: DrillKeyMismatchAlarm with the standby, as the primary's")
 check(salarms["RestoresAlarm"]["Condition"] == "HasStandby"
       and {k: v for k, v in salarms["RestoresAlarm"]["Properties"].items() if k != "AlarmDescription"}
       == {k: v for k, v in alarms["RestoresAlarm"]["Properties"].items() if k != "AlarmDescription"},
