@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::http::{
     HttpConnectorSettings, SharedHttpClient, SharedHttpConnector, http_client_fn,
 };
 
+use crate::adapters::custodian_key::SecretsManagerKey;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
 use crate::adapters::portal_http::{HttpPortal, http_client};
@@ -137,6 +138,14 @@ pub async fn from_env() -> Result<Function, StartupError> {
                     .services
                     .restore
                     .with_queue(std::sync::Arc::new(queue));
+            }
+            // Portal-managed eject reads the custodian API key when it needs it.
+            if let Some(arn) = &config.custodian_api_key_secret_arn {
+                let key = SecretsManagerKey::new(aws_sdk_secretsmanager::Client::new(&sdk), arn);
+                handler.services.eject = handler
+                    .services
+                    .eject
+                    .with_custodian_key(std::sync::Arc::new(key));
             }
             Ok(Function::Operator(handler))
         }

@@ -48,6 +48,9 @@ pub struct Config {
     /// The drill sample the operator function accepts (`DRILL_SAMPLE`, 1–500): the schedule's
     /// fixed payload. Unset: any.
     pub drill_sample: Option<u32>,
+    /// The secret holding the custodian API key (`CUSTODIAN_API_KEY_SECRET_ARN`): the operator
+    /// function's Portal-managed eject. Unset or empty: no eject.
+    pub custodian_api_key_secret_arn: Option<String>,
 }
 
 /// Which function this process is: the two trust domains run the same binary under different
@@ -371,6 +374,7 @@ impl Config {
             kms_key_id,
             retired_kms_key_ids,
             backup_queue_url: get("BACKUP_QUEUE_URL"),
+            custodian_api_key_secret_arn: get("CUSTODIAN_API_KEY_SECRET_ARN"),
             drill_sample,
             table_name,
             portal_mpc_url,

@@ -160,3 +160,109 @@ fn bs58_len(text: &str) -> usize {
     }
     bytes.len() + text.bytes().take_while(|&c| c == b'1').count()
 }
+
+/// Portal-managed eject through the operator action: with the custodian API key from Secrets
+/// Manager the operator function enables eject at Portal and answers both halves sealed; the
+/// tool opens them (the recovery role's profile, here moto's credentials), proves the key to the
+/// simulator's wallet, and the operator action completes the eject.
+#[tokio::test]
+async fn a_portal_managed_eject_through_the_operator_action_gives_the_wallets_key() {
+    use common::operator_env;
+    use devstack::runtime_api::Answer;
+    use serde_json::{Value, json};
+
+    let (moto, sim) = tokio::join!(Moto::start(), Sim::start());
+    let custodian_key = format!("custodian-key-{}", std::process::id());
+    sim.admin("custodians", json!({"apiKey": custodian_key}))
+        .await;
+    let secret_arn = aws_sdk_secretsmanager::Client::new(&moto.sdk)
+        .create_secret()
+        .name(format!("portal-custodian-{}", std::process::id()))
+        .secret_string(&custodian_key)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let env = function_env(&moto, &sim, "PORTAL_MANAGED");
+    let f = Function::start(&env).await;
+    let mut op_env = operator_env(&env);
+    op_env.push(("CUSTODIAN_API_KEY_SECRET_ARN".into(), secret_arn));
+    let op = Function::start(&op_env).await;
+    let (client, key, generate) = sim.new_client(1).await;
+    let answer = f
+        .invoke(&sqs_event(&[(
+            "m-1".into(),
+            message(&client, &key, &generate, None),
+        )]))
+        .await;
+    assert_eq!(failed_ids(&answer), Vec::<String>::new(), "{}", f.logs());
+    let pairs = backup_pairs(&sim, &client).await;
+    let secp = pairs.iter().find(|p| p["curve"] == "SECP256K1").unwrap();
+    let wallet = secp["walletId"].as_str().unwrap();
+
+    let eject = |action: &str| json!({"action": action, "clientId": client, "walletId": wallet, "clientApiKey": key});
+    let Answer::Response(answer) = op.invoke(&eject("eject")).await else {
+        panic!("eject failed: {}", op.logs())
+    };
+    assert_eq!(answer["curve"], "SECP256K1", "{answer}");
+    assert_eq!(answer["backupSharePairId"], secp["id"], "{answer}");
+    assert_eq!(answer["address"], secp["address"], "{answer}");
+    assert_eq!(answer["custodianKeyCheck"], "proven", "{answer}");
+    let sealed = answer["sealedCustodianBackupShare"].as_str().unwrap();
+    assert!(
+        serde_json::from_str::<Value>(sealed).is_err(),
+        "sealed, not JSON"
+    );
+    assert!(
+        !answer.to_string().contains("clientBk"),
+        "no custodian share in the clear"
+    );
+    assert!(
+        !op.logs().contains(&custodian_key),
+        "the custodian key is never logged"
+    );
+    assert_eq!(sim.calls("enable-eject").await, 1);
+
+    let dir = std::env::temp_dir().join(format!("eject-pm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let answer_path = dir.join("answer.json");
+    std::fs::write(&answer_path, answer.to_string()).unwrap();
+    let out = dir.join("key");
+    let _ = std::fs::remove_file(&out);
+    let output = Command::new(eject_bin())
+        .args(["--curve", "SECP256K1", "--eject-answer"])
+        .arg(&answer_path)
+        .arg("--out")
+        .arg(&out)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(secp["address"].as_str().unwrap()),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim().len(), 64);
+
+    let Answer::Response(done) = op.invoke(&eject("complete-eject")).await else {
+        panic!("complete-eject failed: {}", op.logs())
+    };
+    assert_eq!(done["completed"], true, "{done}");
+    assert_eq!(sim.calls("complete-eject").await, 1);
+    // Portal now refuses the halves: the eject is over.
+    let Answer::Error(e) = op.invoke(&eject("eject")).await else {
+        panic!("a completed eject answers no halves")
+    };
+    assert!(e.to_string().contains("409"), "{e:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

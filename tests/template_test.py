@@ -57,8 +57,8 @@ def actions(st):
 # What the template gives ahead of the code that uses it (Portal-managed eject): allowed before
 # src/ reads the setting or makes the call. Drop each entry once src/ does (the checks below then
 # find it there); the run prints the ones still ahead.
-AHEAD_OF_CODE_VARS = {"CUSTODIAN_API_KEY_SECRET_ARN"}
-AHEAD_OF_CODE_CALLS = {"operator": {"secretsmanager:GetSecretValue"}}
+AHEAD_OF_CODE_VARS: set = set()
+AHEAD_OF_CODE_CALLS: dict = {}
 
 
 # Three functions, one binary: the backup function, the operator function and the custody function
@@ -713,6 +713,7 @@ FILE_FUNCTIONS = {
     # custody drills: custodian shares (Scan), and a pair's public values in the backup table
     "adapters/dynamodb/custody_drill.rs": {"custody"},
     "adapters/secrets_manager.rs": {"custody"},
+    "adapters/custodian_key.rs": {"operator"},                   # Portal-managed eject's custodian API key
     "adapters/sqs.rs": {"operator"},                             # recover hands the new shares to the queue
     # The envelope: the AWS Encryption SDK's GenerateDataKey and Decrypt for every function, under
     # its own key. DescribeKey resolves an alias (and rotate's current key); ReEncrypt is rotate's.

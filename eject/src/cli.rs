@@ -12,8 +12,8 @@ use portal_backup_eject::stored::Stored;
 /// The usage text (`--help`).
 pub const USAGE: &str = "\
 usage: portal-backup-eject --curve SECP256K1|ED25519
-         (--client-share PATH | --backup-table NAME)
-         (--custodian-share PATH | --custody-table NAME)
+         ((--client-share PATH | --backup-table NAME)
+          (--custodian-share PATH | --custody-table NAME) | --eject-answer PATH)
          [--client-id ID --backup-share-pair-id ID] [--client-profile NAME]
          [--custodian-profile NAME] [--region REGION] (--out PATH | --print-key)
 
@@ -29,6 +29,8 @@ proves it against the wallet's public key, and writes it alone on one line to a 
                               stored message
   --backup-table NAME         read the client half from the backup table instead
   --custody-table NAME        read the custodian half from the custody table instead
+  --eject-answer PATH         both halves from the operator function's answer to a
+                              Portal-managed eject (its JSON, as the action answered it)
   --client-id ID              Portal's client id      } a stored half opens only under its
   --backup-share-pair-id ID   the backup share pair   } exact context: both are required
   --client-profile NAME       the AWS profile that opens the client half (default: the
@@ -73,6 +75,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     let mut custodian_file = None;
     let mut backup_table = None;
     let mut custody_table = None;
+    let mut eject_answer: Option<PathBuf> = None;
     let mut stored = Stored::default();
     let mut out = None;
     let mut print_key = false;
@@ -112,6 +115,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "--custodian-share" => set(&mut custodian_file, PathBuf::from(value(name)?), name)?,
             "--backup-table" => set(&mut backup_table, value(name)?, name)?,
             "--custody-table" => set(&mut custody_table, value(name)?, name)?,
+            "--eject-answer" => set(&mut eject_answer, PathBuf::from(value(name)?), name)?,
             "--client-id" => set(&mut stored.client_id, value(name)?, name)?,
             "--backup-share-pair-id" => set(&mut stored.backup_share_pair_id, value(name)?, name)?,
             "--client-profile" => set(&mut stored.client_profile, value(name)?, name)?,
@@ -132,18 +136,37 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         }
     }
     let curve = curve.ok_or_else(|| usage("--curve is required"))?;
-    let client_share = source(
-        client_file,
-        backup_table,
-        "--client-share",
-        "--backup-table",
-    )?;
-    let custodian_share = source(
-        custodian_file,
-        custody_table,
-        "--custodian-share",
-        "--custody-table",
-    )?;
+    let (client_share, custodian_share) = match eject_answer {
+        Some(path) => {
+            if client_file.is_some()
+                || backup_table.is_some()
+                || custodian_file.is_some()
+                || custody_table.is_some()
+            {
+                return Err(usage(
+                    "--eject-answer gives both halves: no other share or table",
+                ));
+            }
+            (
+                HalfSource::EjectAnswer(path.clone()),
+                HalfSource::EjectAnswer(path),
+            )
+        }
+        None => (
+            source(
+                client_file,
+                backup_table,
+                "--client-share",
+                "--backup-table",
+            )?,
+            source(
+                custodian_file,
+                custody_table,
+                "--custodian-share",
+                "--custody-table",
+            )?,
+        ),
+    };
     let reads_a_table = matches!(client_share, HalfSource::Table(_))
         || matches!(custodian_share, HalfSource::Table(_));
     if reads_a_table && (stored.client_id.is_none() || stored.backup_share_pair_id.is_none()) {
@@ -278,6 +301,10 @@ mod tests {
             "unexpected argument: every input is given by a flag (see --help)"
         );
         assert_eq!(err("--client-share c"), "--curve is required (see --help)");
+        assert_eq!(
+            err("--curve SECP256K1 --eject-answer a.json --client-share c --out k"),
+            "--eject-answer gives both halves: no other share or table (see --help)"
+        );
         assert_eq!(
             err("--curve SECP256K1 --client-share c --backup-table b --custodian-share s --out k"),
             "--client-share and --backup-table exclude each other (see --help)"

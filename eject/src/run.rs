@@ -32,6 +32,8 @@ pub enum HalfSource {
     /// The table the function stored it in (the backup table for the client half, the custody
     /// table for the custodian half).
     Table(String),
+    /// The operator function's answer to a Portal-managed `eject` (both halves, sealed).
+    EjectAnswer(PathBuf),
 }
 
 /// What to eject.
@@ -89,6 +91,7 @@ fn load(role: Role, curve: Curve, from: &HalfSource, stored: &Stored) -> Result<
             let message = crate::stored::fetch(role, table, stored)?;
             crate::stored::open(role, curve, &message, stored)?
         }
+        HalfSource::EjectAnswer(path) => crate::stored::from_answer(role, curve, path, stored)?,
     };
     Ok(parse(role, curve, &plaintext)?)
 }

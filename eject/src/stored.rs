@@ -91,6 +91,15 @@ pub fn open(
     stored: &Stored,
 ) -> Result<Zeroizing<Vec<u8>>, InputError> {
     let context = stored.context(role, curve)?;
+    open_under(role, message, &context, stored)
+}
+
+fn open_under(
+    role: Role,
+    message: &[u8],
+    context: &EncryptionContext,
+    stored: &Stored,
+) -> Result<Zeroizing<Vec<u8>>, InputError> {
     let header = read_header(message).map_err(|e| InputError::Aws {
         role,
         reason: format!("not a message this project wrote: {e}"),
@@ -113,7 +122,7 @@ pub fn open(
             }
         })?;
         let opened = envelope
-            .open(&context, &text)
+            .open(context, &text)
             .await
             .map_err(|e| InputError::Aws {
                 role,
@@ -121,6 +130,62 @@ pub fn open(
             })?;
         Ok(Zeroizing::new(opened.expose().to_vec()))
     })
+}
+
+/// Opens `role`'s half from the operator function's answer to a Portal-managed `eject`: the
+/// client half is the cipher text this stack stored with Portal (its context from the answer's
+/// `clientId`, `backupSharePairId` and `curve`), the custodian half is sealed under
+/// `{clientId, walletId, purpose: eject-share}`.
+pub fn from_answer(
+    role: Role,
+    curve: Curve,
+    path: &std::path::Path,
+    stored: &Stored,
+) -> Result<Zeroizing<Vec<u8>>, InputError> {
+    let bad = |reason: String| InputError::Aws { role, reason };
+    let text = std::fs::read(path).map_err(|e| InputError::Read {
+        role,
+        path: path.display().to_string(),
+        reason: e.kind(),
+    })?;
+    let doc: serde_json::Value = serde_json::from_slice(&text).map_err(|_| {
+        bad(format!(
+            "{} is not the eject action's JSON answer",
+            path.display()
+        ))
+    })?;
+    let field = |name: &str| {
+        doc.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| bad(format!("the eject answer lacks `{name}`")))
+    };
+    if let Some(named) = doc.get("curve").and_then(serde_json::Value::as_str)
+        && Curve::parse(named) != Some(curve)
+    {
+        return Err(bad(format!("the eject answer is for {named}, not {curve}")));
+    }
+    let client_id = field("clientId")?;
+    let (context, sealed) = match role {
+        Role::Client => {
+            let ids = Stored {
+                client_id: Some(client_id),
+                backup_share_pair_id: Some(field("backupSharePairId")?),
+                ..stored.clone()
+            };
+            (
+                ids.context(role, curve)?,
+                field("encryptedClientBackupShare")?,
+            )
+        }
+        Role::Custodian => (
+            EncryptionContext::eject_share(&client_id, &field("walletId")?),
+            field("sealedCustodianBackupShare")?,
+        ),
+    };
+    let message = portal_backup::domain::esdk_message::decode_text(&sealed)
+        .map_err(|e| bad(format!("not a sealed half: {e}")))?;
+    open_under(role, &message, &context, stored)
 }
 
 /// Reads `role`'s stored message from its table: the backup table's `SHARE#<pair>` item for the

@@ -23,7 +23,7 @@ use crate::ports::store::{BackupStore, StoreError, StoredShare};
 #[derive(Clone, Default)]
 pub(crate) struct Log(pub Arc<Mutex<Vec<String>>>);
 impl Log {
-    fn push(&self, s: impl Into<String>) {
+    pub(crate) fn push(&self, s: impl Into<String>) {
         self.0.lock().unwrap().push(s.into());
     }
     pub(crate) fn calls(&self) -> Vec<String> {
@@ -43,6 +43,8 @@ pub(crate) struct FakePortal {
     pub keys: Arc<Mutex<Vec<String>>>,
     /// The client `/v1/backup`'s shares name (`None`: [`FAKE_CLIENT`]).
     pub backup_client: Option<String>,
+    /// Portal-managed eject: (custodian share, stored client cipher text) per wallet id.
+    pub ejectable: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 impl Portal for FakePortal {

@@ -2,11 +2,15 @@
 //! mapping; and `memory`, the in-memory fakes beside them.
 
 pub(crate) mod aws_error;
+pub mod custodian_key;
 pub mod dynamodb;
 pub mod esdk;
 pub mod kms;
 #[cfg(test)]
 pub(crate) mod memory;
+#[cfg(test)]
+pub(crate) mod memory_eject;
+pub mod portal_eject;
 pub mod portal_http;
 pub mod secrets_manager;
 pub mod sqs;

@@ -66,6 +66,11 @@ const READ: &str = "GET /api/v3/clients/me/backup-share-pairs/{id}/cipher-text";
 const MARK: &str = "PATCH /api/v3/clients/me/backup-share-pairs";
 
 impl HttpPortal {
+    /// The client API's base URL.
+    pub(crate) fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
     /// Talks to the Enclave MPC API at `mpc_url` and the client API at `api_url`.
     pub fn new(http: reqwest::Client, mpc_url: &str, api_url: &str) -> Self {
         Self {
@@ -76,7 +81,7 @@ impl HttpPortal {
     }
 
     /// Sends one request and reads at most 1 MiB of answer; non-2xx becomes `PortalError::Status`.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         call: &'static str,
         method: Method,

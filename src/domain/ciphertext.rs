@@ -106,6 +106,16 @@ impl EncryptionContext {
         ]))
     }
 
+    /// The context of a custodian backup share Portal answered to a Portal-managed eject, sealed
+    /// for the recovery role (`{clientId, walletId, purpose: eject-share}`).
+    pub fn eject_share(client_id: &str, wallet_id: &str) -> Self {
+        Self(BTreeMap::from([
+            ("clientId", client_id.to_owned()),
+            ("purpose", "eject-share".to_owned()),
+            ("walletId", wallet_id.to_owned()),
+        ]))
+    }
+
     /// The AAD: canonical JSON of the map (keys sorted, compact).
     pub fn aad(&self) -> Vec<u8> {
         // A BTreeMap of strings always serialises.

@@ -8,12 +8,14 @@ use super::{Ctx, Services, run_request};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::drill::DrillTable;
+use crate::ports::eject::EjectPortal;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::{BackupService, Outcome};
 use crate::workflow::drill::{DrillRequest, is_drill};
+use crate::workflow::eject::{EjectRequest, is_eject};
 use crate::workflow::restore::{ActionAnswer, ActionRequest, RestoreService};
 use crate::workflow::rotation::{RotateRequest, is_rotate};
 
@@ -100,11 +102,19 @@ pub async fn handle_action<P, E, S>(
     payload: &[u8],
 ) -> Result<super::Answer, Diagnostic>
 where
-    P: Portal,
+    P: Portal + EjectPortal,
     E: Envelope + Rewrap,
     S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
-    let result = if is_drill(payload) {
+    let result = if is_eject(payload) {
+        match EjectRequest::parse(payload) {
+            Ok(request) => {
+                tracing::Span::current().record("client_id", request.client_id.as_str());
+                services.eject.act(&request).await.map(super::Answer::Eject)
+            }
+            Err(e) => Err(e.into()),
+        }
+    } else if is_drill(payload) {
         match DrillRequest::parse(payload) {
             // The schedule's payload is fixed: any other drill is not the schedule's.
             Ok(request) if drill_sample.is_some_and(|n| n != request.sample) => {

@@ -21,12 +21,14 @@ use crate::domain::request::{BackupRequest, FIELDS, RequestPolicy};
 use crate::ports::catalogue::Catalogue;
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::drill::DrillTable;
+use crate::ports::eject::EjectPortal;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::{Portal, PortalError};
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::{BackupService, Invocation, Outcome, RunStats};
 use crate::workflow::drill::DrillService;
+use crate::workflow::eject::EjectService;
 use crate::workflow::error::{BackupError, Cause, Step};
 use crate::workflow::restore::RestoreService;
 use crate::workflow::retry::Deadline;
@@ -242,6 +244,8 @@ pub enum Answer {
     Drill(crate::workflow::drill::DrillAnswer),
     /// A custody drill's answer: counts, failures, the cycle.
     CustodyDrill(crate::workflow::custody::CustodyDrillAnswer),
+    /// A Portal-managed eject's answer: both halves sealed, or completed.
+    Eject(crate::workflow::eject::EjectAnswer),
 }
 
 /// The services an invocation can reach, each over the same adapters.
@@ -255,11 +259,13 @@ pub struct Services<P, E, S> {
     pub rotation: RotationService<E, S>,
     /// Restore drills (an operator action, on a schedule).
     pub drill: DrillService<E, S>,
+    /// Portal-managed eject (operator actions).
+    pub eject: EjectService<P, E>,
 }
 
 impl<P, E, S> Services<P, E, S>
 where
-    P: Portal + Clone,
+    P: Portal + EjectPortal + Clone,
     E: Envelope + Clone,
     S: BackupStore + Checkpoints + Clone,
 {
@@ -267,9 +273,10 @@ where
     pub fn new(portal: P, envelope: E, store: S) -> Self {
         Self {
             backup: BackupService::new(portal.clone(), envelope.clone(), store.clone()),
-            restore: RestoreService::new(portal, envelope.clone(), store.clone()),
+            restore: RestoreService::new(portal.clone(), envelope.clone(), store.clone()),
             rotation: RotationService::new(envelope.clone(), store.clone()),
-            drill: DrillService::new(envelope, store),
+            drill: DrillService::new(envelope.clone(), store),
+            eject: EjectService::new(portal, envelope),
         }
     }
 }
@@ -297,7 +304,7 @@ pub async fn handle<P, E, S>(
     event: LambdaEvent<Box<RawValue>>,
 ) -> Result<Answer, Diagnostic>
 where
-    P: Portal,
+    P: Portal + EjectPortal,
     E: Envelope + Rewrap,
     S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
@@ -320,7 +327,7 @@ async fn dispatch<P, E, S>(
     raw: &str,
 ) -> Result<Answer, Diagnostic>
 where
-    P: Portal,
+    P: Portal + EjectPortal,
     E: Envelope + Rewrap,
     S: BackupStore + Checkpoints + Catalogue + RotationTable + DrillTable,
 {
@@ -484,6 +491,11 @@ pub fn failure(err: &BackupError) -> Failure {
         Cause::ClientMismatch { .. } => f(422, "CLIENT_MISMATCH", None),
         Cause::UnreadableCheckpoints(_) => f(409, "UNREADABLE_CHECKPOINTS", None),
         Cause::RecoveryInterrupted(_) => f(409, "RECOVERY_INTERRUPTED", None),
+        Cause::EjectNotConfigured => f(501, "EJECT_NOT_CONFIGURED", None),
+        Cause::KeySource(_) if err.is_transient() => {
+            f(503, "DEPENDENCY_UNAVAILABLE", Some(DEFAULT_RETRY_AFTER))
+        }
+        Cause::KeySource(_) => f(502, "DEPENDENCY_FAILED", None),
     }
 }
 

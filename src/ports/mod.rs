@@ -7,6 +7,7 @@ pub mod checkpoints;
 pub mod custody;
 pub mod custody_drill;
 pub mod drill;
+pub mod eject;
 pub mod envelope;
 pub mod portal;
 pub mod rotation;

@@ -32,6 +32,8 @@ pub enum Step {
     Recover,
     /// A restore drill (operator action, on a schedule).
     Drill,
+    /// Portal-managed eject.
+    Eject,
 }
 
 impl Step {
@@ -49,6 +51,7 @@ impl Step {
             Step::Rotate => "rotate",
             Step::Recover => "recover",
             Step::Drill => "drill",
+            Step::Eject => "eject",
         }
     }
 }
@@ -106,6 +109,14 @@ pub enum Cause {
     /// A recovery under this key started and never finished.
     #[error("{0}")]
     RecoveryInterrupted(String),
+    /// The custodian API key could not be read.
+    #[error(transparent)]
+    KeySource(#[from] crate::ports::eject::KeySourceError),
+    /// This deployment has no Portal-managed eject (no custodian API key).
+    #[error(
+        "Portal-managed eject is not configured here: deploy the operator function with CustodianApiKeySecretArn (permanent)"
+    )]
+    EjectNotConfigured,
     /// Another delivery of the same backup holds its lease.
     #[error(
         "another delivery of this backup is in progress (transient: retried after the visibility timeout)"
@@ -172,7 +183,9 @@ impl BackupError {
             | Cause::IdempotencyKeyReused(_)
             | Cause::ClientMismatch { .. }
             | Cause::UnreadableCheckpoints(_)
-            | Cause::RecoveryInterrupted(_) => false,
+            | Cause::RecoveryInterrupted(_)
+            | Cause::EjectNotConfigured => false,
+            Cause::KeySource(e) => e.transient,
             Cause::Deadline(_) | Cause::InProgress => true,
             Cause::Portal(e) => e.is_transient(),
             Cause::Envelope(e) => e.is_transient(),

@@ -77,6 +77,18 @@ pub(crate) async fn enable_eject(
     if !owns(&sim, &client_id, &wallet_id) {
         return Err(wallet_not_found());
     }
+    if sim
+        .lock()
+        .ejects
+        .get(&wallet_id)
+        .is_some_and(|e| e.completed)
+    {
+        return Err(portal_error(
+            StatusCode::CONFLICT,
+            "EJECT_COMPLETED",
+            "This wallet was already ejected",
+        ));
+    }
     let until = SystemTime::now() + EJECT_WINDOW;
     sim.lock().ejects.insert(
         wallet_id,
