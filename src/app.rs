@@ -15,6 +15,7 @@ use aws_smithy_runtime_api::client::http::{
 use crate::adapters::custodian_key::SecretsManagerKey;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
+use crate::adapters::eventbridge::EventBus;
 use crate::adapters::portal_http::{HttpPortal, http_client};
 use crate::adapters::secrets_manager::{RotatingSecret, SecretFetchError};
 use crate::adapters::sqs::SqsQueue;
@@ -125,6 +126,9 @@ pub enum StartupError {
 
 /// Reads the environment and builds the SDK and HTTP clients.
 pub async fn from_env() -> Result<Function, StartupError> {
+    if let Some(stack) = crate::config::stack_name() {
+        crate::entry::metrics::set_stack(&stack);
+    }
     let sdk = sdk_loader().load().await;
     match FunctionConfig::from_env()? {
         FunctionConfig::Backup(config) => Ok(Function::Backup(build(&sdk, &config)?)),
@@ -167,12 +171,19 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, Startup
     services.restore = services
         .restore
         .with_plaintext_restore(config.allow_plaintext_restore);
+    let stack = crate::config::stack_name().unwrap_or_default();
+    let events = config.outcome_event_bus.as_ref().map(|bus| {
+        let bus = EventBus::new(aws_sdk_eventbridge::Client::new(sdk), bus, stack);
+        std::sync::Arc::new(bus) as std::sync::Arc<dyn crate::ports::outcome_events::OutcomeEvents>
+    });
     Ok(Handler {
         role: Role::Backup,
         drill_sample: config.drill_sample,
         services,
         policy: config.request_policy(),
         max_concurrency: config.max_concurrency,
+        events,
+        max_receive_count: config.max_receive_count,
     })
 }
 

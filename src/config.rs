@@ -51,6 +51,21 @@ pub struct Config {
     /// The secret holding the custodian API key (`CUSTODIAN_API_KEY_SECRET_ARN`): the operator
     /// function's Portal-managed eject. Unset or empty: no eject.
     pub custodian_api_key_secret_arn: Option<String>,
+    /// The EventBridge bus outcome events go to (`OUTCOME_EVENT_BUS`, a name or ARN; `default`
+    /// is the account's default bus). Unset: no events.
+    pub outcome_event_bus: Option<String>,
+    /// The backup queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`, 1–1000): a failure on that
+    /// delivery is a failure for good (the message goes to the DLQ next).
+    pub max_receive_count: Option<u32>,
+}
+
+/// The stack's name (`STACK_NAME`), which every metric and outcome event carries; unset for
+/// local runs.
+pub fn stack_name() -> Option<String> {
+    std::env::var("STACK_NAME")
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Which function this process is: the two trust domains run the same binary under different
@@ -375,6 +390,11 @@ impl Config {
             retired_kms_key_ids,
             backup_queue_url: get("BACKUP_QUEUE_URL"),
             custodian_api_key_secret_arn: get("CUSTODIAN_API_KEY_SECRET_ARN"),
+            outcome_event_bus: get("OUTCOME_EVENT_BUS"),
+            max_receive_count: match get("MAX_RECEIVE_COUNT") {
+                None => None,
+                Some(v) => Some(number(Some(v), "MAX_RECEIVE_COUNT", 5, 1, 1000)? as u32),
+            },
             drill_sample,
             table_name,
             portal_mpc_url,

@@ -5,6 +5,7 @@ pub(crate) mod aws_error;
 pub mod custodian_key;
 pub mod dynamodb;
 pub mod esdk;
+pub mod eventbridge;
 pub mod kms;
 #[cfg(test)]
 pub(crate) mod memory;

@@ -8,6 +8,7 @@ pub mod esdk_message;
 pub mod hook;
 pub mod model;
 pub mod request;
+pub mod request_ids;
 pub mod secret;
 pub mod share;
 pub mod source;

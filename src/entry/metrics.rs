@@ -14,6 +14,47 @@ use crate::workflow::error::BackupError;
 /// CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "PortalBackup";
 
+/// The stack this function belongs to (`STACK_NAME`), set once at cold start: every metric
+/// carries it as a dimension, so two stacks in one account never share a metric or an alarm.
+static STACK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the stack every metric is counted under (the first call wins).
+pub fn set_stack(name: &str) {
+    let _ = STACK.set(name.to_owned());
+}
+
+/// `doc` with the stack's dimension: its value beside `Service`, and `Stack` in every
+/// dimension set.
+pub fn stamped(doc: Value) -> Value {
+    match STACK.get() {
+        Some(stack) => stamp(doc, stack),
+        None => doc,
+    }
+}
+
+fn stamp(mut doc: Value, stack: &str) -> Value {
+    doc["Stack"] = json!(stack);
+    if let Some(specs) = doc["_aws"]["CloudWatchMetrics"].as_array_mut() {
+        for spec in specs {
+            if let Some(sets) = spec["Dimensions"].as_array_mut() {
+                for set in sets {
+                    if let Some(names) = set.as_array_mut() {
+                        names.insert(0, json!("Stack"));
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// Writes one EMF line.
+fn write(doc: Value) {
+    let line = stamped(doc).to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// The EMF document for one backup's result.
 pub fn document(result: Result<(), &BackupError>, stats: &RunStats) -> Value {
     let mut fields = Map::new();
@@ -86,9 +127,37 @@ pub fn restore_document(action: &str) -> Value {
 
 /// Writes the EMF line of one answered restore or recover.
 pub fn emit_restore(action: &str) {
-    let line = restore_document(action).to_string();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    write(restore_document(action));
+}
+
+/// The EMF document for one outcome event: `OutcomeEventsPublished` or
+/// `OutcomeEventsFailed` (a producer that waits on events would wait in vain: alarmed).
+pub fn outcome_event_document(published: bool) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let name = if published {
+        "OutcomeEventsPublished"
+    } else {
+        "OutcomeEventsFailed"
+    };
+    json!({
+        name: 1,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"]],
+                "Metrics": [{"Name": name, "Unit": "Count"}],
+            }],
+        },
+    })
+}
+
+/// Writes one EMF line for an outcome event.
+pub fn emit_outcome_event(published: bool) {
+    write(outcome_event_document(published));
 }
 
 /// The EMF document for one restore drill: `DrillsVerified`, `DrillFailures` (a drill that
@@ -132,9 +201,7 @@ pub fn drill_document(answer: Option<&crate::workflow::drill::DrillAnswer>) -> V
 
 /// Writes one EMF line for a restore drill (counts only).
 pub fn emit_drill(answer: Option<&crate::workflow::drill::DrillAnswer>) {
-    let line = drill_document(answer).to_string();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    write(drill_document(answer));
 }
 
 /// The EMF document for one custody drill: `CustodyDrillsVerified`, `CustodyDrillFailures` (a
@@ -180,9 +247,7 @@ pub fn custody_drill_document(
 
 /// Writes one EMF line for a custody drill (counts only).
 pub fn emit_custody_drill(answer: Option<&crate::workflow::custody::CustodyDrillAnswer>) {
-    let line = custody_drill_document(answer).to_string();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    write(custody_drill_document(answer));
 }
 
 /// The EMF document for one webhook call of the custody function: `WebhookCalls` (by hook and
@@ -217,20 +282,26 @@ pub fn webhook_document(hook: &str, outcome: &str, refused: bool, fetched: u64) 
 
 /// Writes one EMF line for a webhook call (names and counts only).
 pub fn emit_webhook(hook: &str, outcome: &str, refused: bool, fetched: u64) {
-    let line = webhook_document(hook, outcome, refused, fetched).to_string();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    write(webhook_document(hook, outcome, refused, fetched));
 }
 
 /// Writes one EMF line for a backup's result (the line holds counts, names and timings only).
 pub fn emit(result: Result<(), &BackupError>, stats: &RunStats) {
-    let line = document(result, stats).to_string();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    write(document(result, stats));
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_dimension_set_carries_the_stack() {
+        let doc = stamp(restore_document("restore"), "prod-backup");
+        assert_eq!(doc["Stack"], "prod-backup");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stack", "Service"], ["Stack", "Service", "Action"]])
+        );
+    }
+
     use super::*;
     use crate::domain::checkpoint::Status;
     use crate::workflow::error::{Cause, Mismatch, Step};

@@ -9,6 +9,7 @@ pub mod direct;
 pub mod http;
 pub mod metrics;
 pub mod operator;
+pub mod outcome;
 pub mod sqs;
 pub mod webhook;
 
@@ -23,6 +24,7 @@ use crate::ports::checkpoints::Checkpoints;
 use crate::ports::drill::DrillTable;
 use crate::ports::eject::EjectPortal;
 use crate::ports::envelope::Envelope;
+use crate::ports::outcome_events::OutcomeEvents;
 use crate::ports::portal::{Portal, PortalError};
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
@@ -60,6 +62,11 @@ pub struct Ctx<'a> {
     pub request_id: &'a str,
     /// Who called, where the trigger says (the API's IAM caller); logged by restore and recover.
     pub caller: Option<&'a str>,
+    /// Where outcome events go, if this deployment publishes them.
+    pub events: Option<&'a dyn OutcomeEvents>,
+    /// Whether a transient failure now is the last delivery (SQS moves the message to its DLQ
+    /// next): it is then told as failed for good.
+    pub final_attempt: bool,
 }
 
 /// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
@@ -82,6 +89,9 @@ where
         }
         Err(e) => Err(e.into()),
     };
+    if let Some(events) = ctx.events {
+        outcome::publish(events, ctx.final_attempt, body, &result).await;
+    }
     match &result {
         Ok(outcome) => tracing::info!(
             client_id = %outcome.client_id,
@@ -120,6 +130,8 @@ pub(crate) fn test_ctx() -> Ctx<'static> {
         deadline: Deadline::none(),
         request_id: "test-request",
         caller: None,
+        events: None,
+        final_attempt: false,
     }
 }
 
@@ -295,6 +307,11 @@ pub struct Handler<P, E, S> {
     pub policy: RequestPolicy,
     /// How many messages of one SQS batch run at once.
     pub max_concurrency: usize,
+    /// Where outcome events go (`OUTCOME_EVENT_BUS`); `None`: none are published.
+    pub events: Option<std::sync::Arc<dyn OutcomeEvents>>,
+    /// The queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`): a message received that many times
+    /// goes to the DLQ after a failure.
+    pub max_receive_count: Option<u32>,
 }
 
 /// Handles any invocation. The raw event is read once per trigger and wiped afterwards: it holds
@@ -315,6 +332,8 @@ where
         deadline: Deadline::from_epoch_ms(event.context.deadline),
         request_id: &event.context.request_id,
         caller: None,
+        events: app.events.as_deref(),
+        final_attempt: false,
     };
     let result = dispatch(app, ctx, &raw).await;
     raw.zeroize();
@@ -341,7 +360,14 @@ where
     match trigger {
         Trigger::Sqs => {
             let event = serde_json::from_str(raw).map_err(|e| decode("SQS", e))?;
-            let answer = sqs::handle_sqs(&services.backup, ctx, app.max_concurrency, event).await?;
+            let answer = sqs::handle_sqs(
+                &services.backup,
+                ctx,
+                app.max_concurrency,
+                app.max_receive_count,
+                event,
+            )
+            .await?;
             Ok(Answer::Sqs(answer))
         }
         Trigger::HttpApi => {

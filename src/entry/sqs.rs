@@ -39,6 +39,7 @@ pub async fn handle_sqs<P, E, S>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     concurrency: usize,
+    max_receive_count: Option<u32>,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, MissingMessageId>
 where
@@ -64,7 +65,7 @@ where
         let mut failed = Vec::new();
         for record in event.records {
             if failed.is_empty() {
-                failed.extend(process(service, ctx, record).await);
+                failed.extend(process(service, ctx, max_receive_count, record).await);
             } else {
                 failed.extend(record.message_id);
             }
@@ -72,7 +73,7 @@ where
         failed
     } else {
         futures::stream::iter(event.records)
-            .map(|record| process(service, ctx, record))
+            .map(|record| process(service, ctx, max_receive_count, record))
             .buffer_unordered(concurrency.max(1))
             .filter_map(|failed| async move { failed })
             .collect()
@@ -94,6 +95,7 @@ where
 async fn process<P, E, S>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
+    max_receive_count: Option<u32>,
     mut record: SqsMessage,
 ) -> Option<String>
 where
@@ -102,6 +104,15 @@ where
     S: BackupStore + Checkpoints,
 {
     let message_id = record.message_id.take().unwrap_or_default();
+    // SQS's last delivery before the DLQ: a failure now is a failure for good.
+    let received: Option<u32> = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok());
+    let ctx = Ctx {
+        final_attempt: matches!((received, max_receive_count), (Some(n), Some(max)) if n >= max),
+        ..ctx
+    };
     let span = info_span!("message", message_id = %message_id, client_id = tracing::field::Empty);
     let body = zeroize::Zeroizing::new(record.body.take().unwrap_or_default());
     let result = run_request(service, ctx, body.as_bytes())
@@ -149,7 +160,7 @@ mod tests {
                 &good("c4").replace("\"k\"", "\"k\",\"backupMode\":\"NOPE\""),
             ),
         ];
-        let out = handle_sqs(&svc, crate::entry::test_ctx(), 2, event)
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 2, None, event)
             .await
             .unwrap();
         let mut ids: Vec<_> = out
@@ -183,7 +194,7 @@ mod tests {
         for r in &mut event.records {
             r.event_source_arn = Some("arn:aws:sqs:us-east-1:1:backups.fifo".into());
         }
-        let out = handle_sqs(&svc, crate::entry::test_ctx(), 10, event)
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 10, None, event)
             .await
             .unwrap();
         let ids: Vec<_> = out
@@ -211,7 +222,7 @@ mod tests {
         r.message_id = None;
         event.records = vec![record("m1", &good("c1")), r];
         assert_eq!(
-            handle_sqs(&svc, crate::entry::test_ctx(), 4, event)
+            handle_sqs(&svc, crate::entry::test_ctx(), 4, None, event)
                 .await
                 .unwrap_err()
                 .index,

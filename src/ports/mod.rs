@@ -9,6 +9,7 @@ pub mod custody_drill;
 pub mod drill;
 pub mod eject;
 pub mod envelope;
+pub mod outcome_events;
 pub mod portal;
 pub mod rotation;
 pub mod store;

@@ -50,6 +50,9 @@ pub struct Outcome {
     pub backup_mode: &'static str,
     /// Backup share pair ids, SECP256K1 then ED25519.
     pub backup_share_pair_ids: [String; 2],
+    /// The backup's idempotency key: the request's, or the one derived from its signing share
+    /// pair ids (what `list` names it by, and what the outcome event carries).
+    pub idempotency_key: String,
     /// Always `COMPLETED`: an outcome exists only once Portal was told the shares are stored.
     pub status: &'static str,
 }
@@ -189,7 +192,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                 // A key names one wallet's backup: a completed backup of another never answers.
                 same_wallet(&key, &done, &fresh)?;
                 stats.resumed_from = Some(Status::Completed);
-                return outcome(req, &done);
+                return outcome(req, &key, &done);
             }
             Acquired::Busy => return Err(BackupError::new(Step::Checkpoint, Cause::InProgress)),
             Acquired::Run(progress) => progress,
@@ -266,7 +269,7 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                     self.mark(&run, progress, stats).await?
                 }
                 Status::Stored => self.mark(&run, progress, stats).await?,
-                Status::Completed => return outcome(req, &progress),
+                Status::Completed => return outcome(req, run.checkpoints.1, &progress),
             };
         }
     }
@@ -296,7 +299,7 @@ fn same_wallet(key: &BackupKey, recorded: &Progress, fresh: &Progress) -> Result
 }
 
 /// The outcome of a completed backup, rebuilt from its checkpoint.
-fn outcome(req: &BackupRequest, done: &Progress) -> Result<Outcome, BackupError> {
+fn outcome(req: &BackupRequest, key: &BackupKey, done: &Progress) -> Result<Outcome, BackupError> {
     let shares = done.shares.as_ref().ok_or_else(|| {
         BackupError::new(
             Step::Checkpoint,
@@ -307,6 +310,7 @@ fn outcome(req: &BackupRequest, done: &Progress) -> Result<Outcome, BackupError>
         client_id: req.client_id.clone(),
         backup_mode: done.backup_mode.as_str(),
         backup_share_pair_ids: [shares[0].id.clone(), shares[1].id.clone()],
+        idempotency_key: key.key.clone(),
         status: "COMPLETED",
     })
 }
