@@ -85,6 +85,9 @@ for name, role in FUNCTION_ROLES.items():
           f"{name}: refuses unsigned code when a signing profile is given")
     for var in fp_["Environment"]["Variables"]:
         check(f'"{var}"' in config_rs or var in AHEAD_OF_CODE_VARS, f"{name}: {var} is read by src/config.rs")
+    # Every metric carries the stack as a dimension (src/entry/metrics.rs), so two stacks in one
+    # account never share a metric or an alarm.
+    check(fp_["Environment"]["Variables"].get("STACK_NAME") == ref("AWS::StackName"), f"{name}: STACK_NAME is the stack's name")
 log_groups = [v["Properties"]["LogGroupName"]["Fn::Sub"] for v in of_type("AWS::Logs::LogGroup").values()]
 check(len(log_groups) == len(set(log_groups)), "no two log groups share a name")
 fn = functions["BackupFunction"]
@@ -119,8 +122,10 @@ check(oenv == {"FUNCTION_ROLE": "operator", "KMS_KEY_ID": env["KMS_KEY_ID"], "BA
                "BACKUP_MODE": env["BACKUP_MODE"], "PORTAL_MPC_URL": env["PORTAL_MPC_URL"], "PORTAL_API_URL": env["PORTAL_API_URL"],
                "ALLOW_PLAINTEXT_RESTORE": ref("AllowPlaintextRestore"), "RETIRED_KMS_KEY_IDS": env["RETIRED_KMS_KEY_IDS"],
                "BACKUP_QUEUE_URL": ref("BackupQueue"), "DRILL_SAMPLE": ref("DrillSample"),
-               "CUSTODIAN_API_KEY_SECRET_ARN": ref("CustodianApiKeySecretArn")},
-      f"the operator function is given the backup side's key, table, Portal and retired keys, the restore setting, the queue, the drill sample and the custodian API key's secret, nothing else: {sorted(oenv)}")
+               "CUSTODIAN_API_KEY_SECRET_ARN": ref("CustodianApiKeySecretArn"), "STACK_NAME": ref("AWS::StackName")},
+      f"the operator function is given the backup side's key, table, Portal and retired keys, the restore setting, the queue, the drill sample, the custodian API key's secret and the stack's name, nothing else: {sorted(oenv)}")
+check("OUTCOME_EVENT_BUS" not in oenv and "MAX_RECEIVE_COUNT" not in oenv,
+      "the operator function tells no outcome events and reads no queue (the backup function's settings)")
 check(P["AllowPlaintextRestore"]["Default"] == "false", "restores answer sealed unless a deployer allows plaintext")
 check(op["Timeout"] == ref("FunctionTimeout") and op["MemorySize"] == ref("FunctionMemory"), "the operator function: timeout and memory are parameters")
 cenv = functions["CustodyFunction"]["Properties"]["Environment"]["Variables"]
@@ -129,8 +134,9 @@ check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("Custody
                "WEBHOOK_SOURCE_CIDRS": {"Fn::Join": [",", ref("WebhookSourceCidrs")]},
                "MAX_CUSTODIAN_SHARES_PER_CLIENT": ref("MaxCustodianSharesPerClient"),
                "MAX_CUSTODIAN_BYTES_PER_CLIENT": ref("MaxCustodianBytesPerClient"),
-               "PUBLIC_VALUES_TABLE_NAME": table_ref("BackupTable"), "DRILL_SAMPLE": ref("CustodyDrillSample")},
-      "the custody function is given its own key, table and secret, Portal's addresses, the per-client caps, the backup table (for public values) and its drill sample, nothing else")
+               "PUBLIC_VALUES_TABLE_NAME": table_ref("BackupTable"), "DRILL_SAMPLE": ref("CustodyDrillSample"),
+               "STACK_NAME": ref("AWS::StackName")},
+      "the custody function is given its own key, table and secret, Portal's addresses, the per-client caps, the backup table (for public values), its drill sample and the stack's name, nothing else")
 check(not any(var in cenv for var in ["BACKUP_TABLE_NAME", "KMS_KEY_ID", "RETIRED_KMS_KEY_IDS"]),
       "the custody function is never given the backup side's table or key as such (src/config.rs refuses them)")
 check([n for n, f in functions.items() if "CUSTODIAN_API_KEY_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]] == ["OperatorFunction"],
@@ -239,6 +245,12 @@ check(queue.get("KmsMasterKeyId") == ref("QueueKey") and dlq.get("KmsMasterKeyId
 check("SqsManagedSseEnabled" not in queue and "SqsManagedSseEnabled" not in dlq, "no SSE-SQS")
 check(queue["RedrivePolicy"]["deadLetterTargetArn"] == getatt("DeadLetterQueue"), "redrive to the DLQ")
 check(queue["RedrivePolicy"]["maxReceiveCount"] == ref("MaxReceiveCount") and P["MaxReceiveCount"]["Default"] == 5, "maxReceiveCount parameter, default 5")
+# The function tells a transient failure on the last delivery as failed for good: it must know the
+# queue's maxReceiveCount, the very same value.
+check(env.get("MAX_RECEIVE_COUNT") == queue["RedrivePolicy"]["maxReceiveCount"],
+      "the backup function's MAX_RECEIVE_COUNT is the queue's RedrivePolicy maxReceiveCount (one parameter for both)")
+check(P["MaxReceiveCount"]["MinValue"] >= 1 and P["MaxReceiveCount"]["MaxValue"] <= 1000 and '"MAX_RECEIVE_COUNT", 5, 1, 1000' in config_rs,
+      "MaxReceiveCount stays within what src/config.rs accepts (1-1000)")
 check(queue["VisibilityTimeout"] == {"Fn::FindInMap": ["Visibility", "Timeout", ref("FunctionTimeout")]}, "visibility from the timeout table")
 table = template["Mappings"]["Visibility"]["Timeout"]
 for t in P["FunctionTimeout"]["AllowedValues"]:
@@ -468,8 +480,9 @@ check(not key_denies.get("QueueKey") and not key_denies.get("WebhookSecretKey"),
 # The role map: every table and key each function's role can reach (IAM statements, and key
 # policy statements naming the role). No table and no key is reachable from both trust domains.
 roles = of_type("AWS::IAM::Role")
-check(sorted(roles) == ["BackupFunctionRole", "CustodyDrillSchedulerRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
-      "one role per function, and each drill schedule's")
+check(sorted(roles) == ["BackupFunctionRole", "CustodyDrillSchedulerRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole", "ProducerRole"],
+      "one role per function, each drill schedule's, and the producer role the stack may create")
+producer_role = roles.pop("ProducerRole")
 for rname, role in roles.items():
     check(role["Properties"].get("ManagedPolicyArns", []) in
           ([], [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}]),
@@ -514,6 +527,7 @@ check("cipherText" not in PUBLIC_ATTRIBUTES and "cipherText" not in str(custody_
 check(not [st for pol in roles["CustodyFunctionRole"]["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])
            if any(a.startswith("kms:") for a in actions(st))],
       "the custody role's own policy grants no KMS use (its keys' policies name it)")
+OUTCOME_BUS_ARN = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${OutcomeEventBusName}"
 reach = {}
 for rname, role in roles.items():
     r = reach.setdefault(rname, set())
@@ -534,6 +548,8 @@ for rname, role in roles.items():
                 r.add(res["Ref"])
             elif isinstance(res, dict) and "Fn::Sub" in res and ":sqs:" in res["Fn::Sub"]:
                 r.add("BackupQueue" if res["Fn::Sub"].endswith(":${AWS::StackName}-backup-requests") else res["Fn::Sub"])
+            elif isinstance(res, dict) and "Fn::Sub" in res and ":events:" in res["Fn::Sub"]:
+                r.add("OutcomeEventBus" if res["Fn::Sub"] == OUTCOME_BUS_ARN else res["Fn::Sub"])
             elif isinstance(res, dict) and "Fn::Sub" in res and ":secretsmanager:" in res["Fn::Sub"]:
                 # The webhook secret by its name (a reference would be a dependency circle).
                 r.add("WebhookSecret" if res["Fn::Sub"] == SECRET_ARN_PATTERN else res["Fn::Sub"])
@@ -551,9 +567,11 @@ for side in ["BackupFunctionRole", "OperatorFunctionRole"]:
     check(not shared, f"no table, key or secret reachable from both {side} and the custody function: {sorted(shared)}")
     check("WebhookSecretKey" not in reach[side] and "WebhookSecret" not in reach[side],
           f"{side} reaches neither the webhook secret nor its key")
-check({"BackupTable", "BackupKey", "QueueKey", "BackupQueue"} <= reach["BackupFunctionRole"], "the backup role reaches its table, keys and queue")
-check(reach["OperatorFunctionRole"] == reach["BackupFunctionRole"] | {"CustodianApiKeySecretArn"},
+check({"BackupTable", "BackupKey", "QueueKey", "BackupQueue", "OutcomeEventBus"} <= reach["BackupFunctionRole"],
+      "the backup role reaches its table, keys, queue and the outcome event bus")
+check(reach["OperatorFunctionRole"] == reach["BackupFunctionRole"] - {"OutcomeEventBus"} | {"CustodianApiKeySecretArn"},
       f"the operator role reaches the backup side's table, keys and queue, and the custodian API key's secret, nothing more: {sorted(reach['OperatorFunctionRole'])}")
+check([r for r, v in reach.items() if "OutcomeEventBus" in v] == ["BackupFunctionRole"], "only the backup role reaches the outcome event bus")
 check(reach["CustodyFunctionRole"] == {"CustodyTable", "CustodyKey", "WebhookSecret", "WebhookSecretKey", "BackupTable (public values)"},
       "the custody role reaches exactly its table, key, secret and the secret's key, and the backup table's public values")
 check("BackupKey" not in reach["CustodyFunctionRole"] and str(getatt("CustodyFunctionRole")) not in key_users.get("BackupKey", {})
@@ -608,21 +626,71 @@ check(re.fullmatch(P["CustodianApiKeySecretArn"]["AllowedPattern"], SECRET_A)
 check(list(of_type("AWS::SecretsManager::Secret")) == ["WebhookSecret"], "the stack creates no secret but the webhook secret")
 check(template["Outputs"]["OperatorFunctionRoleArn"]["Value"] == getatt("OperatorFunctionRole"),
       "output OperatorFunctionRoleArn (for the custodian API key secret's resource policy)")
-check(P["RecoveryRoleArn"]["Default"] == "" and P["ProducerRoleArn"]["Default"] == "", "recovery and producer roles are optional")
+check(P["RecoveryRoleArn"]["Default"] == "" and P["ProducerRoleArn"]["Default"] == "" and P["ProducerPrincipals"]["Default"] == "",
+      "the recovery and producer roles are not named by default (a rule requires a producer: ProducerRoleArn or ProducerPrincipals)")
+# The producer: the deployer's own role (ProducerRoleArn), or the one the stack creates for
+# ProducerPrincipals; the key policies name whichever is in use, the same way.
+PRODUCER = {"Fn::If": ["HasProducerRole", ref("ProducerRoleArn"), getatt("ProducerRole")]}
+C = template["Conditions"]
+check(C["HasProducerRole"] == {"Fn::Not": [{"Fn::Equals": [ref("ProducerRoleArn"), ""]}]}
+      and C["HasProducerPrincipals"] == {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", ref("ProducerPrincipals")]}, ""]}]}
+      and C["CreateProducerRole"] == {"Fn::And": [{"Fn::Not": [{"Condition": "HasProducerRole"}]}, {"Condition": "HasProducerPrincipals"}]}
+      and C["HasProducer"] == {"Fn::Or": [{"Condition": "HasProducerRole"}, {"Condition": "CreateProducerRole"}]},
+      "the stack creates a producer role exactly when ProducerRoleArn is empty and ProducerPrincipals is not")
 queue_key = unwrap(R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"])
 VIA_SQS = {"StringEquals": {"kms:ViaService": {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}}}
-producer_queue = [st for st in queue_key if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
+producer_queue = [st for st in queue_key if st.get("Principal", {}).get("AWS") == PRODUCER]
 check(len(producer_queue) == 1 and producer_queue[0]["Condition"] == VIA_SQS, "the producer uses the queue key through SQS only")
-producer_seal = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == ref("ProducerRoleArn")]
-check(len(producer_seal) == 1 and actions(producer_seal[0]) == ["kms:GenerateDataKey"]
-      and producer_seal[0]["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"] == "generate-response",
+producer_seal = [st for st in unwrap(R["BackupKey"]["Properties"]["KeyPolicy"]["Statement"]) if st.get("Principal", {}).get("AWS") == PRODUCER]
+GENERATE_RESPONSE = {"StringEquals": {"kms:EncryptionContext:purpose": "generate-response"}}
+check(len(producer_seal) == 1 and actions(producer_seal[0]) == ["kms:GenerateDataKey"] and producer_seal[0]["Condition"] == GENERATE_RESPONSE,
       "the producer may only seal generate responses with the backup key")
+for kname in ["QueueKey", "BackupKey"]:
+    conditional = [st["Fn::If"] for st in R[kname]["Properties"]["KeyPolicy"]["Statement"] if "Fn::If" in st and "Producer" in st["Fn::If"][1].get("Sid", "")]
+    check(len(conditional) == 1 and conditional[0][0] == "HasProducer" and conditional[0][2] == ref("AWS::NoValue"),
+          f"{kname}: the producer's statement is there whenever there is a producer (named or created), and only then")
+check(not any("Producer" in str(k["Properties"]["KeyPolicy"]) for n, k in keys.items() if n not in ("QueueKey", "BackupKey")),
+      "no other key names a producer (it opens nothing, custodian shares least of all)")
+# The role the stack creates: assumed by ProducerPrincipals, it sends to the backup queue and seals
+# generate responses (the key policies above), exactly what a named producer role is given, and
+# nothing else.
+prp = producer_role["Properties"]
+check(producer_role.get("Condition") == "CreateProducerRole" and not prp.get("ManagedPolicyArns") and "RoleName" not in prp,
+      "ProducerRole: only when the stack creates it; no managed policy, no fixed name")
+ptrust = prp["AssumeRolePolicyDocument"]["Statement"]
+check(len(ptrust) == 1 and ptrust[0]["Effect"] == "Allow" and ptrust[0]["Principal"] == {"AWS": ref("ProducerPrincipals")}
+      and actions(ptrust[0]) == ["sts:AssumeRole"] and "Condition" not in ptrust[0],
+      "ProducerRole is assumed by ProducerPrincipals, and by no one else")
+QUEUE_BY_NAME = {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-backup-requests"}
+pstatements = [st for pol in prp["Policies"] for st in pol["PolicyDocument"]["Statement"]]
+check(pstatements == [
+          {"Sid": "SendToTheBackupQueue", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": QUEUE_BY_NAME},
+          {"Fn::If": ["UseStackKey", ref("AWS::NoValue"),
+                      {"Sid": "DeployersKeySealsGenerateResponsesOnly", "Effect": "Allow", "Action": "kms:GenerateDataKey",
+                       "Resource": ref("KmsKeyArn"), "Condition": GENERATE_RESPONSE}]}],
+      "ProducerRole's own policy: sqs:SendMessage on the backup queue, and (under a deployer's key) GenerateDataKey for generate responses only")
+producer_grants = sorted((kname, sorted(actions(st)), json.dumps(st.get("Condition"), sort_keys=True))
+                         for kname, k in keys.items() for st in unwrap(k["Properties"]["KeyPolicy"]["Statement"])
+                         if "Producer" in json.dumps(st.get("Principal")))
+check(producer_grants == [("BackupKey", ["kms:GenerateDataKey"], json.dumps(GENERATE_RESPONSE, sort_keys=True)),
+                          ("QueueKey", ["kms:Decrypt", "kms:GenerateDataKey"], json.dumps(VIA_SQS, sort_keys=True))],
+      f"the key policies give the producer (named or created) GenerateDataKey with the backup key for generate responses, and the queue key through SQS, nothing more: {producer_grants}")
+check(QUEUE_BY_NAME["Fn::Sub"].endswith(":${AWS::AccountId}:" + R["BackupQueue"]["Properties"]["QueueName"]["Fn::Sub"]),
+      "the queue ProducerRole names by its name is the backup queue")
+pout = template["Outputs"]["ProducerRoleArn"]
+check(pout.get("Condition") == "HasProducer" and pout["Value"] == PRODUCER, "output ProducerRoleArn: the producer role in use")
+PRINCIPAL_OK = ["arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:role/producer", "arn:aws-us-gov:iam::123456789012:role/path/p", ""]
+PRINCIPAL_BAD = ["*", "123456789012", "arn:aws:iam::123456789012:user/u", "arn:aws:iam::*:root"]
+check(P["ProducerPrincipals"]["Type"] == "CommaDelimitedList"
+      and all(re.fullmatch(P["ProducerPrincipals"]["AllowedPattern"], v) for v in PRINCIPAL_OK)
+      and not any(re.fullmatch(P["ProducerPrincipals"]["AllowedPattern"], v) for v in PRINCIPAL_BAD),
+      "ProducerPrincipals: role or account-root ARNs (CloudFormation checks each one), never * or a bare account id")
 # The queue key: who may read what sits in the queues (and the DLQ), and who may send.
 queue_users = {st["Sid"]: (st["Principal"]["AWS"], sorted(actions(st)), st.get("Condition")) for st in queue_key
                if st["Sid"] != "AccountAdministersButCannotUse"}
 check(queue_users == {
           "BackupFunctionReadsTheQueue": (getatt("BackupFunctionRole"), ["kms:Decrypt"], VIA_SQS),
-          "ProducerSendsToTheQueue": (ref("ProducerRoleArn"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
+          "ProducerSendsToTheQueue": (PRODUCER, ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
           "OperatorFunctionSendsToTheQueue": (getatt("OperatorFunctionRole"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
           "RedriveRoleMovesMessages": (ref("RedriveRoleArn"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS)},
       f"the queue key: the backup function reads, the producer and the operator function send, the redrive role moves, all through SQS only: {sorted(queue_users)}")
@@ -681,9 +749,10 @@ def check_change_rule(tmpl, name, fnames, role_names, where):
 check_change_rule(template, "StackChangeRule", ["BackupFunction", "OperatorFunction", "CustodyFunction"],
                   [ref("BackupFunctionRole"), ref("OperatorFunctionRole"), ref("CustodyFunctionRole"),
                    {"Fn::If": ["HasDrillSchedule", ref("DrillSchedulerRole"), ref("AWS::NoValue")]},
-                   {"Fn::If": ["HasCustodyDrillSchedule", ref("CustodyDrillSchedulerRole"), ref("AWS::NoValue")]}], "")
-check(sorted(of_type("AWS::IAM::Role")) == ["BackupFunctionRole", "CustodyDrillSchedulerRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole"],
-      "the change rule names every role of the stack")
+                   {"Fn::If": ["HasCustodyDrillSchedule", ref("CustodyDrillSchedulerRole"), ref("AWS::NoValue")]},
+                   {"Fn::If": ["CreateProducerRole", ref("ProducerRole"), ref("AWS::NoValue")]}], "")
+check(sorted(of_type("AWS::IAM::Role")) == ["BackupFunctionRole", "CustodyDrillSchedulerRole", "CustodyFunctionRole", "DrillSchedulerRole", "OperatorFunctionRole", "ProducerRole"],
+      "the change rule names every role of the stack (the producer role too: a change to its trust or policy changes who may send)")
 
 # Least privilege: each function's role and the key policy statements naming it grant exactly the
 # actions that function's code calls, on the stack's own key and table. The SDK calls are found in
@@ -698,6 +767,7 @@ SDK_TO_IAM = {"generate_data_key": ["kms:GenerateDataKey"], "decrypt": ["kms:Dec
               "batch_get_item": ["dynamodb:BatchGetItem"], "scan": ["dynamodb:Scan"],
               "get_secret_value": ["secretsmanager:GetSecretValue"],
               "send_message": ["sqs:SendMessage"],
+              "put_events": ["events:PutEvents"],
               # The client's own configuration (its region): no request, no IAM action.
               "config": []}
 # Which functions run each adapter that calls AWS (src/app.rs wires them; the backup function
@@ -715,6 +785,7 @@ FILE_FUNCTIONS = {
     "adapters/secrets_manager.rs": {"custody"},
     "adapters/custodian_key.rs": {"operator"},                   # Portal-managed eject's custodian API key
     "adapters/sqs.rs": {"operator"},                             # recover hands the new shares to the queue
+    "adapters/eventbridge.rs": {"backup"},                       # outcome events (app.rs wires them for backups only)
     # The envelope: the AWS Encryption SDK's GenerateDataKey and Decrypt for every function, under
     # its own key. DescribeKey resolves an alias (and rotate's current key); ReEncrypt is rotate's.
     "adapters/kms.rs": {"backup", "operator", "custody"},
@@ -813,15 +884,45 @@ check(sorted(kms["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContex
       f"KMS use conditioned on the encryption context keys the code sends ({context_keys})")
 check(kms["Condition"]["Null"]["kms:EncryptionContextKeys"] == "false", "an encryption context is required")
 
+# Outcome events: the backup function's role alone may put events, on OutcomeEventBusName's bus
+# only (its ARN, built from the name), and only events whose source is portal-backup (the source
+# src/adapters/eventbridge.rs sends).
+all_roles = of_type("AWS::IAM::Role")
+put_events = [(rname, st) for rname, role in all_roles.items() for pol in role["Properties"].get("Policies", [])
+              for st in pol["PolicyDocument"]["Statement"] if "events:" in json.dumps(st)]
+check(len(put_events) == 1 and put_events[0][0] == "BackupFunctionRole", f"only the backup function's role may put events: {[r for r, _ in put_events]}")
+check(put_events[0][1] == {"Fn::If": ["HasOutcomeEvents",
+                                      {"Sid": "PutOutcomeEvents", "Effect": "Allow", "Action": "events:PutEvents",
+                                       "Resource": {"Fn::Sub": OUTCOME_BUS_ARN},
+                                       "Condition": {"StringEquals": {"events:source": "portal-backup"}}},
+                                      ref("AWS::NoValue")]},
+      "the backup role: events:PutEvents on exactly the outcome bus's ARN, events:source portal-backup, only when events are on")
+eventbridge_rs = (ROOT / "src/adapters/eventbridge.rs").read_text()
+check('pub const SOURCE: &str = "portal-backup";' in eventbridge_rs and ".source(SOURCE)" in eventbridge_rs,
+      "the events' source is portal-backup (src/adapters/eventbridge.rs), the grant's events:source")
+check(not any("events:" in json.dumps(k["Properties"]["KeyPolicy"]) for k in keys.values()), "no key policy names EventBridge")
+check(C["HasOutcomeEvents"] == {"Fn::Not": [{"Fn::Equals": [ref("OutcomeEventBusName"), ""]}]}
+      and P["OutcomeEventBusName"]["Default"] == "default", "outcome events on the default bus by default; an empty name turns them off")
+check(env.get("OUTCOME_EVENT_BUS") == {"Fn::If": ["HasOutcomeEvents", ref("OutcomeEventBusName"), ref("AWS::NoValue")]}
+      and '"OUTCOME_EVENT_BUS"' in config_rs, "the backup function is told the bus (unset when events are off)")
+check([n for n, f in functions.items() if "OUTCOME_EVENT_BUS" in f["Properties"]["Environment"]["Variables"]] == ["BackupFunction"],
+      "only the backup function is told the outcome bus")
+BUS_OK = ["default", "portal-outcomes", "aws.partner/example.com/123/events", ""]
+BUS_BAD = ["arn:aws:events:us-east-1:123456789012:event-bus/default", "*", "bus name", "a" * 257]
+check(all(re.fullmatch(P["OutcomeEventBusName"]["AllowedPattern"], v) for v in BUS_OK)
+      and not any(re.fullmatch(P["OutcomeEventBusName"]["AllowedPattern"], v) for v in BUS_BAD),
+      "OutcomeEventBusName is a bus name in this account (never an ARN or a wildcard), so the grant's ARN is that bus's")
+
 # Operations: DLQ alarm and outputs.
 alarms = of_type("AWS::CloudWatch::Alarm")
 check(any(a["Properties"].get("Dimensions", [{}])[0].get("Value") == getatt("DeadLetterQueue", "QueueName") for a in alarms.values()),
       "an alarm on the DLQ's depth")
 restores = [a["Properties"] for a in alarms.values() if a["Properties"]["MetricName"] == "Restores"]
 metrics_rs = (ROOT / "src/entry/metrics.rs").read_text()
+STACK_SERVICE = [{"Name": "Stack", "Value": ref("AWS::StackName")}, {"Name": "Service", "Value": "portal-backup"}]
 check(len(restores) == 1 and restores[0]["Namespace"] == "PortalBackup" and '"Restores"' in metrics_rs
       and restores[0]["Threshold"] == 0 and restores[0]["ComparisonOperator"] == "GreaterThanThreshold"
-      and restores[0]["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}],
+      and restores[0]["Dimensions"] == STACK_SERVICE,
       "an alarm on every restore and recover (the Restores metric the function emits)")
 check(all(a["Properties"]["AlarmActions"] == [ALARM_DESTINATION] for a in alarms.values()),
       "every alarm notifies the one alarm destination (AlarmTopicArn, or the stack's topic)")
@@ -836,7 +937,7 @@ for alarm, metric, threshold, default in [("WebhookRefusedAlarm", "WebhookRefuse
                                           ("CustodianFetchAlarm", "CustodianSharesFetched", "CustodianFetchAlarmThreshold", 200)]:
     a = alarms[alarm]["Properties"]
     check(a["Namespace"] == "PortalBackup" and a["MetricName"] == metric and a["Statistic"] == "Sum" and a["Period"] == 300
-          and a["Dimensions"] == [{"Name": "Service", "Value": "portal-backup"}], f"{alarm}: Sum of {metric} over 5 minutes")
+          and a["Dimensions"] == STACK_SERVICE, f"{alarm}: Sum of {metric} over 5 minutes")
     check(a["Threshold"] == ref(threshold) and a["ComparisonOperator"] == "GreaterThanThreshold"
           and P[threshold]["Default"] == default and a["TreatMissingData"] == "notBreaching",
           f"{alarm}: above {threshold} (default {default})")
@@ -885,11 +986,10 @@ check(len(missing) == 1 and missing[0]["Properties"]["TreatMissingData"] == "bre
       "an alarm when no drill reports at all (silence is not success)")
 # Key mismatches: a half that opens but does not check against its wallet's public values. Each
 # alarm: Sum > 0 of its metric over its period, to the alarm destination, missing data not breaching.
-SERVICE = [{"Name": "Service", "Value": "portal-backup"}]
-def any_over_zero(name, metric, period, dimensions=SERVICE, condition=None):
+def any_over_zero(name, metric, period, dimensions=STACK_SERVICE, condition=None, namespace="PortalBackup"):
     a = alarms[name]
     ap = a["Properties"]
-    check(a.get("Condition") == condition and ap["Namespace"] == "PortalBackup" and ap["MetricName"] == metric
+    check(a.get("Condition") == condition and ap["Namespace"] == namespace and ap["MetricName"] == metric
           and ap.get("Dimensions") == dimensions and ap["Statistic"] == "Sum" and ap["Period"] == period and ap["EvaluationPeriods"] == 1
           and ap["Threshold"] == 0 and ap["ComparisonOperator"] == "GreaterThanThreshold" and ap["TreatMissingData"] == "notBreaching"
           and ap["AlarmActions"] == [ALARM_DESTINATION] and "AlarmDescription" in ap,
@@ -900,18 +1000,20 @@ dkm = any_over_zero("DrillKeyMismatchAlarm", "DrillKeyMismatches", alarms["Drill
 check('"DrillKeyMismatches"' in metrics_rs and "KEY_MISMATCH" in dkm["AlarmDescription"] and "eject" in dkm["AlarmDescription"],
       "DrillKeyMismatchAlarm: on the metric the drill emits; it says the backup would not eject, and where to read (KEY_MISMATCH)")
 # The backup function logs a KEY_MISMATCH line (JSON, message at top level) when Portal hands it a
-# share that fails the check; a metric filter counts them.
+# share that fails the check; a metric filter counts them, in a namespace of the stack's own (a
+# filter's dimensions come from the log line, which does not name the stack).
+STACK_NAMESPACE = {"Fn::Sub": "PortalBackup/${AWS::StackName}"}
 filters = of_type("AWS::Logs::MetricFilter")
 check(list(filters) == ["BackupKeyMismatchMetricFilter"], "one metric filter: key mismatches in the backup function's log")
 mf = filters["BackupKeyMismatchMetricFilter"]["Properties"]
 check(mf["LogGroupName"] == ref("BackupFunctionLogs") and mf["FilterPattern"] == '{ $.message = "KEY_MISMATCH*" }'
-      and mf["MetricTransformations"] == [{"MetricNamespace": "PortalBackup", "MetricName": "BackupKeyMismatches",
+      and mf["MetricTransformations"] == [{"MetricNamespace": STACK_NAMESPACE, "MetricName": "BackupKeyMismatches",
                                            "MetricValue": "1", "DefaultValue": 0}],
-      "the backup function's KEY_MISMATCH lines count 1 each (0 otherwise) in PortalBackup/BackupKeyMismatches")
+      "the backup function's KEY_MISMATCH lines count 1 each (0 otherwise) in PortalBackup/<stack name>, BackupKeyMismatches")
 check('"KEY_MISMATCH: ' in (ROOT / "src/workflow/backup/steps.rs").read_text()
       and "flatten_event(true)" in (ROOT / "src/telemetry.rs").read_text(),
       "the backup function logs KEY_MISMATCH at the start of a top-level message (the filter's pattern)")
-bkm = any_over_zero("BackupKeyMismatchAlarm", "BackupKeyMismatches", 300, dimensions=None)
+bkm = any_over_zero("BackupKeyMismatchAlarm", "BackupKeyMismatches", 300, dimensions=None, namespace=STACK_NAMESPACE)
 check("KEY_MISMATCH" in bkm["AlarmDescription"], "BackupKeyMismatchAlarm says where to read (KEY_MISMATCH)")
 # Custody drills: the custody function proves a sample of the custodian shares itself, on a schedule
 # of its own (its own group and role), with one fixed payload, the only one it accepts (DRILL_SAMPLE).
@@ -945,6 +1047,49 @@ check(cmissing.get("Condition") == "HasCustodyDrillSchedule" and cmissing["Prope
       "CustodyDrillsMissingAlarm: no CustodyDrillsVerified for two periods, as DrillsMissingAlarm (silence is not success)")
 for metric in ["CustodyDrillsVerified", "CustodyDrillFailures", "CustodyDrillKeyMismatches"]:
     check(f'"{metric}"' in metrics_rs, f"the custody function emits {metric} (src/entry/metrics.rs)")
+
+# Outcome events that could not be put on the bus: alarmed (a producer waiting on them waits in vain).
+oef = any_over_zero("OutcomeEventsFailedAlarm", "OutcomeEventsFailed", 300, condition="HasOutcomeEvents")
+check('"OutcomeEventsFailed"' in metrics_rs and '"OutcomeEventsPublished"' in metrics_rs and "outcome event not published" in oef["AlarmDescription"]
+      and "outcome event not published" in (ROOT / "src/entry/outcome.rs").read_text(),
+      "OutcomeEventsFailedAlarm: on the metric the backup function emits, naming the log line to read")
+
+# Every metric the functions emit carries the stack (STACK_NAME) first in every dimension set, so
+# every alarm on a PortalBackup metric names the stack beside the service: two stacks in one account
+# never share a metric or an alarm. Metric math alarms are checked metric by metric.
+check('names.insert(0, json!("Stack"))' in metrics_rs and 'doc["Stack"] = json!(stack)' in metrics_rs
+      and 'std::env::var("STACK_NAME")' in config_rs and "set_stack(&stack)" in (ROOT / "src/app.rs").read_text(),
+      "the functions stamp every EMF document with the stack (STACK_NAME) as a dimension")
+def alarm_metrics(props):
+    """(namespace, dimensions) of each metric an alarm watches: its one metric, or each MetricStat of its math."""
+    if "Metrics" in props:
+        return [(m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"].get("Dimensions"))
+                for m in props["Metrics"] if "MetricStat" in m]
+    return [(props["Namespace"], props.get("Dimensions"))]
+def check_stack_alarms(tmpl, where):
+    res = tmpl["Resources"]
+    seen = 0
+    for k, v in res.items():
+        if v["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        for namespace, dims in alarm_metrics(v["Properties"]):
+            if namespace == "PortalBackup":
+                seen += 1
+                check(dims is not None and {"Name": "Stack", "Value": ref("AWS::StackName")} in dims
+                      and {"Name": "Service", "Value": "portal-backup"} in dims,
+                      f"{where}{k}: a PortalBackup metric, named by its Stack (AWS::StackName) and Service dimensions")
+            elif namespace == STACK_NAMESPACE:
+                seen += 1
+            else:
+                check(isinstance(namespace, str) and namespace.startswith("AWS/"),
+                      f"{where}{k}: a PortalBackup metric of the stack's, or an AWS metric of one of its resources ({namespace})")
+    for k, v in res.items():
+        if v["Type"] == "AWS::Logs::MetricFilter":
+            for mt in v["Properties"]["MetricTransformations"]:
+                check(mt["MetricNamespace"] == STACK_NAMESPACE and "Dimensions" not in mt,
+                      f"{where}{k}: a log metric in the stack's own namespace, PortalBackup/<stack name>")
+    return seen
+check(check_stack_alarms(template, "") == 11, "template.yaml: eleven alarms on the stack's PortalBackup metrics")
 
 # Who may invoke which function: the SAM transform's Lambda permissions (the routes' and the
 # stack's own), every IAM statement of the stack that grants lambda:InvokeFunction, and the event
@@ -1013,7 +1158,7 @@ check(invokers["OperatorFunction"] == {("api", "BackupApi", "GET/clients/*/backu
 check(invokers["CustodyFunction"] == {("api", "WebhookApi", "POST/webhook/backup"), ("api", "WebhookApi", "POST/webhook/backup/fetch"),
                                       ("role", "CustodyDrillSchedulerRole", "HasCustodyDrillSchedule")},
       "the custody function: the two webhook routes and its drill schedule's role only")
-check(all("ProducerRoleArn" not in str(g) and "RedriveRoleArn" not in str(g) and "WebhookSecretReaderRoleArn" not in str(g)
+check(all("ProducerRole" not in str(g) and "RedriveRoleArn" not in str(g) and "WebhookSecretReaderRoleArn" not in str(g)
           for g in invokers.values()), "no producer, redrive or secret-reader role is given any function by the stack")
 check(template["Conditions"]["HasRecoveryRole"] == {"Fn::Not": [{"Fn::Equals": [ref("RecoveryRoleArn"), ""]}]},
       "the recovery role's permission exists only when RecoveryRoleArn is set")
@@ -1034,10 +1179,17 @@ def evaluate(expr, params):
             return any(evaluate(a, params) for a in arg)
         if fn_name == "Fn::And":
             return all(evaluate(a, params) for a in arg)
+        if fn_name == "Fn::Contains":
+            return evaluate(arg[1], params) in evaluate(arg[0], params)
+        if fn_name == "Fn::EachMemberEquals":
+            return all(m == evaluate(arg[1], params) for m in evaluate(arg[0], params))
         raise ValueError(f"a rule function this test does not know: {fn_name}")
     return expr
 def refused(tmpl, params):
-    """The rules' assertions that fail for these parameter values (None: the stack is accepted)."""
+    """The rules' assertions that fail for these parameter values (None: the stack is accepted). A
+    list parameter given as a string is split as CloudFormation splits it ("" is one empty value)."""
+    params = {k: v.split(",") if isinstance(v, str) and tmpl["Parameters"][k]["Type"] == "CommaDelimitedList" else v
+              for k, v in params.items()}
     out = []
     for name, rule in tmpl.get("Rules", {}).items():
         if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], params):
@@ -1047,9 +1199,10 @@ def refused(tmpl, params):
 def defaults(params):
     return {k: str(v.get("Default", "")) for k, v in params.items()}
 TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-alarms"
-def check_alarm_destination(tmpl, where):
+def check_alarm_destination(tmpl, where, given=None):
+    """`given`: what the template's other rules need besides an alarm destination."""
     res, par, cond = tmpl["Resources"], tmpl["Parameters"], tmpl["Conditions"]
-    base = defaults(par)
+    base = {**defaults(par), **(given or {})}
     check(par["AlarmTopicArn"]["Default"] == "" and par["AlarmEmail"]["Default"] == "", f"{where}AlarmTopicArn and AlarmEmail: empty by default")
     check(refused(tmpl, {**base, "AlarmTopicArn": "", "AlarmEmail": ""}) is not None
           and any(r.startswith("AlarmsReachSomeone") for r in refused(tmpl, {**base, "AlarmTopicArn": "", "AlarmEmail": ""})),
@@ -1083,11 +1236,46 @@ def check_alarm_destination(tmpl, where):
         if v["Type"] == "AWS::Events::Rule":
             check(v["Properties"]["Targets"] == [{"Id": "alarm-topic", "Arn": ALARM_DESTINATION}], f"{where}{k}: its events go to the alarm destination")
     check(tmpl["Outputs"]["AlarmDestinationArn"]["Value"] == ALARM_DESTINATION, f"{where}output AlarmDestinationArn")
-check_alarm_destination(template, "")
+PRODUCERS = "arn:aws:iam::123456789012:role/producer,arn:aws:iam::210987654321:root"
+check_alarm_destination(template, "", {"ProducerPrincipals": PRODUCERS})
 check(refused(template, defaults(P)) is not None, "the template's defaults alone are refused: a deployer must say where alarms go")
+# A producer must be able to seal and send: the stack refuses to be created without one (its own
+# ProducerRoleArn, or ProducerPrincipals for a role the stack creates), and refuses both at once.
+pbase = {**defaults(P), "AlarmEmail": "ops@example.com"}
+for value in ["", []]:
+    none = refused(template, {**pbase, "ProducerRoleArn": "", "ProducerPrincipals": value})
+    check(none is not None and len(none) == 1 and none[0].startswith("ProducerCanSend: Give ProducerPrincipals")
+          and "ProducerRoleArn" in none[0], f"a stack with neither ProducerRoleArn nor ProducerPrincipals ({value!r}) is refused, saying what to give")
+check(refused(template, {**pbase, "ProducerPrincipals": PRODUCERS}) is None, "ProducerPrincipals alone is accepted (the stack creates the role)")
+check(refused(template, {**pbase, "ProducerRoleArn": "arn:aws:iam::123456789012:role/a"}) is None, "ProducerRoleArn alone is accepted (the named-role path)")
+both = refused(template, {**pbase, "ProducerRoleArn": "arn:aws:iam::123456789012:role/a", "ProducerPrincipals": PRODUCERS})
+check(both is not None and len(both) == 1 and both[0].startswith("ProducerCanSend: Give ProducerRoleArn or ProducerPrincipals, not both"),
+      "ProducerRoleArn and ProducerPrincipals together are refused (the principals would be ignored)")
+check(refused(template, {**pbase, "ProducerPrincipals": PRODUCERS + ","}) is not None, "an empty member of ProducerPrincipals is refused")
+def condition(name, params):
+    """A condition of template.yaml over parameter values (lists as CloudFormation splits them)."""
+    def ev(expr):
+        if isinstance(expr, dict):
+            (fn_name, arg), = expr.items()
+            if fn_name == "Condition":
+                return ev(C[arg])
+            if fn_name == "Fn::Join":
+                return arg[0].join(ev(arg[1]))
+            if fn_name == "Ref":
+                v = params[arg]
+                return v.split(",") if P[arg]["Type"] == "CommaDelimitedList" else v
+            sub = {"Fn::Equals": lambda a: ev(a[0]) == ev(a[1]), "Fn::Not": lambda a: not ev(a[0]),
+                   "Fn::And": lambda a: all(map(ev, a)), "Fn::Or": lambda a: any(map(ev, a))}
+            return sub[fn_name](arg)
+        return expr
+    return ev(C[name])
+for arn, principals, creates, producer in [("", PRODUCERS, True, True), ("arn:aws:iam::123456789012:role/a", "", False, True), ("", "", False, False)]:
+    given = {"ProducerRoleArn": arn, "ProducerPrincipals": principals}
+    check(condition("CreateProducerRole", given) is creates and condition("HasProducer", given) is producer,
+          f"CreateProducerRole={creates}, HasProducer={producer} for {given}")
 # Two people, two roles: the role that opens client halves never opens custodian ones.
 ROLE_A, ROLE_B = "arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/b"
-pbase = {**defaults(P), "AlarmEmail": "ops@example.com"}
+pbase = {**defaults(P), "AlarmEmail": "ops@example.com", "ProducerPrincipals": PRODUCERS}
 same = refused(template, {**pbase, "RecoveryRoleArn": ROLE_A, "CustodyRecoveryRoleArn": ROLE_A})
 check(same is not None and all(r.startswith("RecoveryRolesDiffer") for r in same),
       "one role named as both RecoveryRoleArn and CustodyRecoveryRoleArn is refused (RecoveryRolesDiffer)")
@@ -1234,8 +1422,12 @@ for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("S
     sk = [st for st in replica_stmts if st.get("Principal", {}).get("AWS") == getatt(f"{name}Role") and "kms:Decrypt" in actions(st)]
     check(len(sk) == 1 and sorted(actions(sk[0])) == ["kms:Decrypt", "kms:GenerateDataKey"] and sk[0]["Condition"] == backup_ctx["Condition"],
           f"the replica key lets {name}'s role seal and open, under the backup context")
+    check(senv.get("STACK_NAME") == ref("AWS::StackName"), f"{name}: STACK_NAME is the stack's name (its metrics carry it)")
+    for var in senv:
+        check(f'"{var}"' in config_rs, f"{name}: {var} is read by src/config.rs")
 senv = sfunctions["StandbyFunction"]["Properties"]["Environment"]["Variables"]
 osenv = sfunctions["StandbyOperatorFunction"]["Properties"]["Environment"]["Variables"]
+check(check_stack_alarms(second, "template-secondary.yaml: ") == 4, "template-secondary.yaml: four alarms on the stack's PortalBackup metrics")
 check(senv["REQUIRE_SEALED_INPUT"] == "true" and osenv["ALLOW_PLAINTEXT_RESTORE"] == "false",
       "the standbys keep the safe defaults")
 check(osenv["DRILL_SAMPLE"] == ref("DrillSample") and "BACKUP_QUEUE_URL" not in osenv,
@@ -1287,5 +1479,18 @@ check(sorted(overrides) == sorted(P), f"samconfig.toml lists every template para
 for name, value in overrides.items():
     default = str(P[name].get("Default", ""))
     check(value.strip('"') == default, f"samconfig.toml: {name}={value} is the template's default ({default!r})")
+# A deploy with samconfig.toml as it is, its alarm destination given, is refused for want of a
+# producer (ProducerCanSend) rather than creating a stack that can take no backup; once
+# ProducerPrincipals (or ProducerRoleArn) is filled in, it is accepted.
+sam_params = {k: v.strip('"') for k, v in overrides.items()}
+unedited = refused(template, {**sam_params, "AlarmEmail": "ops@example.com"})
+check(unedited is not None and [r.split(":")[0] for r in unedited] == ["ProducerCanSend"],
+      f"samconfig.toml's defaults are refused by ProducerCanSend until a producer is given: {unedited}")
+check(refused(template, {**sam_params, "AlarmEmail": "ops@example.com", "ProducerPrincipals": PRODUCERS}) is None
+      and refused(template, {**sam_params, "AlarmEmail": "ops@example.com", "ProducerRoleArn": "arn:aws:iam::123456789012:role/a"}) is None,
+      "samconfig.toml with ProducerPrincipals (or ProducerRoleArn) and AlarmEmail filled in is accepted")
+samconfig_text = (ROOT / "samconfig.toml").read_text()
+check("ProducerCanSend" in samconfig_text and "ProducerPrincipals" in samconfig_text.split('"ProducerPrincipals=')[0],
+      "samconfig.toml says, above ProducerPrincipals, what to put there and that the stack is refused until then")
 
 print(f"template.yaml and template-secondary.yaml: {checks} checks passed")
