@@ -131,21 +131,6 @@ impl Source {
         }
         Source::Plaintext(bytes)
     }
-
-    /// The plaintext of the half: a plaintext file as it is, a stored message opened with the
-    /// caller's credentials under its exact context.
-    pub fn plaintext(
-        self,
-        role: Role,
-        curve: portal_shares::curve::Curve,
-        stored: &crate::stored::Stored,
-    ) -> Result<Zeroizing<Vec<u8>>, InputError> {
-        match self {
-            Source::Plaintext(bytes) => Ok(bytes),
-            Source::EsdkMessage(message) => crate::stored::open(role, curve, &message, stored),
-            Source::Pbe1 => Err(InputError::Pbe1NotSupported(role)),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -177,25 +162,6 @@ mod tests {
         assert_eq!(kind(&[0x01, 0x80, 0x03, 0x78]), "esdk");
         assert_eq!(kind(b"pbe1.a.b.c.d\n"), "pbe1");
         assert_eq!(kind(b""), "plaintext");
-    }
-
-    #[test]
-    fn a_stored_message_needs_the_ids_of_its_context() {
-        let message = STANDARD.encode([0x02, 0x04, 0x78, 0, 0, 0]);
-        let source = Source::classify(Zeroizing::new(message.into_bytes()));
-        let err = source
-            .plaintext(
-                Role::Client,
-                portal_shares::curve::Curve::Secp256k1,
-                &crate::stored::Stored::default(),
-            )
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "client backup share: a stored half opens only under its exact context: give \
-             --client-id and --backup-share-pair-id"
-        );
     }
 
     #[test]

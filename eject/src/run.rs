@@ -86,7 +86,11 @@ pub enum Refusal {
 
 fn load(role: Role, curve: Curve, from: &HalfSource, stored: &Stored) -> Result<Half, Refusal> {
     let plaintext = match from {
-        HalfSource::File(path) => Source::read(role, path)?.plaintext(role, curve, stored)?,
+        HalfSource::File(path) => match Source::read(role, path)? {
+            Source::Plaintext(bytes) => bytes,
+            Source::EsdkMessage(message) => crate::stored::open(role, curve, &message, stored)?,
+            Source::Pbe1 => return Err(InputError::Pbe1NotSupported(role).into()),
+        },
         HalfSource::Table(table) => {
             let message = crate::stored::fetch(role, table, stored)?;
             crate::stored::open(role, curve, &message, stored)?

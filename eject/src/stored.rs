@@ -226,3 +226,21 @@ pub fn fetch(role: Role, table: &str, stored: &Stored) -> Result<Vec<u8>, InputE
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_message_needs_the_ids_of_its_context() {
+        let message = [0x02, 0x04, 0x78, 0, 0, 0];
+        let err = open(Role::Client, Curve::Secp256k1, &message, &Stored::default())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "client backup share: a stored half opens only under its exact context: give \
+             --client-id and --backup-share-pair-id"
+        );
+    }
+}

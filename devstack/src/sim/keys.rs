@@ -15,7 +15,7 @@ use portal_shares::split::{KeySplit, Rng, Source, new_key, split_key};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::state::{Curve, SimError, new_id};
+use super::basics::{Curve, SimError, new_id};
 
 /// The custodian id the simulator's custodian shares name.
 pub(crate) const CUSTODIAN_ID: &str = "sim-custodian";

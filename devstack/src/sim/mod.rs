@@ -8,6 +8,7 @@
 //! checks that a client sends back what it issued, and serves Portal-managed eject (`eject`).
 
 mod admin;
+mod basics;
 mod eject;
 mod keys;
 mod reject;

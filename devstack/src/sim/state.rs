@@ -7,48 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+pub(crate) use super::basics::{Curve, SimError, new_id};
 use super::keys::Wallet;
 use super::time::rfc3339;
 use super::webhook::WebhookTarget;
 use super::{DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CUSTODIAN_API_KEY, SimOptions};
-
-/// Failure inside the simulator itself (not a simulated Portal error).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SimError {
-    /// The system random generator failed.
-    #[error("random generator failure")]
-    Random,
-}
-
-/// The two curves Portal generates a share pair for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Curve {
-    /// secp256k1 (EVM, Bitcoin).
-    Secp256k1,
-    /// ed25519 (Solana).
-    Ed25519,
-}
-
-impl Curve {
-    /// Both curves, in Portal's order.
-    pub(crate) const ALL: [Curve; 2] = [Curve::Secp256k1, Curve::Ed25519];
-
-    /// Portal's name of the curve (`SECP256K1` / `ED25519`).
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Curve::Secp256k1 => "SECP256K1",
-            Curve::Ed25519 => "ED25519",
-        }
-    }
-
-    /// Index of the curve in [`Curve::ALL`].
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Curve::Secp256k1 => 0,
-            Curve::Ed25519 => 1,
-        }
-    }
-}
 
 /// Key under which a curve appears in a curve-keyed response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -526,27 +489,6 @@ pub(crate) fn demo_generate() -> Value {
         );
     }
     Value::Object(map)
-}
-
-/// Fills a buffer of `n` random bytes.
-fn random_bytes(n: usize) -> Result<Vec<u8>, SimError> {
-    let mut buf = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut buf).map_err(|_| SimError::Random)?;
-    Ok(buf)
-}
-
-/// A cuid-like id: `cm` + 23 lowercase alphanumeric characters.
-pub(crate) fn new_id() -> Result<String, SimError> {
-    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let bytes = random_bytes(23)?;
-    let mut id = String::with_capacity(25);
-    id.push_str("cm");
-    id.extend(
-        bytes
-            .iter()
-            .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])),
-    );
-    Ok(id)
 }
 
 #[cfg(test)]
