@@ -67,6 +67,9 @@ pub struct Ctx<'a> {
     /// Whether a transient failure now is the last delivery (SQS moves the message to its DLQ
     /// next): it is then told as failed for good.
     pub final_attempt: bool,
+    /// Whether this is the first delivery: a permanent failure is told once, on its first
+    /// delivery, not again on each redelivery SQS makes before the DLQ.
+    pub first_attempt: bool,
 }
 
 /// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
@@ -90,7 +93,7 @@ where
         Err(e) => Err(e.into()),
     };
     if let Some(events) = ctx.events {
-        outcome::publish(events, ctx.final_attempt, body, &result).await;
+        outcome::publish(events, ctx.first_attempt, ctx.final_attempt, body, &result).await;
     }
     match &result {
         Ok(outcome) => tracing::info!(
@@ -132,6 +135,7 @@ pub(crate) fn test_ctx() -> Ctx<'static> {
         caller: None,
         events: None,
         final_attempt: false,
+        first_attempt: true,
     }
 }
 
@@ -334,6 +338,7 @@ where
         caller: None,
         events: app.events.as_deref(),
         final_attempt: false,
+        first_attempt: true,
     };
     let result = dispatch(app, ctx, &raw).await;
     raw.zeroize();

@@ -5,10 +5,12 @@ use crate::ports::outcome_events::{OutcomeEvent, OutcomeEvents};
 use crate::workflow::backup::Outcome;
 use crate::workflow::error::BackupError;
 
-/// Tells the outcome, when it is one: completed, or failed for good (permanent, or transient on
-/// SQS's last delivery). A publish that fails is logged and counted, never the backup's failure.
+/// Tells the outcome, when it is one: completed, or failed for good: permanent (told on its first
+/// delivery only, not on each redelivery before the DLQ), or transient on SQS's last delivery. A
+/// publish that fails is logged and counted, never the backup's failure.
 pub async fn publish(
     events: &dyn OutcomeEvents,
+    first_attempt: bool,
     final_attempt: bool,
     body: &[u8],
     result: &Result<Outcome, BackupError>,
@@ -24,7 +26,7 @@ pub async fn publish(
             moved_to_dlq: false,
             stack: String::new(),
         },
-        Err(e) if !e.is_transient() || final_attempt => {
+        Err(e) if (!e.is_transient() && first_attempt) || (e.is_transient() && final_attempt) => {
             let named = crate::domain::request_ids::named_ids(body);
             OutcomeEvent {
                 detail_type: "Backup Failed",
@@ -100,14 +102,20 @@ mod tests {
             idempotency_key: "k1".into(),
             status: "COMPLETED",
         };
-        publish(&r, false, BODY, &Ok(done)).await;
+        publish(&r, true, false, BODY, &Ok(done)).await;
         let bad = BackupError::from(InputError {
             field: "generateResponse".into(),
             problem: "is required".into(),
         });
-        publish(&r, false, BODY, &Err(bad)).await;
-        publish(&r, false, BODY, &Err(transient())).await;
-        publish(&r, true, BODY, &Err(transient())).await;
+        publish(&r, true, false, BODY, &Err(bad)).await;
+        // A redelivery of the same permanent failure is not told again.
+        let again = BackupError::from(InputError {
+            field: "generateResponse".into(),
+            problem: "is required".into(),
+        });
+        publish(&r, false, false, BODY, &Err(again)).await;
+        publish(&r, true, false, BODY, &Err(transient())).await;
+        publish(&r, false, true, BODY, &Err(transient())).await;
         let events = r.events.lock().unwrap();
         let told: Vec<_> = events
             .iter()
@@ -135,6 +143,7 @@ mod tests {
         // Returns (): the caller's result is untouched; the failure is logged and counted.
         publish(
             &r,
+            true,
             false,
             b"{poison",
             &Err(BackupError::from(InputError {

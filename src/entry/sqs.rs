@@ -111,6 +111,7 @@ where
         .and_then(|n| n.parse().ok());
     let ctx = Ctx {
         final_attempt: matches!((received, max_receive_count), (Some(n), Some(max)) if n >= max),
+        first_attempt: received.is_none_or(|n| n <= 1),
         ..ctx
     };
     let span = info_span!("message", message_id = %message_id, client_id = tracing::field::Empty);
