@@ -26,11 +26,11 @@ const API_KEY_ENV = 'PORTAL_CLIENT_API_KEY';
 const USAGE = `Usage:
   ${NAME} seal --key-arn ARN --client-id ID --generate-response-file PATH|- [options]
   ${NAME} send --key-arn ARN --client-id ID --generate-response-file PATH|-
-               (--queue-url URL | --function-name NAME) [options]
+               (--queue-url URL | --function-name NAME | --api-url URL) [options]
 
 seal prints the backup request body: {"clientId", "sealedGenerateResponse", ...}.
 send seals and sends it, and prints {"idempotencyKey", "messageId"} (and the function's
-"outcome" when it invoked the function).
+"outcome" when it invoked the function or posted to its API).
 
 Options:
   --key-arn ARN                  the backup key's ARN (stack output KeyArn; no alias or key id)
@@ -40,13 +40,15 @@ Options:
   --backup-mode MODE             SELF_MANAGED or PORTAL_MANAGED (default: the function's)
   --queue-url URL                send: SendMessage to the backup queue
   --function-name NAME           send: invoke the backup function and wait for its outcome
-  --region REGION                AWS region (default: the key ARN's region)
-  --endpoint-url URL             endpoint for every AWS call (a local stack)
+  --api-url URL                  send: POST {URL}/backups, SigV4-signed (stack output ApiUrl)
+  --region REGION                AWS region of every call (default: the key ARN's region;
+                                 --api-url signs for the API URL's region, else the key ARN's)
+  --endpoint-url URL             endpoint for every AWS SDK call (a local stack; not --api-url)
   -h, --help                     this text
 
 Environment:
   ${API_KEY_ENV}          the client's API key (required; never taken as a flag)
-  AWS credentials come from the SDK's default chain.
+  AWS credentials come from the SDK's default chain (for --api-url too).
 `;
 
 const FLAGS = [
@@ -57,6 +59,7 @@ const FLAGS = [
   'backup-mode',
   'queue-url',
   'function-name',
+  'api-url',
   'region',
   'endpoint-url',
 ] as const;
@@ -112,11 +115,12 @@ function parse(argv: string[]): Parsed | 'help' {
   for (const required of ['key-arn', 'client-id', 'generate-response-file'] as const) {
     if (flags[required] === undefined) throw new UsageError(`--${required} is required`);
   }
-  if (command === 'seal' && (flags['queue-url'] !== undefined || flags['function-name'] !== undefined)) {
-    throw new UsageError('--queue-url and --function-name are for send only');
+  const destinations = (['queue-url', 'function-name', 'api-url'] as const).filter((f) => flags[f] !== undefined);
+  if (command === 'seal' && destinations.length > 0) {
+    throw new UsageError('--queue-url, --function-name and --api-url are for send only');
   }
-  if (command === 'send' && (flags['queue-url'] === undefined) === (flags['function-name'] === undefined)) {
-    throw new UsageError('send needs one of --queue-url or --function-name');
+  if (command === 'send' && destinations.length !== 1) {
+    throw new UsageError('send needs exactly one of --queue-url, --function-name or --api-url');
   }
   return { command, flags };
 }
@@ -185,6 +189,10 @@ async function run(argv: string[]): Promise<number> {
       const lambda = new LambdaClient(aws);
       clients.push(lambda);
       Object.assign(options, { lambda, functionName: flags['function-name'] });
+    } else if (flags['api-url'] !== undefined) {
+      // Signed for --region if given, else the API URL's region, else the key ARN's; with the
+      // SDK's default credential chain.
+      Object.assign(options, { apiUrl: flags['api-url'], ...(flags['region'] ? { region: flags['region'] } : {}) });
     }
     const client = new BackupClient(options);
     if (command === 'seal') {

@@ -1,15 +1,16 @@
 /**
  * The producer's client: validate a backup request as the function would, seal the generate
- * response and the API key together, and hand the body to the backup queue or the backup
- * function.
+ * response and the API key together, and hand the body to the backup queue, the backup function,
+ * or the backup function's HTTP API.
  */
 
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 
+import { apiDestination, postToApi, type ApiCredentials, type ApiDestination } from './api';
 import { BackupClientError, describeAwsError, invalidInput, isRetryableAwsError } from './errors';
 import { functionError, payloadJson, type LambdaSender } from './invoke';
-import { checkKeyArn, sealGenerateResponse, type KmsSender } from './seal';
+import { checkKeyArn, regionOfKeyArn, sealGenerateResponse, type KmsSender } from './seal';
 import {
   MAX_BODY_BYTES,
   newIdempotencyKey,
@@ -40,6 +41,22 @@ export interface BackupClientOptions {
    * outcome, or throws the function's error code; `Event` queues the invoke and returns.
    */
   invocationType?: 'RequestResponse' | 'Event';
+  /**
+   * Posts to the backup function's HTTP API: `{apiUrl}/backups`, signed with SigV4 for
+   * `execute-api`. The base URL (`https://<api-id>.execute-api.<region>.amazonaws.com`) or the
+   * stack's `ApiUrl` output (which already ends in `/backups`).
+   */
+  apiUrl?: string;
+  /**
+   * API only: the credentials to sign with, fixed or an AWS SDK credential provider. Default: the
+   * SDK's default chain (`defaultProvider` of `@aws-sdk/credential-provider-node`).
+   */
+  credentials?: ApiCredentials;
+  /**
+   * API only: the region to sign for. Default: the API URL's (`…execute-api.<region>.amazonaws.com`),
+   * else the key ARN's.
+   */
+  region?: string;
 }
 
 /** What the function answers a completed backup (direct invoke, `RequestResponse`). */
@@ -55,9 +72,12 @@ export interface BackupOutcome {
 export interface BackUpResult {
   /** The backup's idempotency key: the request's, or the one generated for it. */
   idempotencyKey: string;
-  /** The SQS message id, or the Lambda request id of a direct invoke. */
+  /**
+   * The SQS message id, the Lambda request id of a direct invoke, or API Gateway's request id
+   * (`x-amzn-requestid` / `apigw-requestid`; empty if the API answered none).
+   */
   messageId: string;
-  /** The function's outcome, for a direct `RequestResponse` invoke. */
+  /** The function's outcome, for a direct `RequestResponse` invoke or the HTTP API. */
   outcome?: BackupOutcome;
 }
 
@@ -67,13 +87,14 @@ const FIFO_ID = /^[\x21-\x7e]{1,128}$/;
 type Destination =
   | { kind: 'sqs'; sqs: SqsSender; queueUrl: string; fifo: boolean }
   | { kind: 'lambda'; lambda: LambdaSender; functionName: string; invocationType: 'RequestResponse' | 'Event' }
+  | ({ kind: 'api' } & ApiDestination)
   | { kind: 'none' };
 
 function configError(field: string, message: string): BackupClientError {
   return new BackupClientError('INVALID_CONFIG', message, { field });
 }
 
-/** Seals backup requests and sends them to the backup queue or the backup function. */
+/** Seals backup requests and sends them to the backup queue, the backup function or its HTTP API. */
 export class BackupClient {
   readonly #kms: KmsSender;
   readonly #keyArn: string;
@@ -81,7 +102,7 @@ export class BackupClient {
 
   constructor(options: BackupClientOptions) {
     if (options === null || typeof options !== 'object') {
-      throw configError('options', 'BackupClient takes { kms, keyArn, sqs?, queueUrl?, lambda?, functionName? }');
+      throw configError('options', 'BackupClient takes { kms, keyArn, sqs?, queueUrl?, lambda?, functionName?, apiUrl? }');
     }
     if (!options.kms || typeof options.kms.send !== 'function') {
       throw configError('kms', '`kms` must be a KMS client of the AWS SDK for JavaScript v3 (KMSClient)');
@@ -90,8 +111,15 @@ export class BackupClient {
     this.#keyArn = checkKeyArn(options.keyArn);
     const toQueue = options.queueUrl !== undefined || options.sqs !== undefined;
     const toFunction = options.functionName !== undefined || options.lambda !== undefined;
-    if (toQueue && toFunction) {
-      throw configError('queueUrl', 'give either `sqs` and `queueUrl` or `lambda` and `functionName`, not both');
+    const toApi = options.apiUrl !== undefined;
+    if ([toQueue, toFunction, toApi].filter(Boolean).length > 1) {
+      throw configError(
+        toQueue ? 'queueUrl' : 'functionName',
+        'give one destination: `sqs` and `queueUrl`, `lambda` and `functionName`, or `apiUrl`',
+      );
+    }
+    if (!toApi && (options.credentials !== undefined || options.region !== undefined)) {
+      throw configError(options.credentials !== undefined ? 'credentials' : 'region', '`credentials` and `region` are for the HTTP API sender (`apiUrl`)');
     }
     if (toQueue) {
       if (!options.sqs || typeof options.sqs.send !== 'function') {
@@ -118,6 +146,15 @@ export class BackupClient {
         throw configError('invocationType', '`invocationType` must be RequestResponse or Event');
       }
       this.#destination = { kind: 'lambda', lambda: options.lambda, functionName: options.functionName, invocationType };
+    } else if (toApi) {
+      this.#destination = {
+        kind: 'api',
+        ...apiDestination(options.apiUrl, {
+          region: options.region,
+          credentials: options.credentials,
+          keyArnRegion: regionOfKeyArn(this.#keyArn),
+        }),
+      };
     } else {
       this.#destination = { kind: 'none' };
     }
@@ -141,13 +178,14 @@ export class BackupClient {
 
   /**
    * Validates, seals and sends one backup request: to the queue (SendMessage; on a FIFO queue
-   * with MessageGroupId = clientId and MessageDeduplicationId = idempotency key), or to the
-   * function (Invoke). Without an idempotency key, a random one is generated and answered.
+   * with MessageGroupId = clientId and MessageDeduplicationId = idempotency key), to the
+   * function (Invoke), or to its HTTP API (`POST /backups`, SigV4). Without an idempotency key, a
+   * random one is generated and answered.
    */
   async backUp(request: BackupRequest): Promise<BackUpResult> {
     const destination = this.#destination;
     if (destination.kind === 'none') {
-      throw configError('queueUrl', 'backUp needs a destination: `sqs` and `queueUrl`, or `lambda` and `functionName`');
+      throw configError('queueUrl', 'backUp needs a destination: `sqs` and `queueUrl`, `lambda` and `functionName`, or `apiUrl`');
     }
     const valid = validateRequest(request);
     const idempotencyKey = valid.idempotencyKey ?? newIdempotencyKey();
@@ -157,6 +195,10 @@ export class BackupClient {
     const body = await this.#body(valid.clientId, valid.clientApiKey, valid.generateResponse, idempotencyKey, valid.backupMode);
     if (destination.kind === 'sqs') {
       return { idempotencyKey, messageId: await sendToQueue(destination, body, valid.clientId, idempotencyKey) };
+    }
+    if (destination.kind === 'api') {
+      const { messageId, outcome } = await postToApi(destination, body);
+      return outcome === undefined ? { idempotencyKey, messageId } : { idempotencyKey, messageId, outcome: outcome as BackupOutcome };
     }
     return { idempotencyKey, ...(await invokeFunction(destination, body)) };
   }

@@ -13,7 +13,7 @@ export type ClientErrorCode =
   | 'INVALID_CONFIG'
   /** KMS or the AWS Encryption SDK could not seal. */
   | 'SEAL_FAILED'
-  /** SQS or Lambda refused the message, or could not be reached. */
+  /** SQS, Lambda or the HTTP API refused the message, or could not be reached. */
   | 'SEND_FAILED'
   /** `waitForOutcome` gave up. */
   | 'TIMEOUT';
@@ -26,17 +26,36 @@ export class BackupClientError extends Error {
   readonly field: string | undefined;
   /** Whether trying again later may help. */
   readonly retryable: boolean;
+  /** The HTTP status of the API's answer (the HTTP API sender only). */
+  readonly status: number | undefined;
+  /**
+   * How many seconds the API asked to wait before trying again (its `Retry-After`), a hint for
+   * the caller's back-off; the client itself does not retry.
+   */
+  readonly retryAfterSeconds: number | undefined;
+  /** API Gateway's request id of the refused call (`apigw-requestid`), for its access log. */
+  readonly requestId: string | undefined;
 
   constructor(
     code: ClientErrorCode | (string & {}),
     message: string,
-    options: { field?: string; retryable?: boolean; cause?: unknown } = {},
+    options: {
+      field?: string;
+      retryable?: boolean;
+      cause?: unknown;
+      status?: number;
+      retryAfterSeconds?: number;
+      requestId?: string;
+    } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BackupClientError';
     this.code = code;
     this.field = options.field;
     this.retryable = options.retryable ?? false;
+    this.status = options.status;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.requestId = options.requestId;
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * `@portal-backup/client`: seal Portal `/v1/generate` answers for the portal-backup function and
- * hand them to its queue or to the function itself.
+ * hand them to its queue, to the function itself, or to its HTTP API (SigV4).
  */
 
 export {
@@ -10,6 +10,11 @@ export {
   type BackupOutcome,
   type SqsSender,
 } from './client';
+export {
+  API_ROUTE,
+  API_SIGNING_SERVICE,
+  type ApiCredentials,
+} from './api';
 export {
   BackupClientError,
   type ClientErrorCode,

@@ -10,11 +10,25 @@ import { after, before, describe, it } from 'node:test';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 
-import { API_KEY, CLI, CREDENTIALS, SHARE_SECRET, generateResponse, readHeader, startMoto, type Moto } from './support';
+import {
+  API_KEY,
+  CLI,
+  CREDENTIALS,
+  SHARE_SECRET,
+  expectedSignature,
+  generateResponse,
+  parseAuthorization,
+  readHeader,
+  startFakeApi,
+  startMoto,
+  type FakeApi,
+  type Moto,
+} from './support';
 
 const CLIENT = 'cm-cli-client';
 
 let moto: Moto;
+let api: FakeApi;
 let kms: KMSClient;
 let sqs: SQSClient;
 let keyArn: string;
@@ -24,6 +38,7 @@ let responseFile: string;
 
 before(async () => {
   moto = await startMoto();
+  api = await startFakeApi({ status: 200, body: {} });
   kms = new KMSClient(moto.aws);
   sqs = new SQSClient(moto.aws);
   keyArn = (await kms.send(new CreateKeyCommand({}))).KeyMetadata?.Arn as string;
@@ -37,6 +52,7 @@ after(async () => {
   kms?.destroy();
   sqs?.destroy();
   await moto?.stop();
+  await api?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -122,6 +138,35 @@ describe('portal-backup-send', () => {
     assert.equal(message?.Attributes?.MessageDeduplicationId, sent.idempotencyKey);
   });
 
+  it('send --api-url posts the body to /backups, signed with the default chain, and prints the outcome', async () => {
+    const outcome = { clientId: CLIENT, backupMode: 'SELF_MANAGED', backupSharePairIds: ['b1', 'b2'], status: 'COMPLETED' };
+    api.requests.length = 0;
+    api.answer = { status: 200, body: outcome, headers: { 'apigw-requestid': 'cli-req-1' } };
+    const run = await cli(['send', ...common(['--api-url', api.url, '--idempotency-key', 'cli-api-1'])]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout), { idempotencyKey: 'cli-api-1', messageId: 'cli-req-1', outcome });
+    const captured = api.requests[0];
+    assert.ok(captured);
+    assert.equal(captured.method, 'POST');
+    assert.equal(captured.url, '/backups');
+    assert.equal(JSON.parse(captured.body).idempotencyKey, 'cli-api-1');
+    assert.ok(!captured.body.includes(API_KEY));
+    const auth = parseAuthorization(captured.headers['authorization']);
+    assert.equal(auth.accessKeyId, CREDENTIALS.accessKeyId);
+    assert.equal(auth.region, keyArn.split(':')[3], "the key ARN's region");
+    assert.equal(auth.service, 'execute-api');
+    assert.equal(auth.signature, await expectedSignature(captured, CREDENTIALS));
+
+    api.answer = {
+      status: 503,
+      body: { error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'the backup table is unavailable', retryable: true, step: 'store' } },
+      headers: { 'retry-after': '5' },
+    };
+    const failed = await cli(['send', ...common(['--api-url', `${api.url}/backups`])]);
+    assertError(failed, 1, /DEPENDENCY_UNAVAILABLE: the backup API answered 503: .*retry after 5 s/);
+    assert.equal(api.requests[1]?.url, '/backups');
+  });
+
   it('usage errors exit 2 with one line, never echoing a value', async () => {
     const cases: [string[], RegExp, Record<string, undefined>?][] = [
       [[], /seal or send/],
@@ -130,7 +175,9 @@ describe('portal-backup-send', () => {
       [['seal', ...common(), API_KEY], /too many arguments/],
       [['seal', '--client-id', CLIENT], /--key-arn is required/],
       [['seal', ...common(['--queue-url', fifoUrl])], /send only/],
-      [['send', ...common()], /--queue-url or --function-name/],
+      [['send', ...common()], /exactly one of --queue-url, --function-name or --api-url/],
+      [['send', ...common(['--queue-url', fifoUrl, '--api-url', 'https://a1.execute-api.us-east-1.amazonaws.com'])], /exactly one of/],
+      [['seal', ...common(['--api-url', 'https://a1.execute-api.us-east-1.amazonaws.com'])], /send only/],
       [['seal', ...common()], /PORTAL_CLIENT_API_KEY/, { PORTAL_CLIENT_API_KEY: undefined }],
     ];
     const runs = await Promise.all(cases.map(([args, , env]) => cli(args, env ? { env } : {})));

@@ -1,17 +1,20 @@
 /**
- * Test support: a moto server of our own on a free port, fixtures, a KMS command recorder, and a
+ * Test support: a moto server of our own on a free port, fixtures, a KMS command recorder, a
  * reader of an AWS Encryption SDK message header written after the function's
- * (`src/domain/esdk_message.rs`, `read_header`).
+ * (`src/domain/esdk_message.rs`, `read_header`), and a fake of the HTTP API with a SigV4 check.
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { get } from 'node:http';
+import { createServer as createHttpServer, get } from 'node:http';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { KMSClient } from '@aws-sdk/client-kms';
+import { Sha256 } from '@smithy/core/checksum';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { HttpRequest, RequestSigningArguments } from '@smithy/types';
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 
@@ -163,4 +166,128 @@ export function readHeader(message: Buffer): Header {
     dataKeys.push({ providerId, providerInfo, ciphertext });
   }
   return { version, suite, storedContext, dataKeys };
+}
+
+/** Static test credentials for signing (never real ones). */
+export const SIGNING_CREDENTIALS = {
+  accessKeyId: 'AKIDTESTONLY00000000',
+  secretAccessKey: 'test-secret-access-key-not-a-real-one',
+  sessionToken: 'test-session-token',
+};
+
+/** A request the fake API received. */
+export interface Captured {
+  method: string;
+  /** The path and query, as sent. */
+  url: string;
+  /** The headers, lower-case names. */
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** What the fake API answers. */
+export interface Answer {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface FakeApi {
+  /** `http://127.0.0.1:<port>`. */
+  url: string;
+  requests: Captured[];
+  /** The answer to the next requests. */
+  answer: Answer;
+  stop(): Promise<void>;
+}
+
+/** A local HTTP server on 127.0.0.1 that records each request and answers like the function. */
+export async function startFakeApi(answer: Answer): Promise<FakeApi> {
+  const requests: Captured[] = [];
+  const api = { requests, answer } as FakeApi;
+  const server = createHttpServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(request.headers)) {
+        if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(',') : value;
+      }
+      requests.push({ method: request.method ?? '', url: request.url ?? '', headers, body: Buffer.concat(chunks).toString('utf8') });
+      const text = JSON.stringify(api.answer.body);
+      response.writeHead(api.answer.status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        ...api.answer.headers,
+      });
+      response.end(text);
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
+  const address = server.address();
+  api.url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  api.stop = () =>
+    new Promise<void>((done) => {
+      server.closeAllConnections();
+      server.close(() => done());
+    });
+  return api;
+}
+
+/** The parts of an `AWS4-HMAC-SHA256` Authorization header. */
+export interface Authorization {
+  accessKeyId: string;
+  date: string;
+  region: string;
+  service: string;
+  signedHeaders: string[];
+  signature: string;
+}
+
+const AUTHORIZATION =
+  /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([a-z0-9-]+)\/([a-z0-9-]+)\/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$/;
+
+export function parseAuthorization(value: string | undefined): Authorization {
+  const m = AUTHORIZATION.exec(value ?? '');
+  if (!m) throw new Error('not an AWS4-HMAC-SHA256 Authorization header');
+  return {
+    accessKeyId: m[1] as string,
+    date: m[2] as string,
+    region: m[3] as string,
+    service: m[4] as string,
+    signedHeaders: (m[5] as string).split(';'),
+    signature: m[6] as string,
+  };
+}
+
+/**
+ * The signature a captured request should carry, recomputed with `@smithy/signature-v4` from its
+ * method, path, signed headers and body, with `credentials`, for its scope and `x-amz-date`.
+ */
+export async function expectedSignature(captured: Captured, credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }): Promise<string> {
+  const auth = parseAuthorization(captured.headers['authorization']);
+  const amzDate = captured.headers['x-amz-date'] ?? '';
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
+  if (!m) throw new Error('no x-amz-date');
+  const signingDate = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
+  const headers: Record<string, string> = {};
+  for (const name of auth.signedHeaders) {
+    const value = captured.headers[name];
+    if (value === undefined) throw new Error(`signed header ${name} is missing`);
+    headers[name] = value;
+  }
+  const [path, query = ''] = captured.url.split('?');
+  const host = captured.headers['host'] ?? '';
+  const signer = new SignatureV4({ service: auth.service, region: auth.region, credentials, sha256: Sha256 });
+  const request: HttpRequest = {
+    method: captured.method,
+    protocol: 'http:',
+    hostname: host.replace(/:\d+$/, ''),
+    path: path as string,
+    query: Object.fromEntries(new URLSearchParams(query)),
+    headers,
+    body: captured.body,
+  };
+  const signed = (await signer.sign(request, { signingDate } as RequestSigningArguments)) as HttpRequest;
+  return parseAuthorization(signed.headers['authorization']).signature;
 }

@@ -14,7 +14,7 @@ from unittest import mock
 
 from portal_backup_client import cli
 
-from . import stack
+from . import fake_api, stack
 
 CONTEXT = {"clientId": stack.CLIENT_ID, "purpose": "generate-response"}
 
@@ -30,12 +30,14 @@ class CliTest(unittest.TestCase):
             cls.generate_file = os.path.join(cls.dir.name, "generate.json")
             with open(cls.generate_file, "w") as f:
                 json.dump(stack.generate_response(), f)
+            cls.api = fake_api.FakeApi().start()
         except BaseException:
             cls.moto.stop()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        cls.api.stop()
         cls.moto.stop()
         cls.dir.cleanup()
 
@@ -51,10 +53,11 @@ class CliTest(unittest.TestCase):
             argv += [f"--{name.replace('_', '-')}", value]
         return argv
 
-    def run_cli(self, argv, api_key=stack.API_KEY, stdin=None):
+    def run_cli(self, argv, api_key=stack.API_KEY, stdin=None, extra_env=None):
         env = {k: v for k, v in os.environ.items() if k != cli.API_KEY_ENV}
         if api_key is not None:
             env[cli.API_KEY_ENV] = api_key
+        env.update(extra_env or {})
         out, err = io.StringIO(), io.StringIO()
         with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out), \
                 contextlib.redirect_stderr(err):
@@ -106,6 +109,40 @@ class CliTest(unittest.TestCase):
         self.assertEqual(json.loads(got[0]["Body"])["idempotencyKey"], sent["idempotencyKey"])
         sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=got[0]["ReceiptHandle"])
 
+    def test_send_to_the_api(self):
+        creds = {
+            "AWS_ACCESS_KEY_ID": fake_api.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": fake_api.SECRET_KEY,
+            "AWS_SESSION_TOKEN": fake_api.SESSION_TOKEN,
+        }
+        outcome = self.api.answer_ok(stack.CLIENT_ID, "cli-api-1")
+        status, out, err = self.run_cli(
+            self.base("send", api_url=self.api.url, idempotency_key="cli-api-1"), extra_env=creds
+        )
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(
+            json.loads(out),
+            {"idempotencyKey": "cli-api-1", "messageId": "req-api-1", "outcome": outcome},
+        )
+        (got,) = self.api.requests
+        self.assertEqual(got.path, "/backups")
+        fake_api.verify_signature(self, got, region="us-east-1", token=fake_api.SESSION_TOKEN)
+        self.assertEqual(self.opens(got.json())["clientApiKey"], stack.API_KEY)
+        # --region signs for that region when the API's host names none.
+        self.api.answer_ok(stack.CLIENT_ID, "k")
+        status, _, err = self.run_cli(
+            self.base("send", api_url=self.api.url, region="us-east-1"), extra_env=creds
+        )
+        self.assertEqual((status, err), (0, ""))
+        fake_api.verify_signature(self, self.api.requests[0], region="us-east-1", token=fake_api.SESSION_TOKEN)
+        # The function's refusal: exit 1, its code, one line, no value.
+        self.api.answer(fake_api.error(422, "CLIENT_MISMATCH", "the signing shares name another client",
+                                       retryable=False, step="backup"))
+        status, out, err = self.run_cli(self.base("send", api_url=self.api.url), extra_env=creds)
+        self.assertEqual((status, out), (1, ""))
+        self.assertOneLineError(err, "CLIENT_MISMATCH")
+        self.assertNotIn(stack.CLIENT_ID, err)
+
     def test_the_api_key_comes_from_the_environment_only(self):
         for value in (None, ""):
             status, out, err = self.run_cli(self.base(), api_key=value)
@@ -126,6 +163,9 @@ class CliTest(unittest.TestCase):
             ["seal", "--client-id", "c"],
             self.base("send"),
             self.base("send", queue_url=self.queue, function_name="f"),
+            self.base("send", queue_url=self.queue, api_url="https://a.execute-api.us-east-1.amazonaws.com"),
+            self.base("send", function_name="f", api_url="https://a.execute-api.us-east-1.amazonaws.com"),
+            self.base("seal", api_url="https://a.execute-api.us-east-1.amazonaws.com"),
             self.base("seal", queue_url=self.queue),
         ):
             with self.subTest(argv=argv[:2]):

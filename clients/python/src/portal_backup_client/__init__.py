@@ -1,5 +1,5 @@
 """portal-backup-client: seal Portal's ``/v1/generate`` answer for the portal-backup function and
-send it (its SQS queue or a direct invoke), for producers.
+send it (its SQS queue, a direct invoke, or its HTTP API signed with SigV4), for producers.
 
     import boto3
     from portal_backup_client import BackupClient

@@ -5,6 +5,8 @@
         --generate-response-file generate.json            # prints the JSON body
     PORTAL_CLIENT_API_KEY=... python -m portal_backup_client send ... --queue-url URL
                                                           # prints {"idempotencyKey", "messageId"}
+    PORTAL_CLIENT_API_KEY=... python -m portal_backup_client send ... --api-url URL
+                                                          # ... and "outcome" (SigV4-signed POST)
 
 The client API key is read from ``PORTAL_CLIENT_API_KEY`` only, never from a flag (flags show in
 process lists). An error is one line on stderr, never a secret: exit 1, or 2 for bad usage.
@@ -55,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.required = True
     for name, help_text in (
         ("seal", "print the request's JSON body, sealed"),
-        ("send", "seal and send to the queue or the function; print {idempotencyKey, messageId}"),
+        (
+            "send",
+            "seal and send to the queue, the function or its API; print {idempotencyKey, "
+            "messageId} (and the outcome, from the function or its API)",
+        ),
     ):
         p = commands.add_parser(
             name,
@@ -80,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
             to = p.add_mutually_exclusive_group(required=True)
             to.add_argument("--queue-url", help="the backup queue (the stack's BackupQueueUrl)")
             to.add_argument("--function-name", help="the backup function, invoked directly")
+            to.add_argument(
+                "--api-url",
+                help="the function's HTTP API (the stack's ApiUrl): POST /backups, signed with "
+                "SigV4 for the region in its host, else --region, else the key ARN's",
+            )
     return parser
 
 
@@ -119,7 +130,7 @@ def _clients(args: argparse.Namespace):
         sqs = session.client("sqs", **kw)
     if getattr(args, "function_name", None):
         lam = session.client("lambda", **kw)
-    return kms, sqs, lam
+    return session, kms, sqs, lam
 
 
 def _run(args: argparse.Namespace) -> str:
@@ -142,17 +153,26 @@ def _run(args: argparse.Namespace) -> str:
         request["idempotencyKey"] = args.idempotency_key
     if args.backup_mode is not None:
         request["backupMode"] = args.backup_mode
-    kms, sqs, lam = _clients(args)
+    session, kms, sqs, lam = _clients(args)
     if args.command == "seal":
         return BackupClient(kms, args.key_arn).seal(request)
-    client = BackupClient(
-        kms,
-        args.key_arn,
-        sqs_client=sqs,
-        queue_url=args.queue_url,
-        lambda_client=lam,
-        function_name=args.function_name,
-    )
+    if args.api_url is not None:
+        from .api import region_of_api_url
+
+        # The API's own region when its host names one (a custom domain does not).
+        region = None if region_of_api_url(args.api_url) else args.region
+        client = BackupClient(
+            kms, args.key_arn, api_url=args.api_url, session=session, region=region
+        )
+    else:
+        client = BackupClient(
+            kms,
+            args.key_arn,
+            sqs_client=sqs,
+            queue_url=args.queue_url,
+            lambda_client=lam,
+            function_name=args.function_name,
+        )
     return json.dumps(client.back_up(request))
 
 

@@ -1,5 +1,6 @@
 """The producer's client: seal a generate response with its API key, send the backup request to
-the backup function (its SQS queue, or a direct invoke), and wait for the backup to complete."""
+the backup function (its SQS queue, a direct invoke, or its HTTP API signed with SigV4), and wait
+for the backup to complete."""
 
 from __future__ import annotations
 
@@ -10,32 +11,21 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import (
+    RETRYABLE_CODES,
     BackupFailed,
     ConfigurationError,
     InvalidInput,
     OutcomeTimeout,
     SendFailed,
 )
-from .sealing import Sealer
+from .api import DEFAULT_TIMEOUT, ApiSender, backups_url, region_of_api_url
+from .sealing import Sealer, parse_key_arn
 from .validation import (
     MAX_BODY_BYTES,
     ValidRequest,
     check_client_id,
     check_idempotency_key,
     validate,
-)
-
-#: The function's codes that retrying later may fix (``src/entry/mod.rs``, ``failure``).
-RETRYABLE_CODES = frozenset(
-    {
-        "PORTAL_RATE_LIMITED",
-        "PORTAL_TIMEOUT",
-        "PORTAL_UNAVAILABLE",
-        "PORTAL_UNREACHABLE",
-        "DEPENDENCY_UNAVAILABLE",
-        "DEADLINE",
-        "IN_PROGRESS",
-    }
 )
 
 #: AWS error codes that retrying may fix.
@@ -137,10 +127,14 @@ class BackupClient:
     """Seals and sends backup requests to one deployment of the backup function.
 
     ``kms_client`` is a boto3 KMS client in the key's region; ``key_arn`` is the function's backup
-    key as a key ARN (never an alias: this client never calls ``kms:DescribeKey``). Give either
-    ``sqs_client`` and ``queue_url`` (the stack's ``BackupQueueUrl``) or ``lambda_client`` and
-    ``function_name`` (the backup function, invoked directly) for ``back_up``; ``seal`` needs
-    neither. Callers build the boto3 clients with their own region, endpoint and credentials.
+    key as a key ARN (never an alias: this client never calls ``kms:DescribeKey``). For
+    ``back_up`` give one destination: ``sqs_client`` and ``queue_url`` (the stack's
+    ``BackupQueueUrl``), ``lambda_client`` and ``function_name`` (the backup function, invoked
+    directly), or ``api_url`` (the function's HTTP API, stack output ``ApiUrl``: requests signed
+    with SigV4 for ``execute-api`` with the credentials of ``session``, default
+    ``boto3.Session()``, for ``region``, default the region in the API's host, else the key
+    ARN's; ``timeout`` seconds for its answer). ``seal`` needs none. Callers build the boto3
+    clients with their own region, endpoint and credentials.
     """
 
     def __init__(
@@ -151,16 +145,23 @@ class BackupClient:
         queue_url: Optional[str] = None,
         lambda_client: Any = None,
         function_name: Optional[str] = None,
+        *,
+        api_url: Optional[str] = None,
+        session: Any = None,
+        region: Optional[str] = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if (sqs_client is None) != (queue_url is None):
             raise ConfigurationError("give sqs_client and queue_url together")
         if (lambda_client is None) != (function_name is None):
             raise ConfigurationError("give lambda_client and function_name together")
-        if queue_url is not None and function_name is not None:
+        if sum(d is not None for d in (queue_url, function_name, api_url)) > 1:
             raise ConfigurationError(
-                "give a queue (sqs_client, queue_url) or a function (lambda_client, "
-                "function_name), not both"
+                "give one destination: a queue (sqs_client, queue_url), a function "
+                "(lambda_client, function_name) or the API (api_url)"
             )
+        if api_url is None and (session is not None or region is not None):
+            raise ConfigurationError("session and region are for the API: give api_url with them")
         if queue_url is not None and (not isinstance(queue_url, str) or not queue_url):
             raise ConfigurationError("queue_url must be the queue's URL")
         if function_name is not None and (not isinstance(function_name, str) or not function_name):
@@ -171,11 +172,24 @@ class BackupClient:
         self.queue_url = queue_url
         self._lambda = lambda_client
         self.function_name = function_name
+        self._api: Optional[ApiSender] = None
+        self.api_url = api_url
+        self.region: Optional[str] = None
+        if api_url is not None:
+            url = backups_url(api_url)
+            if region is None:
+                region = region_of_api_url(url) or parse_key_arn(key_arn)["region"]
+            if session is None:
+                import boto3
+
+                session = boto3.Session()
+            self._api = ApiSender(url, region, session, timeout)
+            self.region = self._api.region
 
     def __repr__(self) -> str:
         return (
             f"BackupClient(key_arn={self.key_arn!r}, queue_url={self.queue_url!r}, "
-            f"function_name={self.function_name!r})"
+            f"function_name={self.function_name!r}, api_url={self.api_url!r})"
         )
 
     def seal(self, request: Mapping[str, Any]) -> str:
@@ -219,11 +233,17 @@ class BackupClient:
         a synchronous invoke that waits for the backup; ``messageId`` is Lambda's request id and
         ``outcome`` the function's answer (``{"clientId", "backupMode", "backupSharePairIds",
         "status": "COMPLETED"}``); a refusal raises ``BackupFailed`` with the function's code.
+        To the API: ``POST {api_url}/backups`` signed with SigV4, which waits for the backup
+        too; ``outcome`` is the function's 200 answer, ``messageId`` API Gateway's request id
+        (``""`` if it sent none). The function's error answer raises ``BackupFailed`` (its
+        ``code``, ``field``, ``step``, ``retryable``; ``retry_after`` from ``Retry-After``); API
+        Gateway's own refusal (a signature or a permission refused, throttling, its 30 s
+        timeout) raises ``SendFailed`` with the status.
         """
-        if self.queue_url is None and self.function_name is None:
+        if self.queue_url is None and self.function_name is None and self._api is None:
             raise ConfigurationError(
-                "back_up needs a queue (sqs_client, queue_url) or a function (lambda_client, "
-                "function_name)"
+                "back_up needs a queue (sqs_client, queue_url), a function (lambda_client, "
+                "function_name) or the API (api_url)"
             )
         valid = validate(request)
         key = valid.idempotency_key or new_idempotency_key()
@@ -238,6 +258,13 @@ class BackupClient:
             except Exception as e:
                 raise _aws_failure("SQS", "SendMessage", e) from None
             return {"idempotencyKey": key, "messageId": sent.get("MessageId")}
+        if self._api is not None:
+            posted = self._api.send(body)
+            return {
+                "idempotencyKey": key,
+                "messageId": posted["requestId"],
+                "outcome": posted["answer"],
+            }
         invoked = _invoke(self._lambda, self.function_name, body, "backup function")
         return {
             "idempotencyKey": key,

@@ -16,10 +16,23 @@ CLIENT_MISMATCH = "CLIENT_MISMATCH"
 INVALID_CONFIG = "INVALID_CONFIG"
 #: KMS or the AWS Encryption SDK could not seal.
 SEAL_FAILED = "SEAL_FAILED"
-#: SQS or Lambda refused the message, or could not be reached.
+#: SQS, Lambda or the function's API refused the message, or could not be reached.
 SEND_FAILED = "SEND_FAILED"
 #: ``wait_for_outcome`` gave up.
 TIMEOUT = "TIMEOUT"
+
+#: The function's codes that retrying later may fix (``src/entry/mod.rs``, ``failure``).
+RETRYABLE_CODES = frozenset(
+    {
+        "PORTAL_RATE_LIMITED",
+        "PORTAL_TIMEOUT",
+        "PORTAL_UNAVAILABLE",
+        "PORTAL_UNREACHABLE",
+        "DEPENDENCY_UNAVAILABLE",
+        "DEADLINE",
+        "IN_PROGRESS",
+    }
+)
 
 
 class BackupClientError(Exception):
@@ -28,7 +41,10 @@ class BackupClientError(Exception):
 
     ``code`` is stable: one of the constants of this module, or the function's own code
     (``INVALID_SEALED_INPUT``, ``PORTAL_RATE_LIMITED``, ...). ``field`` is the request field at
-    fault, where there is one. ``retryable`` says whether trying again later may help.
+    fault, where there is one. ``retryable`` says whether trying again later may help;
+    ``retry_after`` is how many seconds to wait first, when the answer said (its
+    ``Retry-After``), else ``None``. ``step`` is the function's step that failed (``unseal``,
+    ``backup``, ``store``, ...), when its API said.
     """
 
     def __init__(
@@ -38,11 +54,15 @@ class BackupClientError(Exception):
         *,
         field: Optional[str] = None,
         retryable: bool = False,
+        retry_after: Optional[float] = None,
+        step: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.field = field
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.step = step
 
     def __str__(self) -> str:
         return f"{self.code}: {self.args[0]}"
@@ -83,15 +103,19 @@ class SealFailed(BackupClientError):
 
 
 class SendFailed(BackupClientError):
-    """SQS or Lambda refused the message or the call, or could not be reached."""
+    """SQS, Lambda or the function's API refused the message or the call, or could not be
+    reached (API Gateway's own refusals: a bad signature, throttling, a timeout)."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(SEND_FAILED, message, retryable=retryable)
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: Optional[float] = None
+    ) -> None:
+        super().__init__(SEND_FAILED, message, retryable=retryable, retry_after=retry_after)
 
 
 class BackupFailed(BackupClientError):
-    """The function answered an error to a direct invoke: its ``errorType`` is the code, its
-    ``errorMessage`` (which never quotes a value) the message."""
+    """The function answered an error: to a direct invoke (its ``errorType`` is the code, its
+    ``errorMessage`` the message) or through its API (``{"error": {"code", "message",
+    "retryable", "step", "field"?}}``). The function's messages never quote a value."""
 
 
 class OutcomeTimeout(BackupClientError, TimeoutError):
