@@ -38,7 +38,7 @@ mod tests {
         let ids = named_ids(br#"{"clientId":"c1","idempotencyKey":"k-1","clientApiKey":"s"}"#);
         assert_eq!(ids.client_id.as_deref(), Some("c1"));
         assert_eq!(ids.idempotency_key.as_deref(), Some("k-1"));
-        let ids = named_ids(br#"{"clientId":"c 1","idempotencyKey":"k/1"}"#);
+        let ids = named_ids(br#"{"clientId":"c\u0001","idempotencyKey":"k/1"}"#);
         assert_eq!(ids, NamedIds::default());
         assert_eq!(named_ids(b"{poison"), NamedIds::default());
     }

@@ -312,11 +312,7 @@ pub async fn drill<E: Envelope, T: DrillTable + BackupStore>(
     let step = |c: Cause| BackupError::new(Step::Drill, c);
     deadline.check(Step::Drill, NEEDED)?;
     let stored = table.drill_cursor().await.map_err(|e| step(e.into()))?;
-    let mut cursor = stored.clone().unwrap_or(DrillCursor {
-        cycle: 1,
-        cycle_started_at: now,
-        ..DrillCursor::default()
-    });
+    let mut cursor = start_cursor(stored.as_ref(), now);
     let walk_quota = (req.sample - req.sample / 4).max(1) as usize;
     let random_quota = req.sample as usize - walk_quota.min(req.sample as usize);
 
@@ -393,13 +389,45 @@ pub async fn drill<E: Envelope, T: DrillTable + BackupStore>(
             "drill: a backup did not prove"
         );
     }
+    answer.cycle = save_cursor(table, stored.as_ref(), cursor, walked, cycle_done, now).await?;
+    tracing::info!(
+        verified = answer.verified,
+        failed = answer.failed,
+        cycle = answer.cycle.number,
+        proven_in_cycle = answer.cycle.proven,
+        cycle_done,
+        "drill done"
+    );
+    Ok(answer)
+}
+
+/// Where a walk starts: the saved cursor, or the first cycle's start at `now`.
+pub(crate) fn start_cursor(stored: Option<&DrillCursor>, now: u64) -> DrillCursor {
+    stored.cloned().unwrap_or(DrillCursor {
+        cycle: 1,
+        cycle_started_at: now,
+        ..DrillCursor::default()
+    })
+}
+
+/// Moves the walk on by `walked` items (a walk that reached the table's end ends its cycle, and
+/// the next drill starts the next one from the first item), saves the cursor if the stored one
+/// is still the one read (else another drill moved it: this one's progress is not saved), and
+/// answers the cycle as this drill leaves it.
+pub(crate) async fn save_cursor<T: DrillTable>(
+    table: &T,
+    stored: Option<&DrillCursor>,
+    mut cursor: DrillCursor,
+    walked: u64,
+    cycle_done: bool,
+    now: u64,
+) -> Result<Cycle, BackupError> {
     cursor.proven += walked;
     if cycle_done {
         cursor.last_cycle_ended_at = Some(now);
     }
     let reported = cursor.clone();
     if cycle_done {
-        // The next drill starts the next cycle from the table's first item.
         cursor = DrillCursor {
             next: None,
             cycle: cursor.cycle + 1,
@@ -410,11 +438,11 @@ pub async fn drill<E: Envelope, T: DrillTable + BackupStore>(
         };
     }
     cursor.version = stored.map_or(0, |c| c.version) + 1;
-    if !table
+    let saved = table
         .save_drill_cursor(&cursor)
         .await
-        .map_err(|e| step(e.into()))?
-    {
+        .map_err(|e| BackupError::new(Step::Drill, e))?;
+    if !saved {
         tracing::warn!(
             "another drill moved the cursor meanwhile; this drill's progress is not saved"
         );
@@ -422,22 +450,13 @@ pub async fn drill<E: Envelope, T: DrillTable + BackupStore>(
     let since = reported
         .last_cycle_ended_at
         .unwrap_or(reported.cycle_started_at);
-    answer.cycle = Cycle {
+    Ok(Cycle {
         number: reported.cycle,
         proven: reported.proven,
         started_at: reported.cycle_started_at,
         age_seconds: now.saturating_sub(since) / 1000,
         last_ended_at: reported.last_cycle_ended_at,
-    };
-    tracing::info!(
-        verified = answer.verified,
-        failed = answer.failed,
-        cycle = answer.cycle.number,
-        proven_in_cycle = answer.cycle.proven,
-        cycle_done,
-        "drill done"
-    );
-    Ok(answer)
+    })
 }
 
 /// Restore drills over the backup table.

@@ -15,10 +15,9 @@ use crate::domain::ciphertext::EncryptionContext;
 use crate::domain::wallet_key::{Verdict, check_custodian};
 use crate::ports::custody::CustodianShare;
 use crate::ports::custody_drill::{CustodyDrillTable, PublicValues};
-use crate::ports::drill::DrillCursor;
 use crate::ports::envelope::Envelope;
 use crate::ports::rotation::ItemKey;
-use crate::workflow::drill::{Cycle, DrillRequest, KEY_MISMATCH};
+use crate::workflow::drill::{Cycle, DrillRequest, KEY_MISMATCH, save_cursor, start_cursor};
 use crate::workflow::error::{BackupError, Cause, Step};
 use crate::workflow::retry::Deadline;
 
@@ -87,11 +86,7 @@ impl<E: Envelope, S: CustodyDrillTable> CustodyService<E, S> {
             .drill_cursor()
             .await
             .map_err(|e| step(e.into()))?;
-        let mut cursor = stored.clone().unwrap_or(DrillCursor {
-            cycle: 1,
-            cycle_started_at: now,
-            ..DrillCursor::default()
-        });
+        let mut cursor = start_cursor(stored.as_ref(), now);
         let quota = req.sample as usize;
         let mut picked: Vec<(CustodianShare, ItemKey)> = Vec::new();
         let page_items = (req.sample * 4).clamp(25, 1000);
@@ -138,42 +133,16 @@ impl<E: Envelope, S: CustodyDrillTable> CustodyService<E, S> {
                 }
             }
         }
-        cursor.proven += picked.len() as u64;
-        if cycle_done {
-            cursor.last_cycle_ended_at = Some(now);
-        }
-        let reported = cursor.clone();
-        if cycle_done {
-            cursor = DrillCursor {
-                next: None,
-                cycle: cursor.cycle + 1,
-                cycle_started_at: now,
-                proven: 0,
-                last_cycle_ended_at: Some(now),
-                version: cursor.version,
-            };
-        }
-        cursor.version = stored.map_or(0, |c| c.version) + 1;
-        if !self
-            .store
-            .save_drill_cursor(&cursor)
-            .await
-            .map_err(|e| step(e.into()))?
-        {
-            tracing::warn!(
-                "another custody drill moved the cursor meanwhile; this drill's progress is not saved"
-            );
-        }
-        let since = reported
-            .last_cycle_ended_at
-            .unwrap_or(reported.cycle_started_at);
-        answer.cycle = Cycle {
-            number: reported.cycle,
-            proven: reported.proven,
-            started_at: reported.cycle_started_at,
-            age_seconds: now.saturating_sub(since) / 1000,
-            last_ended_at: reported.last_cycle_ended_at,
-        };
+        let walked = picked.len() as u64;
+        answer.cycle = save_cursor(
+            &self.store,
+            stored.as_ref(),
+            cursor,
+            walked,
+            cycle_done,
+            now,
+        )
+        .await?;
         tracing::info!(
             verified = answer.verified,
             failed = answer.failed,
