@@ -483,5 +483,4 @@ fn portal_url(v: Option<String>, var: &'static str, default: &str) -> Result<Str
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

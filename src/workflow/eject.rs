@@ -258,5 +258,4 @@ impl<P: EjectPortal, E: Envelope> EjectService<P, E> {
 }
 
 #[cfg(test)]
-#[path = "eject_tests.rs"]
 mod tests;

@@ -215,5 +215,4 @@ impl<E: Envelope, S: CustodyDrillTable> CustodyService<E, S> {
 }
 
 #[cfg(test)]
-#[path = "drill_tests.rs"]
 mod tests;
