@@ -208,17 +208,19 @@ def provision_table(ddb, table):
                        {"AttributeName": "sk", "KeyType": "RANGE"}])
 
 
-def provision(kms, ddb, sqs, table, alias, custody_table, custody_alias):
+def provision(kms, ddb, sqs, table, alias, custody_table, custody_alias, rate_table):
     """The two trust domains, as template.yaml makes them: the backup key and table (client
-    shares, checkpoints) and the custody key and table (custodian shares), and the queue."""
+    shares, checkpoints) and the custody key and table (custodian shares); the queue, and the
+    Portal rate limiter's table."""
     key_id = provision_key(kms, alias, "portal-backup local key (client backup shares)")
     custody_key_id = provision_key(kms, custody_alias, "portal-backup local key (custodian shares)")
     provision_table(ddb, table)
     provision_table(ddb, custody_table)
+    provision_table(ddb, rate_table)
     queue = provision_queue(sqs, "portal-backup-requests")
     print(json.dumps({"kmsKeyId": key_id, "kmsAlias": alias, "table": table,
                       "custodyKmsKeyId": custody_key_id, "custodyKmsAlias": custody_alias,
-                      "custodyTable": custody_table, "queueUrl": queue}))
+                      "custodyTable": custody_table, "rateTable": rate_table, "queueUrl": queue}))
 
 
 def item_context(row):
@@ -413,6 +415,8 @@ def main():
     p.add_argument("--custody-table", default="portal-backup-custody",
                    help="the custody function's table (provision, show, report)")
     p.add_argument("--custody-alias", default="alias/portal-backup-custody")
+    p.add_argument("--rate-table", default="portal-backup-portal-rate",
+                   help="the Portal rate limiter's table (provision)")
     p.add_argument("--context", help="encryption context as JSON")
     p.add_argument("--sim", help="the Portal simulator's base URL (report)")
     p.add_argument("--answers", help="what local-invoke printed (report)")
@@ -426,7 +430,7 @@ def main():
     a = p.parse_intermixed_args()
     kms, ddb, sqs = clients(a.endpoint, a.region)
     if a.command == "provision":
-        provision(kms, ddb, sqs, a.table, a.alias, a.custody_table, a.custody_alias)
+        provision(kms, ddb, sqs, a.table, a.alias, a.custody_table, a.custody_alias, a.rate_table)
     elif a.command == "enqueue":
         files = ([a.ciphertext] if a.ciphertext else []) + a.events
         n = 0

@@ -14,8 +14,10 @@ use aws_smithy_runtime_api::client::http::{
 
 use crate::adapters::custodian_key::SecretsManagerKey;
 use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::dynamodb::rate_limit::DynamoRateLimiter;
 use crate::adapters::esdk::{EsdkEnvelope, EsdkSetupError};
 use crate::adapters::eventbridge::EventBus;
+use crate::adapters::portal_budget::PortalBudget;
 use crate::adapters::portal_http::{HttpPortal, http_client};
 use crate::adapters::secrets_manager::{RotatingSecret, SecretFetchError};
 use crate::adapters::sqs::SqsQueue;
@@ -131,7 +133,15 @@ pub async fn from_env() -> Result<Function, StartupError> {
     }
     let sdk = sdk_loader().load().await;
     match FunctionConfig::from_env()? {
-        FunctionConfig::Backup(config) => Ok(Function::Backup(build(&sdk, &config)?)),
+        FunctionConfig::Backup(config) => {
+            let mut handler = build(&sdk, &config)?;
+            // A message waiting for Portal's budget goes back to this queue for the wait.
+            if let Some(url) = &config.backup_queue_url {
+                let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url);
+                handler.redelivery = Some(std::sync::Arc::new(queue));
+            }
+            Ok(Function::Backup(handler))
+        }
         FunctionConfig::Operator(config) => {
             let mut handler = build(&sdk, &config)?;
             handler.role = Role::Operator;
@@ -162,9 +172,23 @@ pub async fn from_env() -> Result<Function, StartupError> {
 /// Builds the backup function's clients and services for `config`; the AWS SDK reads region,
 /// credentials and `AWS_ENDPOINT_URL` from `sdk`.
 pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, StartupError> {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let store = DynamoStore::new(dynamodb.clone(), &config.table_name);
     let http = http_client(config.portal_timeouts, config.https_only())?;
-    let portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
+    let mut portal = HttpPortal::new(http, &config.portal_mpc_url, &config.portal_api_url);
+    // Every Portal call of every invocation takes a slot of the stack's budget first.
+    let budget = config.portal_rate.as_ref().map(|rate| {
+        let limiter = DynamoRateLimiter::new(dynamodb, &rate.table_name, rate.rates);
+        std::sync::Arc::new(PortalBudget::new(
+            std::sync::Arc::new(limiter),
+            rate.max_wait,
+        ))
+    });
+    if let Some(budget) = &budget {
+        portal = portal.with_budget(budget.clone());
+    } else {
+        tracing::warn!("PORTAL_RATE_TABLE_NAME is unset: Portal calls are not rate limited");
+    }
     let envelope = EsdkEnvelope::new(aws_sdk_kms::Client::new(sdk), &config.kms_key_id)?
         .with_retired_keys(config.retired_kms_key_ids.clone());
     let mut services = Services::new(portal, envelope, store);
@@ -184,6 +208,8 @@ pub fn build(sdk: &SdkConfig, config: &Config) -> Result<BackupFunction, Startup
         max_concurrency: config.max_concurrency,
         events,
         max_receive_count: config.max_receive_count,
+        budget: budget.map(|b| b as std::sync::Arc<dyn crate::ports::rate_limit::BudgetMeter>),
+        redelivery: None,
     })
 }
 

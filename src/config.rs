@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::adapters::dynamodb::rate_limit::PortalRates;
 use crate::adapters::portal_http::HttpTimeouts;
 use crate::domain::model::BackupMode;
 use crate::domain::request::RequestPolicy;
@@ -57,6 +58,52 @@ pub struct Config {
     /// The backup queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`, 1–1000): a failure on that
     /// delivery is a failure for good (the message goes to the DLQ next).
     pub max_receive_count: Option<u32>,
+    /// The stack's Portal budget (`PORTAL_RATE_TABLE_NAME`; unset: calls are not limited).
+    pub portal_rate: Option<PortalRateConfig>,
+}
+
+/// The Portal rate limiter's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalRateConfig {
+    /// Its table (`PORTAL_RATE_TABLE_NAME`).
+    pub table_name: String,
+    /// Calls per minute (`PORTAL_MPC_RATE_PER_MINUTE`, default 50; `PORTAL_API_RATE_PER_MINUTE`,
+    /// default 200; 0: that API is not limited).
+    pub rates: PortalRates,
+    /// The longest a call waits for its slot inside an invocation
+    /// (`PORTAL_RATE_MAX_WAIT_SECONDS`, 0–300, default 20); a longer wait sends the message
+    /// back to its queue for that long.
+    pub max_wait: Duration,
+}
+
+impl PortalRateConfig {
+    /// Reads the limiter's settings; `None` without a table.
+    fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let Some(table_name) = get("PORTAL_RATE_TABLE_NAME") else {
+            return Ok(None);
+        };
+        if !valid_table_name(&table_name) {
+            return Err(bad(
+                "PORTAL_RATE_TABLE_NAME",
+                "must be 3 to 255 of [A-Za-z0-9_.-]",
+            ));
+        }
+        let rate = |name, default| number(get(name), name, default, 0, 1_000_000).map(|n| n as u32);
+        Ok(Some(Self {
+            table_name,
+            rates: PortalRates {
+                mpc_per_minute: rate("PORTAL_MPC_RATE_PER_MINUTE", 50)?,
+                client_per_minute: rate("PORTAL_API_RATE_PER_MINUTE", 200)?,
+            },
+            max_wait: Duration::from_secs(number(
+                get("PORTAL_RATE_MAX_WAIT_SECONDS"),
+                "PORTAL_RATE_MAX_WAIT_SECONDS",
+                20,
+                0,
+                300,
+            )? as u64),
+        }))
+    }
 }
 
 /// An optional whole number from `min` to `max` (unset: `None`).
@@ -398,6 +445,7 @@ impl Config {
             custodian_api_key_secret_arn: get("CUSTODIAN_API_KEY_SECRET_ARN"),
             outcome_event_bus: get("OUTCOME_EVENT_BUS"),
             max_receive_count: optional(get, "MAX_RECEIVE_COUNT", 1, 1000)?,
+            portal_rate: PortalRateConfig::from_env(&get)?,
             drill_sample,
             table_name,
             portal_mpc_url,

@@ -11,6 +11,7 @@ pub mod kms;
 pub(crate) mod memory;
 #[cfg(test)]
 pub(crate) mod memory_eject;
+pub mod portal_budget;
 pub mod portal_eject;
 pub mod portal_http;
 pub mod secrets_manager;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
+use crate::adapters::portal_budget::PortalBudget;
 use crate::domain::model::{Curve, check_id, curve_entries};
 use crate::domain::secret::{ClientApiKey, SecretBytes, SecretString, wipe_json};
 use crate::domain::share::embedded_pair_id;
@@ -51,6 +52,8 @@ pub struct HttpPortal {
     http: reqwest::Client,
     mpc_url: String,
     api_url: String,
+    /// The stack's Portal budget, when one is kept: every request takes a slot first.
+    budget: Option<std::sync::Arc<PortalBudget>>,
 }
 
 const BACKUP: &str = "POST /v1/backup";
@@ -77,7 +80,14 @@ impl HttpPortal {
             http,
             mpc_url: mpc_url.trim_end_matches('/').to_owned(),
             api_url: api_url.trim_end_matches('/').to_owned(),
+            budget: None,
         }
+    }
+
+    /// Spends `budget` on every request (each takes a slot of its API first).
+    pub fn with_budget(mut self, budget: std::sync::Arc<PortalBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Sends one request and reads at most 1 MiB of answer; non-2xx becomes `PortalError::Status`.
@@ -89,6 +99,9 @@ impl HttpPortal {
         api_key: &ClientApiKey,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, SecretBytes), PortalError> {
+        if let Some(budget) = &self.budget {
+            budget.admit(call).await?;
+        }
         let mut request = self
             .http
             .request(method, url)

@@ -217,3 +217,50 @@ fn loopback_http_is_allowed_for_local_runs() {
     assert_eq!(c.portal_mpc_url, "http://127.0.0.1:5060");
     assert!(!c.https_only());
 }
+
+#[test]
+fn the_portal_budget_is_read_with_portals_limits_as_defaults() {
+    let base = [("KMS_KEY_ID", "k"), ("BACKUP_TABLE_NAME", "backups")];
+    assert_eq!(
+        cfg(&base).unwrap().portal_rate,
+        None,
+        "no table: no limiter"
+    );
+    let mut with = base.to_vec();
+    with.push(("PORTAL_RATE_TABLE_NAME", "stack-portal-rate"));
+    assert_eq!(
+        cfg(&with).unwrap().portal_rate,
+        Some(PortalRateConfig {
+            table_name: "stack-portal-rate".into(),
+            rates: PortalRates {
+                mpc_per_minute: 50,
+                client_per_minute: 200,
+            },
+            max_wait: Duration::from_secs(20),
+        })
+    );
+    let mut set = with.clone();
+    set.extend([
+        ("PORTAL_MPC_RATE_PER_MINUTE", "0"),
+        ("PORTAL_API_RATE_PER_MINUTE", "120"),
+        ("PORTAL_RATE_MAX_WAIT_SECONDS", "5"),
+    ]);
+    let rate = cfg(&set).unwrap().portal_rate.unwrap();
+    assert_eq!(
+        (rate.rates.mpc_per_minute, rate.rates.client_per_minute),
+        (0, 120)
+    );
+    assert_eq!(rate.max_wait, Duration::from_secs(5));
+    for (var, value) in [
+        ("PORTAL_MPC_RATE_PER_MINUTE", "-1"),
+        ("PORTAL_API_RATE_PER_MINUTE", "fast"),
+        ("PORTAL_RATE_MAX_WAIT_SECONDS", "301"),
+        ("PORTAL_RATE_TABLE_NAME", "a"),
+    ] {
+        let mut bad = with.clone();
+        bad.retain(|(k, _)| *k != var);
+        bad.push((var, value));
+        let err = cfg(&bad).unwrap_err().to_string();
+        assert!(err.contains(var), "{var}={value}: {err}");
+    }
+}

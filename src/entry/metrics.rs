@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
+use crate::ports::rate_limit::{BudgetStats, PortalApi};
 use crate::workflow::backup::RunStats;
 use crate::workflow::error::BackupError;
 
@@ -288,6 +289,68 @@ pub fn emit_webhook(hook: &str, outcome: &str, refused: bool, fetched: u64) {
 /// Writes one EMF line for a backup's result (the line holds counts, names and timings only).
 pub fn emit(result: Result<(), &BackupError>, stats: &RunStats) {
     write(document(result, stats));
+}
+
+/// The EMF document of the Portal budget's waits for one API since the last one:
+/// `PortalRateWaits` (calls that waited for their slot), `PortalRateWaitMs` (time waited) and
+/// `PortalRateHeld` (calls held back, their message sent back to the queue).
+pub fn budget_document(api: &str, stats: &BudgetStats) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "PortalRateWaits": stats.waited,
+        "PortalRateWaitMs": stats.wait_ms,
+        "PortalRateHeld": stats.held,
+        "Api": api,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service", "Api"]],
+                "Metrics": [
+                    {"Name": "PortalRateWaits", "Unit": "Count"},
+                    {"Name": "PortalRateWaitMs", "Unit": "Milliseconds"},
+                    {"Name": "PortalRateHeld", "Unit": "Count"},
+                ],
+            }],
+        },
+    })
+}
+
+/// Writes one EMF line per API whose budget waited or held calls since the last invocation.
+pub fn emit_budget(stats: &[(PortalApi, BudgetStats)]) {
+    for (api, stats) in stats {
+        if *stats != BudgetStats::default() {
+            write(budget_document(api.as_str(), stats));
+        }
+    }
+}
+
+/// The EMF document of the messages of one batch sent back to the queue to wait for Portal's
+/// budget (`MessagesDeferred`).
+pub fn deferred_document(deferred: u64) -> Value {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "MessagesDeferred": deferred,
+        "Service": "portal-backup",
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Service"]],
+                "Metrics": [{"Name": "MessagesDeferred", "Unit": "Count"}],
+            }],
+        },
+    })
+}
+
+/// Writes the EMF line of a batch's deferred messages.
+pub fn emit_deferred(deferred: u64) {
+    write(deferred_document(deferred));
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ pub mod outcome;
 pub mod sqs;
 pub mod webhook;
 
+use std::time::Duration;
+
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -26,6 +28,8 @@ use crate::ports::eject::EjectPortal;
 use crate::ports::envelope::Envelope;
 use crate::ports::outcome_events::OutcomeEvents;
 use crate::ports::portal::{Portal, PortalError};
+use crate::ports::rate_limit::BudgetMeter;
+use crate::ports::redelivery::Redelivery;
 use crate::ports::rotation::{Rewrap, RotationTable};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::{BackupService, Invocation, Outcome, RunStats};
@@ -70,6 +74,10 @@ pub struct Ctx<'a> {
     /// Whether this is the first delivery: a permanent failure is told once, on its first
     /// delivery, not again on each redelivery SQS makes before the DLQ.
     pub first_attempt: bool,
+    /// Whether a failure that only waits for Portal's budget is sent again to the queue rather
+    /// than failed (the last delivery of a queue that takes delays): it is then not told as
+    /// failed, since it is not.
+    pub resends_waits: bool,
 }
 
 /// Parses one request and runs it; logs the outcome (and each failure) as one structured line.
@@ -93,7 +101,8 @@ where
         Err(e) => Err(e.into()),
     };
     if let Some(events) = ctx.events {
-        outcome::publish(events, ctx.first_attempt, ctx.final_attempt, body, &result).await;
+        let final_attempt = failed_for_good(&ctx, &result);
+        outcome::publish(events, ctx.first_attempt, final_attempt, body, &result).await;
     }
     match &result {
         Ok(outcome) => tracing::info!(
@@ -110,6 +119,27 @@ where
     }
     crate::entry::metrics::emit(result.as_ref().map(|_| ()), &stats);
     result
+}
+
+/// How long a failure asks to wait, when it failed only for want of a Portal slot: the stack's
+/// limiter, or Portal's own 429 (its `Retry-After`, else a minute, Portal's window).
+pub(crate) fn portal_wait(err: &BackupError) -> Option<Duration> {
+    match &err.cause {
+        Cause::Portal(PortalError::Held { wait, .. }) => Some(*wait),
+        Cause::Portal(PortalError::Status {
+            status: 429,
+            retry_after,
+            ..
+        }) => Some(retry_after.unwrap_or(Duration::from_secs(60))),
+        _ => None,
+    }
+}
+
+/// Whether a transient failure now is the message's last: its last delivery, unless it only
+/// waits for Portal's budget and is sent to the queue again (then it is not failed at all).
+fn failed_for_good(ctx: &Ctx<'_>, result: &Result<Outcome, BackupError>) -> bool {
+    let resent = ctx.resends_waits && result.as_ref().err().and_then(portal_wait).is_some();
+    ctx.final_attempt && !resent
 }
 
 /// One structured line per failure: step, kind, field at fault; the error text names no secret.
@@ -136,6 +166,7 @@ pub(crate) fn test_ctx() -> Ctx<'static> {
         events: None,
         final_attempt: false,
         first_attempt: true,
+        resends_waits: false,
     }
 }
 
@@ -316,6 +347,10 @@ pub struct Handler<P, E, S> {
     /// The queue's `maxReceiveCount` (`MAX_RECEIVE_COUNT`): a message received that many times
     /// goes to the DLQ after a failure.
     pub max_receive_count: Option<u32>,
+    /// The stack's Portal budget, whose waits each invocation reports as metrics.
+    pub budget: Option<std::sync::Arc<dyn BudgetMeter>>,
+    /// The backup queue, where a message waiting for Portal's budget goes back.
+    pub redelivery: Option<std::sync::Arc<dyn Redelivery>>,
 }
 
 /// Handles any invocation. The raw event is read once per trigger and wiped afterwards: it holds
@@ -339,9 +374,13 @@ where
         events: app.events.as_deref(),
         final_attempt: false,
         first_attempt: true,
+        resends_waits: false,
     };
     let result = dispatch(app, ctx, &raw).await;
     raw.zeroize();
+    if let Some(budget) = &app.budget {
+        metrics::emit_budget(&budget.take_stats());
+    }
     result
 }
 
@@ -370,6 +409,7 @@ where
                 ctx,
                 app.max_concurrency,
                 app.max_receive_count,
+                app.redelivery.as_deref(),
                 event,
             )
             .await?;
@@ -506,6 +546,15 @@ pub fn failure(err: &BackupError) -> Failure {
             f(502, "PORTAL_UNREACHABLE", Some(DEFAULT_RETRY_AFTER))
         }
         Cause::Portal(PortalError::Contract { .. }) => f(502, "PORTAL_CONTRACT", None),
+        // The stack's own Portal budget: the call waits for a free slot.
+        Cause::Portal(PortalError::Held { wait, .. }) => f(
+            503,
+            "PORTAL_RATE_LIMITED",
+            Some(wait.as_secs_f64().ceil() as u64),
+        ),
+        Cause::Portal(PortalError::Limiter { .. }) => {
+            f(503, "DEPENDENCY_UNAVAILABLE", Some(DEFAULT_RETRY_AFTER))
+        }
         // A sealed generate response that does not open is the sender's problem.
         Cause::Envelope(_) if err.step == Step::Unseal && !err.is_transient() => {
             f(400, "INVALID_SEALED_INPUT", None)
@@ -533,6 +582,48 @@ pub fn failure(err: &BackupError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_sent_again_to_wait_is_not_failed_for_good() {
+        let portal = |status| {
+            Err(BackupError::new(
+                Step::Backup,
+                PortalError::Status {
+                    call: "POST /v1/backup",
+                    status,
+                    error_id: None,
+                    retry_after: None,
+                },
+            ))
+        };
+        let last = Ctx {
+            final_attempt: true,
+            resends_waits: true,
+            ..test_ctx()
+        };
+        assert!(!failed_for_good(&last, &portal(429)), "sent again to wait");
+        assert!(failed_for_good(&last, &portal(503)), "503 is not a wait");
+        let held = Err(BackupError::new(
+            Step::Backup,
+            PortalError::Held {
+                call: "POST /v1/backup",
+                wait: Duration::from_secs(3),
+            },
+        ));
+        assert!(!failed_for_good(&last, &held));
+        let no_queue = Ctx {
+            resends_waits: false,
+            ..last
+        };
+        assert!(
+            failed_for_good(&no_queue, &portal(429)),
+            "nowhere to send it"
+        );
+        assert!(
+            !failed_for_good(&test_ctx(), &portal(503)),
+            "not the last delivery"
+        );
+    }
 
     #[test]
     fn recognises_each_shape() {

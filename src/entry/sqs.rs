@@ -4,10 +4,15 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::StreamExt;
 use tracing::{Instrument, info_span};
 
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
 use super::{Ctx, run_request};
 use crate::ports::checkpoints::Checkpoints;
 use crate::ports::envelope::Envelope;
 use crate::ports::portal::Portal;
+use crate::ports::redelivery::{Deferral, Redelivery};
 use crate::ports::store::BackupStore;
 use crate::workflow::backup::BackupService;
 
@@ -35,11 +40,17 @@ impl From<MissingMessageId> for lambda_runtime::Diagnostic {
 /// A FIFO batch (its source ARN ends in `.fifo`) is processed in order, one message at a time;
 /// after the first failure every later message is reported failed unprocessed, as SQS FIFO
 /// requires to keep each message group in order.
+///
+/// A message that failed only because Portal's budget had no room for it (the stack's limiter,
+/// or Portal's 429) goes back to the queue for the wait (`redelivery`): its visibility timeout
+/// is set to the wait, or, on its last receive, it is sent again with that delay and reported
+/// done, so that waiting never moves it to the DLQ.
 pub async fn handle_sqs<P, E, S>(
     service: &BackupService<P, E, S>,
     ctx: Ctx<'_>,
     concurrency: usize,
     max_receive_count: Option<u32>,
+    redelivery: Option<&dyn Redelivery>,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, MissingMessageId>
 where
@@ -61,24 +72,33 @@ where
             .as_deref()
             .is_some_and(|a| a.ends_with(".fifo"))
     });
-    let failed: Vec<String> = if fifo {
-        let mut failed = Vec::new();
+    let run = Run {
+        ctx,
+        max_receive_count,
+        // A FIFO queue takes no per-message delay: there a waiting message only waits.
+        resends: redelivery.is_some() && !fifo,
+    };
+    let processed: Vec<Processed> = if fifo {
+        let mut processed = Vec::new();
+        let mut failed = false;
         for record in event.records {
-            if failed.is_empty() {
-                failed.extend(process(service, ctx, max_receive_count, record).await);
+            if failed {
+                processed.push(Processed::Failed(record.message_id.unwrap_or_default()));
             } else {
-                failed.extend(record.message_id);
+                let p = process(service, &run, record).await;
+                failed = !matches!(p, Processed::Done);
+                processed.push(p);
             }
         }
-        failed
+        processed
     } else {
         futures::stream::iter(event.records)
-            .map(|record| process(service, ctx, max_receive_count, record))
+            .map(|record| process(service, &run, record))
             .buffer_unordered(concurrency.max(1))
-            .filter_map(|failed| async move { failed })
             .collect()
             .await
     };
+    let failed = redeliver(redelivery, processed).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failed
         .into_iter()
@@ -91,13 +111,36 @@ where
     Ok(response)
 }
 
-/// Runs one record; returns its id if it failed.
+/// What every record of a batch shares.
+struct Run<'a> {
+    ctx: Ctx<'a>,
+    max_receive_count: Option<u32>,
+    /// Whether a waiting message may be sent again (a queue to send to, not FIFO).
+    resends: bool,
+}
+
+/// How one record ended.
+enum Processed {
+    /// Backed up (or already was): deleted by Lambda.
+    Done,
+    /// Failed: reported, SQS delivers it again after its visibility timeout.
+    Failed(String),
+    /// Failed only for want of a Portal slot: back to the queue for `wait`.
+    Wait {
+        message_id: String,
+        receipt_handle: Option<String>,
+        wait: Duration,
+        /// The body, kept only when this was the last receive (to send it again).
+        resend: Option<Zeroizing<String>>,
+    },
+}
+
+/// Runs one record.
 async fn process<P, E, S>(
     service: &BackupService<P, E, S>,
-    ctx: Ctx<'_>,
-    max_receive_count: Option<u32>,
+    run: &Run<'_>,
     mut record: SqsMessage,
-) -> Option<String>
+) -> Processed
 where
     P: Portal,
     E: Envelope,
@@ -109,18 +152,86 @@ where
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse().ok());
+    let final_attempt =
+        matches!((received, run.max_receive_count), (Some(n), Some(max)) if n >= max);
     let ctx = Ctx {
-        final_attempt: matches!((received, max_receive_count), (Some(n), Some(max)) if n >= max),
+        final_attempt,
         first_attempt: received.is_none_or(|n| n <= 1),
-        ..ctx
+        resends_waits: final_attempt && run.resends,
+        ..run.ctx
     };
     let span = info_span!("message", message_id = %message_id, client_id = tracing::field::Empty);
-    let body = zeroize::Zeroizing::new(record.body.take().unwrap_or_default());
+    let body = Zeroizing::new(record.body.take().unwrap_or_default());
     let result = run_request(service, ctx, body.as_bytes())
         .instrument(span)
         .await;
-    drop(body);
-    result.is_err().then_some(message_id)
+    match result {
+        Ok(_) => Processed::Done,
+        Err(err) => match super::portal_wait(&err) {
+            Some(wait) => Processed::Wait {
+                message_id,
+                receipt_handle: record.receipt_handle.take(),
+                wait,
+                resend: ctx.resends_waits.then_some(body),
+            },
+            None => Processed::Failed(message_id),
+        },
+    }
+}
+
+/// Sends waiting messages back to the queue; answers the ids to report failed.
+async fn redeliver(redelivery: Option<&dyn Redelivery>, processed: Vec<Processed>) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut deferrals = Vec::new();
+    let mut resent = 0u64;
+    for p in processed {
+        match p {
+            Processed::Done => {}
+            Processed::Failed(id) => failed.push(id),
+            Processed::Wait {
+                message_id,
+                receipt_handle,
+                wait,
+                resend,
+            } => match (redelivery, resend) {
+                (Some(queue), Some(body)) => match queue.resend(&body, wait).await {
+                    // The copy carries the same request (and idempotency key): the original is
+                    // done with, and its delete cannot lose the backup.
+                    Ok(()) => resent += 1,
+                    Err(e) => {
+                        tracing::error!(%message_id, error = %e, "a waiting message could not be sent again; it goes to the DLQ");
+                        failed.push(message_id);
+                    }
+                },
+                (Some(_), None) => {
+                    if let Some(receipt_handle) = receipt_handle {
+                        deferrals.push(Deferral {
+                            receipt_handle,
+                            wait,
+                        });
+                    }
+                    failed.push(message_id);
+                }
+                (None, _) => failed.push(message_id),
+            },
+        }
+    }
+    if let (Some(queue), false) = (redelivery, deferrals.is_empty()) {
+        if let Err(e) = queue.defer(&deferrals).await {
+            // The messages still come back, after the queue's own visibility timeout.
+            tracing::warn!(messages = deferrals.len(), error = %e, "waiting messages keep the queue's visibility timeout");
+        }
+    }
+    let deferred = deferrals.len() as u64 + resent;
+    if deferred > 0 {
+        tracing::info!(
+            deferred,
+            resent,
+            "messages sent back to the queue to wait for Portal's budget"
+        );
+        crate::entry::metrics::emit_deferred(deferred);
+    }
+    failed
 }
 
 #[cfg(test)]
@@ -161,7 +272,7 @@ mod tests {
                 &good("c4").replace("\"k\"", "\"k\",\"backupMode\":\"NOPE\""),
             ),
         ];
-        let out = handle_sqs(&svc, crate::entry::test_ctx(), 2, None, event)
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 2, None, None, event)
             .await
             .unwrap();
         let mut ids: Vec<_> = out
@@ -195,7 +306,7 @@ mod tests {
         for r in &mut event.records {
             r.event_source_arn = Some("arn:aws:sqs:us-east-1:1:backups.fifo".into());
         }
-        let out = handle_sqs(&svc, crate::entry::test_ctx(), 10, None, event)
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 10, None, None, event)
             .await
             .unwrap();
         let ids: Vec<_> = out
@@ -223,11 +334,129 @@ mod tests {
         r.message_id = None;
         event.records = vec![record("m1", &good("c1")), r];
         assert_eq!(
-            handle_sqs(&svc, crate::entry::test_ctx(), 4, None, event)
+            handle_sqs(&svc, crate::entry::test_ctx(), 4, None, None, event)
                 .await
                 .unwrap_err()
                 .index,
             1
         );
+    }
+
+    /// Records what goes back to the queue.
+    #[derive(Debug, Default)]
+    struct FakeQueue {
+        deferred: std::sync::Mutex<Vec<(String, Duration)>>,
+        resent: std::sync::Mutex<Vec<(String, Duration)>>,
+    }
+
+    impl Redelivery for FakeQueue {
+        fn defer<'a>(
+            &'a self,
+            messages: &'a [Deferral],
+        ) -> crate::ports::redelivery::Redelivered<'a> {
+            let mut deferred = self.deferred.lock().unwrap();
+            deferred.extend(messages.iter().map(|m| (m.receipt_handle.clone(), m.wait)));
+            Box::pin(async { Ok(()) })
+        }
+
+        fn resend<'a>(
+            &'a self,
+            body: &'a str,
+            delay: Duration,
+        ) -> crate::ports::redelivery::Redelivered<'a> {
+            self.resent.lock().unwrap().push((body.to_owned(), delay));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn received(id: &str, body: &str, count: u32) -> SqsMessage {
+        let mut m = record(id, body);
+        m.receipt_handle = Some(format!("rh-{id}"));
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), count.to_string());
+        m
+    }
+
+    #[tokio::test]
+    async fn a_message_that_waits_for_portal_goes_back_to_the_queue_never_to_the_dlq() {
+        let portal = FakePortal {
+            fail_backup: Some(429),
+            ..FakePortal::default()
+        };
+        let svc = BackupService::new(portal, FakeEnvelope::default(), FakeStore::default());
+        let queue = FakeQueue::default();
+        let mut event = SqsEvent::default();
+        let last = good("c2");
+        event.records = vec![
+            received("w1", &good("c1"), 1),
+            received("w2", &last, 3),
+            received("poison", "{", 3),
+        ];
+        let out = handle_sqs(
+            &svc,
+            crate::entry::test_ctx(),
+            4,
+            Some(3),
+            Some(&queue),
+            event,
+        )
+        .await
+        .unwrap();
+        let mut ids: Vec<_> = out
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        ids.sort();
+        // w1 waits by its visibility; w2, on its last receive, was sent again and is done with.
+        assert_eq!(ids, ["poison", "w1"]);
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            *queue.deferred.lock().unwrap(),
+            [("rh-w1".to_owned(), minute)]
+        );
+        assert_eq!(*queue.resent.lock().unwrap(), [(last, minute)]);
+    }
+
+    #[tokio::test]
+    async fn without_a_queue_or_on_fifo_a_waiting_message_is_not_sent_again() {
+        let portal = FakePortal {
+            fail_backup: Some(429),
+            ..FakePortal::default()
+        };
+        let svc = BackupService::new(portal, FakeEnvelope::default(), FakeStore::default());
+        let event = || {
+            let mut event = SqsEvent::default();
+            event.records = vec![received("w1", &good("c1"), 3)];
+            event
+        };
+        let out = handle_sqs(&svc, crate::entry::test_ctx(), 4, Some(3), None, event())
+            .await
+            .unwrap();
+        assert_eq!(
+            out.batch_item_failures.len(),
+            1,
+            "no queue: failed as before"
+        );
+        let queue = FakeQueue::default();
+        let mut fifo = event();
+        fifo.records[0].event_source_arn = Some("arn:aws:sqs:us-east-1:1:b.fifo".into());
+        let out = handle_sqs(
+            &svc,
+            crate::entry::test_ctx(),
+            4,
+            Some(3),
+            Some(&queue),
+            fifo,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            out.batch_item_failures.len(),
+            1,
+            "FIFO takes no delay: it waits"
+        );
+        assert!(queue.resent.lock().unwrap().is_empty());
+        assert_eq!(queue.deferred.lock().unwrap().len(), 1);
     }
 }

@@ -11,6 +11,8 @@ pub mod eject;
 pub mod envelope;
 pub mod outcome_events;
 pub mod portal;
+pub mod rate_limit;
+pub mod redelivery;
 pub mod rotation;
 pub mod store;
 pub mod webhook_secret;

@@ -44,6 +44,26 @@ pub enum PortalError {
         /// Whether it was a timeout (connect or whole request).
         timeout: bool,
     },
+    /// The stack's own Portal budget (`ports::rate_limit`) has no slot within the time this call
+    /// may wait: the call was not made.
+    #[error(
+        "Portal {call} was held back: the stack's budget of Portal calls per minute is taken for the next {} ms; transient: retry then",
+        wait.as_millis()
+    )]
+    Held {
+        /// The call.
+        call: &'static str,
+        /// How long until a slot is likely free.
+        wait: Duration,
+    },
+    /// The stack's Portal budget could not be checked (its table): the call was not made.
+    #[error("Portal {call} was not made: the rate limiter failed ({detail}); transient: retry")]
+    Limiter {
+        /// The call.
+        call: &'static str,
+        /// What failed (no value).
+        detail: String,
+    },
     /// Portal answered 2xx with a body that does not follow its contract.
     #[error(
         "Portal {call} answered outside its documented contract: {detail}; permanent: report to Portal"
@@ -73,8 +93,19 @@ impl PortalError {
             PortalError::Status { status, .. } => {
                 *status == 408 || *status == 429 || *status >= 500
             }
-            PortalError::Transport { .. } => true,
+            PortalError::Transport { .. } | PortalError::Held { .. } => true,
+            PortalError::Limiter { .. } => true,
             PortalError::Contract { .. } => false,
+        }
+    }
+
+    /// How long to wait before trying again, when the failure says: Portal's `Retry-After`, or
+    /// the wait for the stack's next free slot.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PortalError::Status { retry_after, .. } => *retry_after,
+            PortalError::Held { wait, .. } => Some(*wait),
+            _ => None,
         }
     }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::ports::portal::PortalError;
 use crate::workflow::error::{BackupError, Cause, Step};
 
 /// Time kept back from the deadline for answering Lambda and releasing leases.
@@ -185,10 +184,10 @@ impl RetryPolicy {
     }
 }
 
-/// Portal's `Retry-After`, when it sent one.
+/// Portal's `Retry-After`, when it sent one, or the wait for the stack's next Portal slot.
 pub fn retry_after(err: &BackupError) -> Option<Duration> {
     match &err.cause {
-        Cause::Portal(PortalError::Status { retry_after, .. }) => *retry_after,
+        Cause::Portal(e) => e.retry_after(),
         _ => None,
     }
 }
@@ -196,6 +195,7 @@ pub fn retry_after(err: &BackupError) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::portal::PortalError;
     use crate::workflow::error::Mismatch;
 
     fn transient(retry_after: Option<Duration>) -> BackupError {

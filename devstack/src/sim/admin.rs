@@ -124,6 +124,10 @@ struct ConfigRequest {
     response_form: Option<String>,
     patch_allowed: Option<bool>,
     post_allowed: Option<bool>,
+    /// Portal's Enclave MPC API limit per 60 s (0: none).
+    mpc_rate_per_minute: Option<u32>,
+    /// Portal's client API limit per 60 s (0: none).
+    api_rate_per_minute: Option<u32>,
 }
 
 /// `POST /_sim/config`: changes the given knobs, leaves the others.
@@ -140,6 +144,12 @@ pub(crate) async fn set_config(
         ),
     };
     let mut inner = sim.lock();
+    if let Some(n) = request.mpc_rate_per_minute {
+        inner.limits[0].set(n);
+    }
+    if let Some(n) = request.api_rate_per_minute {
+        inner.limits[1].set(n);
+    }
     let config = &mut inner.config;
     if let Some(ms) = request.latency_ms {
         config.latency = Duration::from_millis(ms);
@@ -170,7 +180,11 @@ pub(crate) async fn state(State(sim): State<Arc<Sim>>) -> Response {
         .iter()
         .map(|(client, pair, share)| json!({"clientId": client, "backupSharePairId": pair, "share": share}))
         .collect();
-    Json(json!({"pairs": pairs, "calls": calls, "custodianShares": custodian})).into_response()
+    let limits = json!({"mpc": inner.limits[0].to_json(), "client": inner.limits[1].to_json()});
+    Json(
+        json!({"pairs": pairs, "calls": calls, "custodianShares": custodian, "rateLimits": limits}),
+    )
+    .into_response()
 }
 
 /// `GET /_sim/pairs/{id}`: one pair, or 404.

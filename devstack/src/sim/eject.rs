@@ -71,7 +71,7 @@ pub(crate) async fn enable_eject(
     headers: HeaderMap,
     body: Bytes,
 ) -> Outcome {
-    arrive(&sim, Route::EnableEject).await;
+    arrive(&sim, Route::EnableEject).await?;
     admit_custodian(&sim, Route::EnableEject, &headers).await?;
     let wallet_id = string_field(&body, "walletId")?;
     if !owns(&sim, &client_id, &wallet_id) {

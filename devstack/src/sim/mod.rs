@@ -11,6 +11,7 @@ mod admin;
 mod basics;
 mod eject;
 mod keys;
+mod rate;
 mod reject;
 mod routes;
 mod state;

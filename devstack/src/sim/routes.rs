@@ -77,11 +77,28 @@ pub(crate) async fn fault_response(fault: Fault) -> Response {
     response
 }
 
-/// Counts the call and applies the configured latency.
-pub(crate) async fn arrive(sim: &Sim, route: Route) {
-    let latency = sim.lock().arrive(route);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+/// Counts the call, holds Portal's rate limit, and applies the configured latency.
+pub(crate) async fn arrive(sim: &Sim, route: Route) -> Result<(), Reject> {
+    let arrived = sim.lock().arrive(route);
+    match arrived {
+        Ok(latency) => {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            Ok(())
+        }
+        Err(retry_after) => {
+            let mut response = portal_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMIT_EXCEEDED",
+                "Too many requests",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            Err(response.into())
+        }
     }
 }
 
@@ -117,7 +134,7 @@ async fn admit(sim: &Sim, route: Route, headers: &HeaderMap) -> Result<String, R
 
 /// [`arrive`] then [`admit`].
 pub(crate) async fn enter(sim: &Sim, route: Route, headers: &HeaderMap) -> Result<String, Reject> {
-    arrive(sim, route).await;
+    arrive(sim, route).await?;
     admit(sim, route, headers).await
 }
 
@@ -328,7 +345,7 @@ pub(crate) async fn store_cipher_text(
     headers: HeaderMap,
     body: Bytes,
 ) -> Outcome {
-    arrive(&sim, Route::StoreCipherText).await;
+    arrive(&sim, Route::StoreCipherText).await?;
     let (patch_allowed, post_allowed) = {
         let inner = sim.lock();
         (inner.config.patch_allowed, inner.config.post_allowed)

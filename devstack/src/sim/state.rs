@@ -1,7 +1,7 @@
 //! In-memory state of the Portal simulator: clients, share pairs, call counters, faults, knobs.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 pub(crate) use super::basics::{Curve, SimError, new_id};
 use super::keys::Wallet;
+use super::rate::{Api, Limit};
 use super::time::rfc3339;
 use super::webhook::WebhookTarget;
 use super::{DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CUSTODIAN_API_KEY, SimOptions};
@@ -298,6 +299,8 @@ pub(crate) struct Inner {
     pub custodians: HashSet<String>,
     /// Eject per wallet id: until when it is enabled, and whether it was completed.
     pub ejects: HashMap<String, Eject>,
+    /// Portal's rate limits: the Enclave MPC API, then the client API.
+    pub limits: [Limit; 2],
     options: SimOptions,
 }
 
@@ -322,6 +325,7 @@ impl Inner {
             custodian_sent: Vec::new(),
             custodians: HashSet::new(),
             ejects: HashMap::new(),
+            limits: Default::default(),
             options,
         };
         if inner.options.demo {
@@ -340,6 +344,7 @@ impl Inner {
         self.faults.clear();
         self.custodian_sent.clear();
         self.ejects.clear();
+        self.limits = Default::default();
         self.config = Config::new(&self.options);
         self.calls = Route::ALL.into_iter().map(|r| (r.name(), 0)).collect();
         if self.options.demo {
@@ -347,10 +352,20 @@ impl Inner {
         }
     }
 
-    /// Counts a call of `route` and returns the latency to apply.
-    pub(crate) fn arrive(&mut self, route: Route) -> Duration {
+    /// Counts a call of `route` and returns the latency to apply, or, over its API's rate
+    /// limit, the seconds to send as `Retry-After`.
+    pub(crate) fn arrive(&mut self, route: Route) -> Result<Duration, u64> {
         *self.calls.entry(route.name()).or_insert(0) += 1;
-        self.config.latency
+        self.limit_mut(Api::of(route)).admit(Instant::now())?;
+        Ok(self.config.latency)
+    }
+
+    /// The rate limit of `api`.
+    pub(crate) fn limit_mut(&mut self, api: Api) -> &mut Limit {
+        match api {
+            Api::Mpc => &mut self.limits[0],
+            Api::Client => &mut self.limits[1],
+        }
     }
 
     /// Counts one event under `name` (webhook calls, which have no route of their own).

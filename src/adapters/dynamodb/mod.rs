@@ -6,6 +6,7 @@ pub(crate) mod checkpoints;
 pub(crate) mod custodian;
 pub(crate) mod custody_drill;
 pub(crate) mod drill;
+pub mod rate_limit;
 pub(crate) mod recoveries;
 pub(crate) mod rotation;
 pub(crate) mod shares;
