@@ -94,14 +94,23 @@ fn = functions["BackupFunction"]
 fp = fn["Properties"]
 check(fp["Timeout"] == ref("FunctionTimeout") and fp["MemorySize"] == ref("FunctionMemory"), "timeout and memory are parameters")
 env = fp["Environment"]["Variables"]
+# The stack's Portal rate limiter: its table and the three parameters, the same on both functions
+# that call Portal (checked with the table below).
+PORTAL_RATE_VARS = {"PORTAL_RATE_TABLE_NAME": ref("PortalRateTable"), "PORTAL_MPC_RATE_PER_MINUTE": ref("PortalMpcRatePerMinute"),
+                    "PORTAL_API_RATE_PER_MINUTE": ref("PortalApiRatePerMinute"),
+                    "PORTAL_RATE_MAX_WAIT_SECONDS": ref("PortalRateMaxWaitSeconds")}
 for var in ["BACKUP_MODE", "KMS_KEY_ID", "BACKUP_TABLE_NAME", "PORTAL_MPC_URL", "PORTAL_API_URL", "MAX_CONCURRENCY",
             "REQUIRE_SEALED_INPUT"]:
     check(var in env, f"environment sets {var}")
 check(env["BACKUP_MODE"] == ref("BackupMode"), "BACKUP_MODE from the BackupMode parameter")
 check(env["REQUIRE_SEALED_INPUT"] == ref("RequireSealedInput") and P["RequireSealedInput"]["Default"] == "true",
       "sealed input by default; a deployer may turn it off")
-check("ALLOW_PLAINTEXT_RESTORE" not in env and "BACKUP_QUEUE_URL" not in env and "DRILL_SAMPLE" not in env,
-      "the backup function is given no restore, queue-sending or drill setting (backups only)")
+check("ALLOW_PLAINTEXT_RESTORE" not in env and "DRILL_SAMPLE" not in env,
+      "the backup function is given no restore or drill setting (backups only)")
+# Its own queue, to send a message waiting for Portal's budget back to it (a visibility change, or
+# on the last receive a delayed copy): the queue it reads, no other.
+check(env.get("BACKUP_QUEUE_URL") == ref("BackupQueue") and '"BACKUP_QUEUE_URL"' in config_rs,
+      "the backup function is told its own queue (BACKUP_QUEUE_URL), to send a message waiting for Portal's budget back to it")
 check(sorted(P["BackupMode"]["AllowedValues"]) == ["PORTAL_MANAGED", "SELF_MANAGED"], "BackupMode allowed values")
 CURRENT_KEY = {"Fn::If": ["UseStackKey", getatt("BackupKey"), ref("KmsKeyArn")]}
 def table_ref(name, how="Ref"):
@@ -122,8 +131,9 @@ check(oenv == {"FUNCTION_ROLE": "operator", "KMS_KEY_ID": env["KMS_KEY_ID"], "BA
                "BACKUP_MODE": env["BACKUP_MODE"], "PORTAL_MPC_URL": env["PORTAL_MPC_URL"], "PORTAL_API_URL": env["PORTAL_API_URL"],
                "ALLOW_PLAINTEXT_RESTORE": ref("AllowPlaintextRestore"), "RETIRED_KMS_KEY_IDS": env["RETIRED_KMS_KEY_IDS"],
                "BACKUP_QUEUE_URL": ref("BackupQueue"), "DRILL_SAMPLE": ref("DrillSample"),
-               "CUSTODIAN_API_KEY_SECRET_ARN": ref("CustodianApiKeySecretArn"), "STACK_NAME": ref("AWS::StackName")},
-      f"the operator function is given the backup side's key, table, Portal and retired keys, the restore setting, the queue, the drill sample, the custodian API key's secret and the stack's name, nothing else: {sorted(oenv)}")
+               "CUSTODIAN_API_KEY_SECRET_ARN": ref("CustodianApiKeySecretArn"), "STACK_NAME": ref("AWS::StackName"),
+               **{k: env[k] for k in PORTAL_RATE_VARS}},
+      f"the operator function is given the backup side's key, table, Portal, Portal budget and retired keys, the restore setting, the queue, the drill sample, the custodian API key's secret and the stack's name, nothing else: {sorted(oenv)}")
 check("OUTCOME_EVENT_BUS" not in oenv and "MAX_RECEIVE_COUNT" not in oenv,
       "the operator function tells no outcome events and reads no queue (the backup function's settings)")
 check(P["AllowPlaintextRestore"]["Default"] == "false", "restores answer sealed unless a deployer allows plaintext")
@@ -357,7 +367,8 @@ check(ms[0]["ThrottlingRateLimit"] < R["BackupApi"]["Properties"]["DefaultRouteS
       "the webhooks' throttle is below the IAM routes'")
 
 # The tables: durable, encrypted, retained, with the key schema the code writes.
-check(sorted(of_type("AWS::DynamoDB::Table")) == ["BackupTable", "CustodyTable"], "two tables: backup and custody")
+check(sorted(of_type("AWS::DynamoDB::Table")) == ["BackupTable", "CustodyTable", "PortalRateTable"],
+      "three tables: backup and custody, and the Portal rate limiter's")
 check(sorted(of_type("AWS::DynamoDB::GlobalTable")) == ["BackupGlobalTable", "CustodyGlobalTable"], "and the same two as global tables")
 for name in ["BackupTable", "CustodyTable", "BackupGlobalTable", "CustodyGlobalTable"]:
     t = R[name]
@@ -382,6 +393,46 @@ check(template["Conditions"]["OneRegion"] == {"Fn::Equals": [ref("SecondaryRegio
       and template["Conditions"]["HasSecondaryRegion"] == {"Fn::Not": [{"Fn::Equals": [ref("SecondaryRegion"), ""]}]}, "the region conditions")
 for key in ["BackupKey", "CustodyKey"]:
     check(R[key]["Properties"]["MultiRegion"] == {"Fn::If": ["HasSecondaryRegion", True, False]}, f"{key} is a multi-Region key with a second region")
+
+# The Portal rate limiter's table (src/adapters/dynamodb/rate_limit.rs): one item per Portal API,
+# pk PORTAL_RATE#<api>, sk NEXT, rewritten on every Portal call. Its own table, in this region
+# only whatever SecondaryRegion says (a global table would replicate every write and conflict
+# across regions); it holds only slot times: deleted with the stack, items expire a day after use.
+rate_limit_rs = (ROOT / "src/adapters/dynamodb/rate_limit.rs").read_text()
+def check_rate_table(tmpl, name, condition, where):
+    t = tmpl["Resources"][name]
+    tp = t["Properties"]
+    check(t["Type"] == "AWS::DynamoDB::Table" and t.get("Condition") == condition, f"{where}{name}: a table of its own (not global)")
+    check(t["DeletionPolicy"] == "Delete" and t["UpdateReplacePolicy"] == "Delete", f"{where}{name}: deleted with the stack (it holds only the next slot's time)")
+    check(tp["BillingMode"] == "PAY_PER_REQUEST", f"{where}{name}: on-demand")
+    check([(k["AttributeName"], k["KeyType"]) for k in tp["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")]
+          and tp["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+          f"{where}{name}: string keys pk/sk, as src/adapters/dynamodb/rate_limit.rs writes them")
+    check(tp["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}, f"{where}{name}: TTL on expiresAt")
+    check(tp["SSESpecification"] == {"SSEEnabled": True}, f"{where}{name}: encrypted with the AWS managed key (it holds no secret)")
+    check(not any(k in tp for k in ["StreamSpecification", "Replicas", "TableName"]), f"{where}{name}: no stream, no replica, no fixed name")
+    return tp
+rate_table = check_rate_table(template, "PortalRateTable", None, "")
+rate_code = rate_limit_rs.split("#[cfg(test)]")[0]
+check('"PORTAL_RATE#{}"' in rate_code and '"NEXT"' in rate_code and "SET nextAt = " in rate_code
+      and "expiresAt = :" in rate_code and f'{rate_table["TimeToLiveSpecification"]["AttributeName"]} = :' in rate_code,
+      "src/adapters/dynamodb/rate_limit.rs keeps pk PORTAL_RATE#<api>, sk NEXT, nextAt, and sets expiresAt, the table's TTL attribute")
+check(all(R[f]["Properties"]["Environment"]["Variables"].get(k) == v for f in ["BackupFunction", "OperatorFunction"] for k, v in PORTAL_RATE_VARS.items())
+      and [n for n, f in functions.items() if "PORTAL_RATE_TABLE_NAME" in f["Properties"]["Environment"]["Variables"]] == ["BackupFunction", "OperatorFunction"],
+      "the backup and operator functions (both call Portal) are given the limiter's table and the three parameters; the custody function none")
+for var in PORTAL_RATE_VARS:
+    check(f'"{var}"' in config_rs, f"{var} is read by src/config.rs")
+for param, var, default in [("PortalMpcRatePerMinute", "PORTAL_MPC_RATE_PER_MINUTE", 50), ("PortalApiRatePerMinute", "PORTAL_API_RATE_PER_MINUTE", 200)]:
+    check(P[param]["Type"] == "Number" and P[param]["Default"] == default and P[param]["MinValue"] == 0 and "MaxValue" not in P[param]
+          and "0: not limited" in P[param]["Description"], f"{param}: {default} calls a minute by default, 0 not limited")
+    check(PORTAL_RATE_VARS[var] == ref(param) and re.search(rf'"{var}", {default}\)', config_rs),
+          f"{param} is {var}, with src/config.rs's default")
+mw = P["PortalRateMaxWaitSeconds"]
+check(mw["Type"] == "Number" and mw["Default"] == 20 and mw["MinValue"] == 0 and mw["MaxValue"] == 300
+      and re.search(r'"PORTAL_RATE_MAX_WAIT_SECONDS",\s*20,\s*0,\s*300', config_rs),
+      "PortalRateMaxWaitSeconds: 20 by default, 0-300, as src/config.rs accepts")
+check("BatchSize x MaximumConcurrency" not in P["MaximumConcurrency"]["Description"] and "PortalMpcRatePerMinute" in P["MaximumConcurrency"]["Description"],
+      "MaximumConcurrency says the limiter, not the concurrency, holds Portal's rate")
 
 # The keys: rotation, alias, retained.
 for name in ["BackupKey", "CustodyKey", "WebhookSecretKey"]:
@@ -567,8 +618,29 @@ for side in ["BackupFunctionRole", "OperatorFunctionRole"]:
     check(not shared, f"no table, key or secret reachable from both {side} and the custody function: {sorted(shared)}")
     check("WebhookSecretKey" not in reach[side] and "WebhookSecret" not in reach[side],
           f"{side} reaches neither the webhook secret nor its key")
-check({"BackupTable", "BackupKey", "QueueKey", "BackupQueue", "OutcomeEventBus"} <= reach["BackupFunctionRole"],
-      "the backup role reaches its table, keys, queue and the outcome event bus")
+check({"BackupTable", "BackupKey", "QueueKey", "BackupQueue", "OutcomeEventBus", "PortalRateTable"} <= reach["BackupFunctionRole"],
+      "the backup role reaches its table, keys, queue, the outcome event bus and the Portal rate limiter's table")
+# The limiter's table: dynamodb:UpdateItem (its one call, a conditional update), for exactly the two
+# roles of the functions that call Portal, in a statement of its own; no other statement, role or
+# key policy of the stack names it.
+rate_grants = [(rname, st) for rname, role in of_type("AWS::IAM::Role").items() for pol in role["Properties"].get("Policies", [])
+               for st in unwrap(pol["PolicyDocument"]["Statement"]) if "PortalRateTable" in json.dumps(st)]
+check(sorted(r for r, _ in rate_grants) == ["BackupFunctionRole", "OperatorFunctionRole"]
+      and all(st == {"Sid": "PortalRateLimiter", "Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": getatt("PortalRateTable")}
+              for _, st in rate_grants),
+      f"the backup and operator roles, and no other, may dynamodb:UpdateItem the limiter's table, and nothing else on it: {[r for r, _ in rate_grants]}")
+check(sum(json.dumps(v).count("PortalRateTable") for v in R.values())
+      == len(rate_grants) + sum(json.dumps(f["Properties"]["Environment"]).count("PortalRateTable") for f in functions.values()),
+      "the limiter's table is named by those two grants and the two functions' PORTAL_RATE_TABLE_NAME only")
+check(all("PortalRateTable" not in json.dumps(k["Properties"]["KeyPolicy"]) for k in keys.values()), "no key policy names the limiter's table")
+# The backup role may send to its own queue (a message waiting for Portal's budget, sent again on
+# its last receive), beside reading it; the visibility change of a waiting message is the
+# ChangeMessageVisibility the event source mapping already uses.
+backup_sqs = {st["Sid"]: sorted(actions(st)) for st in unwrap(roles["BackupFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"])
+              if actions(st)[0].startswith("sqs:")}
+check(backup_sqs == {"ReadTheBackupQueue": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+                     "ResendWaitingMessages": ["sqs:SendMessage"]},
+      f"the backup role: read its queue, change a message's visibility, and send a waiting message back to it: {backup_sqs}")
 check(reach["OperatorFunctionRole"] == reach["BackupFunctionRole"] - {"OutcomeEventBus"} | {"CustodianApiKeySecretArn"},
       f"the operator role reaches the backup side's table, keys and queue, and the custodian API key's secret, nothing more: {sorted(reach['OperatorFunctionRole'])}")
 check([r for r, v in reach.items() if "OutcomeEventBus" in v] == ["BackupFunctionRole"], "only the backup role reaches the outcome event bus")
@@ -689,11 +761,12 @@ check(P["ProducerPrincipals"]["Type"] == "CommaDelimitedList"
 queue_users = {st["Sid"]: (st["Principal"]["AWS"], sorted(actions(st)), st.get("Condition")) for st in queue_key
                if st["Sid"] != "AccountAdministersButCannotUse"}
 check(queue_users == {
-          "BackupFunctionReadsTheQueue": (getatt("BackupFunctionRole"), ["kms:Decrypt"], VIA_SQS),
+          # SSE-KMS under the stack's own queue key: sending back a waiting message needs GenerateDataKey.
+          "BackupFunctionReadsAndResendsToTheQueue": (getatt("BackupFunctionRole"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
           "ProducerSendsToTheQueue": (PRODUCER, ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
           "OperatorFunctionSendsToTheQueue": (getatt("OperatorFunctionRole"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS),
           "RedriveRoleMovesMessages": (ref("RedriveRoleArn"), ["kms:Decrypt", "kms:GenerateDataKey"], VIA_SQS)},
-      f"the queue key: the backup function reads, the producer and the operator function send, the redrive role moves, all through SQS only: {sorted(queue_users)}")
+      f"the queue key: the backup function reads (and sends back a waiting message), the producer and the operator function send, the redrive role moves, all through SQS only: {sorted(queue_users)}")
 redrive = [st for st in R["QueueKey"]["Properties"]["KeyPolicy"]["Statement"] if "Fn::If" in st and st["Fn::If"][1].get("Sid") == "RedriveRoleMovesMessages"]
 check(len(redrive) == 1 and redrive[0]["Fn::If"][0] == "HasRedriveRole" and redrive[0]["Fn::If"][2] == ref("AWS::NoValue"),
       "the redrive role is in the queue key's policy only when RedriveRoleArn is set")
@@ -767,6 +840,8 @@ SDK_TO_IAM = {"generate_data_key": ["kms:GenerateDataKey"], "decrypt": ["kms:Dec
               "batch_get_item": ["dynamodb:BatchGetItem"], "scan": ["dynamodb:Scan"],
               "get_secret_value": ["secretsmanager:GetSecretValue"],
               "send_message": ["sqs:SendMessage"],
+              # A batch is authorized as its single action.
+              "change_message_visibility_batch": ["sqs:ChangeMessageVisibility"],
               "put_events": ["events:PutEvents"],
               # The client's own configuration (its region): no request, no IAM action.
               "config": []}
@@ -784,14 +859,20 @@ FILE_FUNCTIONS = {
     "adapters/dynamodb/custody_drill.rs": {"custody"},
     "adapters/secrets_manager.rs": {"custody"},
     "adapters/custodian_key.rs": {"operator"},                   # Portal-managed eject's custodian API key
-    "adapters/sqs.rs": {"operator"},                             # recover hands the new shares to the queue
+    # recover hands the new shares to the queue; the backup function sends a message waiting for
+    # Portal's budget back to it (a visibility change, or a delayed copy)
+    "adapters/sqs.rs": {"backup", "operator"},
+    # the Portal rate limiter: every Portal call of both functions reserves its slot
+    "adapters/dynamodb/rate_limit.rs": {"backup", "operator"},
     "adapters/eventbridge.rs": {"backup"},                       # outcome events (app.rs wires them for backups only)
     # The envelope: the AWS Encryption SDK's GenerateDataKey and Decrypt for every function, under
     # its own key. DescribeKey resolves an alias (and rotate's current key); ReEncrypt is rotate's.
     "adapters/kms.rs": {"backup", "operator", "custody"},
 }
 CALL_FUNCTIONS = {("adapters/kms.rs", "describe_key"): {"backup", "operator"},
-                  ("adapters/kms.rs", "re_encrypt"): {"operator"}}
+                  ("adapters/kms.rs", "re_encrypt"): {"operator"},
+                  # a waiting message's visibility: the backup function's batches only
+                  ("adapters/sqs.rs", "change_message_visibility_batch"): {"backup"}}
 # A local named `client` that is a client id (a &str), not an SDK client: Rust's own methods are
 # no AWS operation.
 RUST_METHODS = {"to_owned", "to_string", "clone", "as_str", "as_ref", "len", "is_empty"}
@@ -1114,7 +1195,7 @@ def check_stack_alarms(tmpl, where):
                 check(mt["MetricNamespace"] == STACK_NAMESPACE and "Dimensions" not in mt,
                       f"{where}{k}: a log metric in the stack's own namespace, PortalBackup/<stack name>")
     return seen
-check(check_stack_alarms(template, "") == 13, "template.yaml: thirteen alarms on the stack's PortalBackup metrics")
+check(check_stack_alarms(template, "") == 14, "template.yaml: fourteen alarms on the stack's PortalBackup metrics")
 
 # ---- What an on-call engineer watches: a dashboard, saved Logs Insights queries, and alarms on each
 # function's health, the backup queue, permanent failures, Portal's rate limit and the webhook API.
@@ -1155,8 +1236,15 @@ DIMENSION_VALUES = {
     "Kind": {k for k in ("transient", "permanent") if f'"{k}"' in error_rs},
     "Action": set(re.findall(r'Action::\w+ => "(\w+)"', (ROOT / "src/workflow/restore.rs").read_text())),
 }
-check(DIMENSION_VALUES["Kind"] == {"transient", "permanent"} and {"restore", "recover"} <= DIMENSION_VALUES["Action"],
-      "the Kind and Action values are read from src/")
+DIMENSION_VALUES["Api"] = set(re.findall(r'PortalApi::\w+ => "(\w+)"', (ROOT / "src/ports/rate_limit.rs").read_text()))
+check(DIMENSION_VALUES["Kind"] == {"transient", "permanent"} and {"restore", "recover"} <= DIMENSION_VALUES["Action"]
+      and DIMENSION_VALUES["Api"] == {"mpc", "client"},
+      "the Kind, Action and Api values are read from src/")
+# The Portal rate limiter's metrics: per API, what waited, how long, and what was held back; per
+# batch, the messages sent back to the queue to wait.
+check(all(EMITTED.get(m) == {SS | {"Api"}} for m in ["PortalRateWaits", "PortalRateWaitMs", "PortalRateHeld"])
+      and EMITTED.get("MessagesDeferred") == {SS},
+      "src/entry/metrics.rs emits PortalRateWaits, PortalRateWaitMs and PortalRateHeld by [Stack, Service, Api], MessagesDeferred by [Stack, Service]")
 # No EMF metric tells Portal's 429 apart (Retries and transient failures count every transient cause):
 # the 429 alarm counts the failure code in the backup function's log. A 429 metric in the code
 # would be the better source: this check then says to move the alarm onto it.
@@ -1287,6 +1375,24 @@ for metric in (["BackupsCompleted", "BackupFailures", "BackupCalls", "Retries", 
 check({(json.dumps("PortalBackup"), "WebhookCalls", None), (json.dumps("PortalBackup"), "BackupFailures", None)} <= shown,
       "OperationsDashboard shows webhook calls (by hook and outcome) and backup failures (by step and kind)")
 check(shows(STACK_NAMESPACE, "PortalRateLimited"), "OperationsDashboard shows the backups Portal rate-limited (429)")
+rate_widget = [wd["properties"] for wd in dashboard["widgets"] if wd["type"] == "metric" and wd["properties"]["title"] == "Portal rate limiter"]
+check(len(rate_widget) == 1, "OperationsDashboard has one \"Portal rate limiter\" widget")
+rate_rows = {(r[1], r[r.index("Api") + 1] if "Api" in r else None) for r in rate_widget[0]["metrics"]}
+check(rate_rows == {(m, api) for m in ["PortalRateWaits", "PortalRateWaitMs", "PortalRateHeld"] for api in ["mpc", "client"]}
+      | {("MessagesDeferred", None)},
+      f"the Portal rate limiter widget shows waits, time waited and calls held back for both APIs, and the messages deferred: {sorted(map(str, rate_rows))}")
+for metric in ["PortalRateWaits", "PortalRateWaitMs", "PortalRateHeld"]:
+    for api in sorted(DIMENSION_VALUES["Api"]):
+        check(shows("PortalBackup", metric, Stack=ref("AWS::StackName"), Service="portal-backup", Api=api), f"OperationsDashboard shows {metric} of the {api} API")
+check(shows("PortalBackup", "MessagesDeferred", Stack=ref("AWS::StackName"), Service="portal-backup"), "OperationsDashboard shows MessagesDeferred")
+# A tidy grid: 24 columns, no two widgets on the same cell.
+cells = {}
+for wd in dashboard["widgets"]:
+    check(wd["x"] >= 0 and wd["x"] + wd["width"] <= 24, f"OperationsDashboard: a widget within the 24 columns ({wd['properties'].get('title')})")
+    for x in range(wd["x"], wd["x"] + wd["width"]):
+        for y in range(wd["y"], wd["y"] + wd["height"]):
+            check((x, y) not in cells, f"OperationsDashboard: {wd['properties'].get('title')} overlaps {cells.get((x, y))}")
+            cells[(x, y)] = wd["properties"].get("title", "text")
 for metric in ["ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"]:
     check(shows("AWS/SQS", metric, QueueName=getatt("BackupQueue", "QueueName")), f"OperationsDashboard shows the backup queue's {metric}")
 check(shows("AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=getatt("DeadLetterQueue", "QueueName")), "OperationsDashboard shows the DLQ's depth")
@@ -1358,7 +1464,24 @@ check(rl["LogGroupName"] == ref("BackupFunctionLogs")
 check(re.search(r'code = failure\(err\)\.code,[^;]*"backup failed"', entry_rs, re.S) is not None
       and re.search(r'429 => f\(\s*\d+,\s*"PORTAL_RATE_LIMITED"', entry_rs) is not None,
       "src/entry/mod.rs logs each failure as \"backup failed\" with its code, and Portal's 429 is PORTAL_RATE_LIMITED")
-any_over_zero("PortalRateLimitedAlarm", "PortalRateLimited", 300, dimensions=None, namespace=STACK_NAMESPACE)
+# The filter counts Portal's 429s only if nothing else is logged under that code: a call the stack's
+# own budget held back (PortalError::Held) is not a 429, is counted by PortalRateHeld and must log
+# a code of its own, else PortalRateLimitedAlarm fires on every backlog the limiter paces.
+check(len(re.findall(r'\bf\(\s*\d+,\s*"PORTAL_RATE_LIMITED"', entry_rs)) == 1,
+      "PORTAL_RATE_LIMITED is Portal's 429 alone in src/entry/mod.rs (a call the stack's budget held back needs a code of its own)")
+rla = any_over_zero("PortalRateLimitedAlarm", "PortalRateLimited", 300, dimensions=None, namespace=STACK_NAMESPACE)
+check(all(p in " ".join(rla["AlarmDescription"].split()) for p in ["PortalMpcRatePerMinute", "PortalApiRatePerMinute", "another system"]),
+      "PortalRateLimitedAlarm says what a 429 means with the limiter on: Portal's limit is below the parameters, or another system shares the budget")
+# A backlog larger than the stack's Portal budget: calls held back (either API) in every 5 minutes
+# for half an hour. A capacity signal, to the alarm destination like the others.
+held = alarms["PortalRateHeldAlarm"]["Properties"]
+check(len(held["Metrics"]) == 1 and held["Metrics"][0]["ReturnData"] is True and held["Metrics"][0]["Period"] == 300
+      and insights(held["Metrics"][0]["Expression"])[:3] == ("PortalBackup", "PortalRateHeld", ["Stack", "Service", "Api"])
+      and insights(held["Metrics"][0]["Expression"])[3] == {"Stack": "${AWS::StackName}", "Service": "portal-backup"}
+      and held["EvaluationPeriods"] == 6 and held["DatapointsToAlarm"] == 6 and held["Threshold"] == 0
+      and held["ComparisonOperator"] == "GreaterThanThreshold" and held["TreatMissingData"] == "notBreaching"
+      and held["AlarmActions"] == [ALARM_DESTINATION] and "Condition" not in alarms["PortalRateHeldAlarm"],
+      "PortalRateHeldAlarm: PortalRateHeld of either API above 0 in 6 of 6 five-minute periods")
 # The webhook API's 5xx, as API Gateway counts them on the stage (also what the function never answered).
 wapi = R["WebhookApi"]["Properties"]
 any_over_zero("WebhookServerErrorsAlarm", "5XXError", 300, namespace="AWS/ApiGateway",
@@ -1726,8 +1849,13 @@ for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("S
     srole = SR[f"{name}Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     ptable = next(st for pol in R[f"{primary}Role"]["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])
                   if st["Sid"] == "BackupTableItems")
-    check(len(srole) == 1 and sorted(actions(srole[0])) == sorted(actions(ptable)) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"],
-          f"{name}'s role reaches the replica table, as the primary's {primary} reaches its table, and nothing else")
+    check(len(srole) == 2 and sorted(actions(srole[0])) == sorted(actions(ptable)) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"]
+          and srole[1] == {"Sid": "PortalRateLimiter", "Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": getatt("StandbyPortalRateTable")},
+          f"{name}'s role reaches the replica table, as the primary's {primary} reaches its table, and the standbys' Portal rate limiter (UpdateItem), nothing else")
+    # The standbys keep a Portal budget of their own, in this region (they run only when the
+    # primary region cannot): their own table, the primary's parameters.
+    check(all(senv.get(k) == (ref("StandbyPortalRateTable") if k == "PORTAL_RATE_TABLE_NAME" else v) for k, v in PORTAL_RATE_VARS.items()),
+          f"{name}: the standbys' limiter table and the three Portal budget parameters")
     sk = [st for st in replica_stmts if st.get("Principal", {}).get("AWS") == getatt(f"{name}Role") and "kms:Decrypt" in actions(st)]
     check(len(sk) == 1 and sorted(actions(sk[0])) == ["kms:Decrypt", "kms:GenerateDataKey"] and sk[0]["Condition"] == backup_ctx["Condition"],
           f"the replica key lets {name}'s role seal and open, under the backup context")
@@ -1736,6 +1864,19 @@ for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("S
         check(f'"{var}"' in config_rs, f"{name}: {var} is read by src/config.rs")
 senv = sfunctions["StandbyFunction"]["Properties"]["Environment"]["Variables"]
 osenv = sfunctions["StandbyOperatorFunction"]["Properties"]["Environment"]["Variables"]
+check_rate_table(second, "StandbyPortalRateTable", "HasStandby", "template-secondary.yaml: ")
+check(SR["StandbyPortalRateTable"]["Properties"] == R["PortalRateTable"]["Properties"],
+      "template-secondary.yaml: the standbys' limiter table is the primary's, in this region")
+check(sorted(k for k, v in SR.items() if v["Type"].startswith("AWS::DynamoDB::")) == ["StandbyPortalRateTable"],
+      "template-secondary.yaml: no table but the standbys' limiter (the backup table's replica is the primary's global table)")
+for param in ["PortalMpcRatePerMinute", "PortalApiRatePerMinute", "PortalRateMaxWaitSeconds"]:
+    check({k: v for k, v in SP[param].items() if k != "Description"} == {k: v for k, v in P[param].items() if k != "Description"},
+          f"template-secondary.yaml: {param} as in the primary")
+rate_standby = [(k, st) for k, v in SR.items() if v["Type"] == "AWS::IAM::Role" for pol in v["Properties"].get("Policies", [])
+                for st in unwrap(pol["PolicyDocument"]["Statement"]) if "StandbyPortalRateTable" in json.dumps(st)]
+check(sorted(k for k, _ in rate_standby) == ["StandbyFunctionRole", "StandbyOperatorFunctionRole"],
+      "template-secondary.yaml: only the two standby roles may update the standbys' limiter table")
+check("BACKUP_QUEUE_URL" not in senv, "the standby backup function has no queue (direct invoke only): a held call answers its caller")
 check(check_stack_alarms(second, "template-secondary.yaml: ") == 4, "template-secondary.yaml: four alarms on the stack's PortalBackup metrics")
 check(senv["REQUIRE_SEALED_INPUT"] == "true" and osenv["ALLOW_PLAINTEXT_RESTORE"] == "false",
       "the standbys keep the safe defaults")

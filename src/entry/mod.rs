@@ -115,6 +115,13 @@ where
             called_backup = stats.called_backup,
             "backup completed"
         ),
+        // Waiting for the stack's Portal budget is pacing, not a failure: one info line.
+        Err(err) if matches!(err.cause, Cause::Portal(PortalError::Held { .. })) => tracing::info!(
+            step = err.step.as_str(),
+            code = failure(err).code,
+            wait_ms = portal_wait(err).map_or(0, |w| w.as_millis() as u64),
+            "backup waits for a Portal slot"
+        ),
         Err(err) => log_failure(err),
     }
     crate::entry::metrics::emit(result.as_ref().map(|_| ()), &stats);
@@ -549,7 +556,7 @@ pub fn failure(err: &BackupError) -> Failure {
         // The stack's own Portal budget: the call waits for a free slot.
         Cause::Portal(PortalError::Held { wait, .. }) => f(
             503,
-            "PORTAL_RATE_LIMITED",
+            "PORTAL_RATE_HELD",
             Some(wait.as_secs_f64().ceil() as u64),
         ),
         Cause::Portal(PortalError::Limiter { .. }) => {

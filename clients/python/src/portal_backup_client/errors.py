@@ -24,6 +24,7 @@ TIMEOUT = "TIMEOUT"
 #: The function's codes that retrying later may fix (``src/entry/mod.rs``, ``failure``).
 RETRYABLE_CODES = frozenset(
     {
+        "PORTAL_RATE_HELD",
         "PORTAL_RATE_LIMITED",
         "PORTAL_TIMEOUT",
         "PORTAL_UNAVAILABLE",
