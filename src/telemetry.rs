@@ -1,4 +1,7 @@
-//! Structured JSON logs for CloudWatch, with a hard cap on what dependencies may log.
+//! Structured JSON logs for CloudWatch, with a hard cap on what dependencies may log; and, when
+//! `XRAY_TRACING=on`, X-Ray subsegments of the function's spans (`xray`).
+
+pub mod xray;
 
 use tracing::Level;
 use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
@@ -81,5 +84,32 @@ pub fn init() {
                 .and(cap())
                 .and(filter_fn(|meta| !is_runtime_echo(meta))),
         );
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let (xray, off) = match xray_layer() {
+        Ok(xray) => (xray, None),
+        Err(why) => (None, Some(why)),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(xray)
+        .try_init();
+    if let Some(why) = off {
+        tracing::warn!("X-Ray tracing is off: {why}");
+    }
+}
+
+/// The X-Ray layer, when `XRAY_TRACING=on` and Lambda runs the daemon (`AWS_XRAY_DAEMON_ADDRESS`,
+/// set with active tracing); off by default. An error says why it is off although asked for.
+fn xray_layer<S>() -> Result<Option<impl Layer<S>>, String>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if std::env::var("XRAY_TRACING").ok().as_deref() != Some("on") {
+        return Ok(None);
+    }
+    let daemon = std::env::var("AWS_XRAY_DAEMON_ADDRESS")
+        .ok()
+        .and_then(|a| xray::daemon_address(&a))
+        .ok_or("AWS_XRAY_DAEMON_ADDRESS is unset or unreadable (turn on the function's active tracing)")?;
+    let layer = xray::XrayLayer::new(daemon).map_err(|e| format!("no UDP socket ({e})"))?;
+    Ok(Some(layer.with_filter(xray::XrayLayer::filter())))
 }

@@ -161,12 +161,23 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         "lambda-runtime-invoked-function-arn",
         "arn:aws:lambda:us-east-1:000000000000:function:portal-backup".into(),
     );
-    set(
-        "lambda-runtime-trace-id",
-        format!("Root=1-00000000-{:0>24};Sampled=0", p.id.len()),
-    );
+    // As Lambda sends it with active tracing: the function's segment is the Parent.
+    set("lambda-runtime-trace-id", trace_header(&p.id));
     set("content-type", "application/json".into());
     (StatusCode::OK, headers, p.payload).into_response()
+}
+
+/// The X-Ray trace header of request `id` (`req-<n>`), sampled, with a Parent of its own.
+pub fn trace_header(id: &str) -> String {
+    let n: u64 = id.trim_start_matches("req-").parse().unwrap_or(0);
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!(
+        "Root=1-{epoch:08x}-{:024x};Parent={:016x};Sampled=1",
+        0x5eed_0000_0000_u64 + n,
+        0xfeed_0000_0000_u64 + n
+    )
 }
 
 fn answer(shared: &Shared, id: &str, answer: Answer) -> StatusCode {

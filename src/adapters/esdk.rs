@@ -170,8 +170,9 @@ impl EsdkEnvelope {
         &self,
         fut: impl Future<Output = Result<T, EnvelopeError>> + Send + 'static,
     ) -> Result<T, EnvelopeError> {
+        // The caller's span goes with the task: its KMS calls are traced under the step.
         self.side
-            .spawn(fut)
+            .spawn(tracing::Instrument::in_current_span(fut))
             .await
             .map_err(|_| EnvelopeError::Sdk("its task panicked or was cancelled"))?
     }

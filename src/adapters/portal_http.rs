@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::adapters::portal_budget::PortalBudget;
 use crate::domain::model::{Curve, check_id, curve_entries};
@@ -99,8 +100,34 @@ impl HttpPortal {
         api_key: &ClientApiKey,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, SecretBytes), PortalError> {
+        // The span names the call's route template and its status, never a URL, header or body.
+        let span = tracing::info_span!("portal", call, status = tracing::field::Empty);
+        self.send_in(call, method, url, api_key, body)
+            .instrument(span.clone())
+            .await
+            .inspect(|(status, _)| {
+                span.record("status", status.as_u16());
+            })
+            .inspect_err(|e| {
+                if let Some(status) = e.status() {
+                    span.record("status", status);
+                }
+            })
+    }
+
+    async fn send_in(
+        &self,
+        call: &'static str,
+        method: Method,
+        url: String,
+        api_key: &ClientApiKey,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, SecretBytes), PortalError> {
         if let Some(budget) = &self.budget {
-            budget.admit(call).await?;
+            budget
+                .admit(call)
+                .instrument(tracing::info_span!("portal_slot", call))
+                .await?;
         }
         let mut request = self
             .http

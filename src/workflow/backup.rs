@@ -20,6 +20,7 @@ mod vault;
 use std::time::Duration;
 
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::domain::checkpoint::{BackupKey, Progress, Status};
 use crate::domain::request::{BackupRequest, GenerateInput, GenerateResponse, InputError};
@@ -249,8 +250,14 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
         loop {
             progress = match progress.status {
                 Status::InProgress => {
-                    let shares = self.backup(&run, generate, stats).await?;
-                    let pair = self.seal(&run, &shares, stats).await?;
+                    let shares = self
+                        .backup(&run, generate, stats)
+                        .instrument(step_span(Step::Backup))
+                        .await?;
+                    let pair = self
+                        .seal(&run, &shares, stats)
+                        .instrument(step_span(Step::Seal))
+                        .await?;
                     let (next, with_checkpoint) = self
                         .checkpoint_sealed(&run, &vault, progress, &pair, stats)
                         .await?;
@@ -263,16 +270,31 @@ impl<P: Portal, E: Envelope, S: BackupStore + Checkpoints> BackupService<P, E, S
                         None => steps::from_checkpoint(req, &progress)?,
                     };
                     if !stored {
-                        self.store(&run, &vault, &progress, &pair, stats).await?;
+                        self.store(&run, &vault, &progress, &pair, stats)
+                            .instrument(step_span(Step::Store))
+                            .await?;
                     }
-                    self.prove(&run, &vault, &pair, stats).await?;
-                    self.mark(&run, progress, stats).await?
+                    self.prove(&run, &vault, &pair, stats)
+                        .instrument(step_span(Step::Verify))
+                        .await?;
+                    self.mark(&run, progress, stats)
+                        .instrument(step_span(Step::MarkStored))
+                        .await?
                 }
-                Status::Stored => self.mark(&run, progress, stats).await?,
+                Status::Stored => {
+                    self.mark(&run, progress, stats)
+                        .instrument(step_span(Step::MarkStored))
+                        .await?
+                }
                 Status::Completed => return outcome(req, run.checkpoints.1, &progress),
             };
         }
     }
+}
+
+/// The span of one step (a subsegment when tracing is on); it names the step, nothing else.
+fn step_span(step: Step) -> tracing::Span {
+    tracing::info_span!("step", step = step.as_str())
 }
 
 /// What every step of one run shares: the request, where its checkpoints go, the invocation.
