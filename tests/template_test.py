@@ -66,6 +66,14 @@ AHEAD_OF_CODE_CALLS: dict = {}
 functions = of_type("AWS::Serverless::Function")
 check(sorted(functions) == ["BackupFunction", "CustodyFunction", "OperatorFunction"], "three functions: backup, operator and custody")
 config_rs = (ROOT / "src/config.rs").read_text()
+# The tracing layer is set up with the logs, before the configuration is read: its switch is read
+# by src/telemetry.rs, not src/config.rs.
+telemetry_rs = (ROOT / "src/telemetry.rs").read_text()
+TELEMETRY_VARS = {"XRAY_TRACING"}
+def read_by_code(var):
+    """A function's environment variable is read by src/config.rs (or, for tracing, src/telemetry.rs)."""
+    return (f'"{var}"' in config_rs or (var in TELEMETRY_VARS and f'"{var}"' in telemetry_rs)
+            or var in AHEAD_OF_CODE_VARS)
 FUNCTION_ROLES = {"BackupFunction": "backup", "OperatorFunction": "operator", "CustodyFunction": "custody"}
 for name, role in FUNCTION_ROLES.items():
     f = functions[name]
@@ -84,10 +92,46 @@ for name, role in FUNCTION_ROLES.items():
     check(fp_["CodeSigningConfigArn"] == {"Fn::If": ["HasCodeSigning", getatt("CodeSigningConfig", "CodeSigningConfigArn"), ref("AWS::NoValue")]},
           f"{name}: refuses unsigned code when a signing profile is given")
     for var in fp_["Environment"]["Variables"]:
-        check(f'"{var}"' in config_rs or var in AHEAD_OF_CODE_VARS, f"{name}: {var} is read by src/config.rs")
+        check(read_by_code(var), f"{name}: {var} is read by src/config.rs (or src/telemetry.rs)")
     # Every metric carries the stack as a dimension (src/entry/metrics.rs), so two stacks in one
     # account never share a metric or an alarm.
     check(fp_["Environment"]["Variables"].get("STACK_NAME") == ref("AWS::StackName"), f"{name}: STACK_NAME is the stack's name")
+# Tracing (AWS X-Ray), off by default. The Tracing parameter turns on every function's active
+# tracing (Lambda samples invocations, runs the X-Ray daemon and sets AWS_XRAY_DAEMON_ADDRESS) and
+# tells the binary to send its subsegments there (XRAY_TRACING=on, read by src/telemetry.rs). Only
+# then may each function's role put trace segments: the X-Ray daemon's two actions, on "*" (X-Ray
+# takes no resource for them), in a conditional statement of its own. No other statement of the
+# stack has a wildcard resource (the role map below).
+XRAY_MODE = {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
+XRAY_ENV = {"Fn::If": ["TracingOn", "on", "off"]}
+XRAY_ACTIONS = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+def is_xray_grant(st):
+    """The X-Ray daemon's statement, exactly: its two actions on "*", nothing else, no condition."""
+    return (set(st) == {"Sid", "Effect", "Action", "Resource"} and st["Sid"] == "XRayTraces" and st["Effect"] == "Allow"
+            and sorted(actions(st)) == XRAY_ACTIONS and st["Resource"] == "*")
+def check_tracing(tmpl, fnames, where):
+    res, par = tmpl["Resources"], tmpl["Parameters"]
+    check({k: v for k, v in par["Tracing"].items() if k != "Description"} == {"Type": "String", "Default": "Off", "AllowedValues": ["Off", "On"]},
+          f"{where}Tracing: Off or On, Off by default")
+    check(tmpl["Conditions"]["TracingOn"] == {"Fn::Equals": [ref("Tracing"), "On"]}, f"{where}TracingOn: Tracing=On")
+    check(sorted(fnames) == sorted(k for k, v in res.items() if v["Type"] == "AWS::Serverless::Function"), f"{where}every function is traced alike")
+    for f in fnames:
+        fp_ = res[f]["Properties"]
+        check(fp_.get("Tracing") == XRAY_MODE, f"{where}{f}: active tracing with Tracing=On, PassThrough otherwise")
+        check(fp_["Environment"]["Variables"].get("XRAY_TRACING") == XRAY_ENV, f"{where}{f}: XRAY_TRACING on with Tracing=On, off otherwise")
+        check("AWS_XRAY_DAEMON_ADDRESS" not in fp_["Environment"]["Variables"], f"{where}{f}: the daemon's address is Lambda's to set")
+        role = fp_["Role"]["Fn::GetAtt"][0]
+        grants = [st for pol in res[role]["Properties"]["Policies"] for st in pol["PolicyDocument"]["Statement"] if "xray:" in json.dumps(st)]
+        check(len(grants) == 1 and "Fn::If" in grants[0] and grants[0]["Fn::If"][0] == "TracingOn"
+              and grants[0]["Fn::If"][2] == ref("AWS::NoValue") and is_xray_grant(grants[0]["Fn::If"][1]),
+              f"{where}{role}: xray:PutTraceSegments and xray:PutTelemetryRecords on *, only with Tracing=On")
+    roles_of = sorted(res[f]["Properties"]["Role"]["Fn::GetAtt"][0] for f in fnames)
+    check(sorted(k for k, v in res.items() if "xray:" in json.dumps(v)) == roles_of,
+          f"{where}no other resource (no other role, no key policy) names an X-Ray action")
+check_tracing(template, list(FUNCTION_ROLES), "")
+check('std::env::var("XRAY_TRACING")' in telemetry_rs and 'Some("on")' in telemetry_rs
+      and 'std::env::var("AWS_XRAY_DAEMON_ADDRESS")' in telemetry_rs,
+      "src/telemetry.rs turns tracing on for XRAY_TRACING=on (the template's value), to the daemon at AWS_XRAY_DAEMON_ADDRESS")
 log_groups = [v["Properties"]["LogGroupName"]["Fn::Sub"] for v in of_type("AWS::Logs::LogGroup").values()]
 check(len(log_groups) == len(set(log_groups)), "no two log groups share a name")
 fn = functions["BackupFunction"]
@@ -132,8 +176,8 @@ check(oenv == {"FUNCTION_ROLE": "operator", "KMS_KEY_ID": env["KMS_KEY_ID"], "BA
                "ALLOW_PLAINTEXT_RESTORE": ref("AllowPlaintextRestore"), "RETIRED_KMS_KEY_IDS": env["RETIRED_KMS_KEY_IDS"],
                "BACKUP_QUEUE_URL": ref("BackupQueue"), "DRILL_SAMPLE": ref("DrillSample"),
                "CUSTODIAN_API_KEY_SECRET_ARN": ref("CustodianApiKeySecretArn"), "STACK_NAME": ref("AWS::StackName"),
-               **{k: env[k] for k in PORTAL_RATE_VARS}},
-      f"the operator function is given the backup side's key, table, Portal, Portal budget and retired keys, the restore setting, the queue, the drill sample, the custodian API key's secret and the stack's name, nothing else: {sorted(oenv)}")
+               "XRAY_TRACING": XRAY_ENV, **{k: env[k] for k in PORTAL_RATE_VARS}},
+      f"the operator function is given the backup side's key, table, Portal, Portal budget and retired keys, the restore setting, the queue, the drill sample, the custodian API key's secret, the stack's name and the tracing switch, nothing else: {sorted(oenv)}")
 check("OUTCOME_EVENT_BUS" not in oenv and "MAX_RECEIVE_COUNT" not in oenv,
       "the operator function tells no outcome events and reads no queue (the backup function's settings)")
 check(P["AllowPlaintextRestore"]["Default"] == "false", "restores answer sealed unless a deployer allows plaintext")
@@ -145,8 +189,8 @@ check(cenv == {"FUNCTION_ROLE": "custody", "CUSTODY_KMS_KEY_ID": getatt("Custody
                "MAX_CUSTODIAN_SHARES_PER_CLIENT": ref("MaxCustodianSharesPerClient"),
                "MAX_CUSTODIAN_BYTES_PER_CLIENT": ref("MaxCustodianBytesPerClient"),
                "PUBLIC_VALUES_TABLE_NAME": table_ref("BackupTable"), "DRILL_SAMPLE": ref("CustodyDrillSample"),
-               "STACK_NAME": ref("AWS::StackName")},
-      "the custody function is given its own key, table and secret, Portal's addresses, the per-client caps, the backup table (for public values), its drill sample and the stack's name, nothing else")
+               "STACK_NAME": ref("AWS::StackName"), "XRAY_TRACING": XRAY_ENV},
+      "the custody function is given its own key, table and secret, Portal's addresses, the per-client caps, the backup table (for public values), its drill sample, the stack's name and the tracing switch, nothing else")
 check(not any(var in cenv for var in ["BACKUP_TABLE_NAME", "KMS_KEY_ID", "RETIRED_KMS_KEY_IDS"]),
       "the custody function is never given the backup side's table or key as such (src/config.rs refuses them)")
 check([n for n, f in functions.items() if "CUSTODIAN_API_KEY_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]] == ["OperatorFunction"],
@@ -584,6 +628,10 @@ for rname, role in roles.items():
     r = reach.setdefault(rname, set())
     for pol in role["Properties"]["Policies"]:
         for st in unwrap(pol["PolicyDocument"]["Statement"]):
+            if is_xray_grant(st):
+                # The X-Ray daemon's two actions (Tracing=On): no resource to reach, "*" the only
+                # one X-Ray takes (check_tracing). Every other statement names its resources.
+                continue
             res = st["Resource"]
             if isinstance(res, dict) and "Fn::If" in res and res["Fn::If"][0] == "HasSecondaryRegion":
                 # A table: the global one with a second region. Both branches must be one table.
@@ -892,6 +940,9 @@ for path in (ROOT / "src").rglob("*.rs"):
             called[f].update(SDK_TO_IAM[op])
 # SQS polling is the event source mapping's, made with the backup function's role; not in src/.
 called["backup"] |= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+# With Tracing=On, Lambda's X-Ray daemon puts each function's trace segments with its role; not in src/.
+for f in called:
+    called[f] |= set(XRAY_ACTIONS)
 ahead = {f: sorted(c - called[f]) for f, c in AHEAD_OF_CODE_CALLS.items() if c - called[f]}
 for f, c in AHEAD_OF_CODE_CALLS.items():
     called[f] |= c
@@ -1489,7 +1540,6 @@ any_over_zero("WebhookServerErrorsAlarm", "5XXError", 300, namespace="AWS/ApiGat
 
 # Saved Logs Insights queries: a client's history, failures by code, the operator audit, each on the
 # log groups of the functions that write those lines.
-telemetry_rs = (ROOT / "src/telemetry.rs").read_text()
 direct_rs = (ROOT / "src/entry/direct.rs").read_text()
 audit_lines = [l for l in direct_rs.splitlines() if "via = audit.via" in l]
 check(".with_span_list(true)" in telemetry_rs and ".flatten_event(true)" in telemetry_rs
@@ -1829,6 +1879,8 @@ check(second["Rules"]["StandbyNeedsTheTable"]["RuleCondition"] == {"Fn::Equals":
       "a standby function needs the table's name (a rule, checked before anything is created)")
 sfunctions = {k: v for k, v in SR.items() if v["Type"] == "AWS::Serverless::Function"}
 check(sorted(sfunctions) == ["StandbyFunction", "StandbyOperatorFunction"], "two standby functions: backups and operator actions")
+check_tracing(second, list(sfunctions), "template-secondary.yaml: ")
+check(SP["Tracing"] == {**P["Tracing"], "Description": SP["Tracing"]["Description"]}, "template-secondary.yaml: Tracing as in the primary")
 for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("StandbyOperatorFunction", "OperatorFunction", "operator")]:
     sf = sfunctions[name]
     sp = sf["Properties"]
@@ -1849,9 +1901,10 @@ for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("S
     srole = SR[f"{name}Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     ptable = next(st for pol in R[f"{primary}Role"]["Properties"]["Policies"] for st in unwrap(pol["PolicyDocument"]["Statement"])
                   if st["Sid"] == "BackupTableItems")
-    check(len(srole) == 2 and sorted(actions(srole[0])) == sorted(actions(ptable)) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"]
-          and srole[1] == {"Sid": "PortalRateLimiter", "Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": getatt("StandbyPortalRateTable")},
-          f"{name}'s role reaches the replica table, as the primary's {primary} reaches its table, and the standbys' Portal rate limiter (UpdateItem), nothing else")
+    check(len(srole) == 3 and sorted(actions(srole[0])) == sorted(actions(ptable)) and "table/${TableName}" in srole[0]["Resource"]["Fn::Sub"]
+          and srole[1] == {"Sid": "PortalRateLimiter", "Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": getatt("StandbyPortalRateTable")}
+          and srole[2] == {"Fn::If": ["TracingOn", srole[2]["Fn::If"][1], ref("AWS::NoValue")]} and is_xray_grant(srole[2]["Fn::If"][1]),
+          f"{name}'s role reaches the replica table, as the primary's {primary} reaches its table, and the standbys' Portal rate limiter (UpdateItem), nothing else (and, with Tracing=On, puts its traces)")
     # The standbys keep a Portal budget of their own, in this region (they run only when the
     # primary region cannot): their own table, the primary's parameters.
     check(all(senv.get(k) == (ref("StandbyPortalRateTable") if k == "PORTAL_RATE_TABLE_NAME" else v) for k, v in PORTAL_RATE_VARS.items()),
@@ -1861,7 +1914,7 @@ for name, primary, role in [("StandbyFunction", "BackupFunction", "backup"), ("S
           f"the replica key lets {name}'s role seal and open, under the backup context")
     check(senv.get("STACK_NAME") == ref("AWS::StackName"), f"{name}: STACK_NAME is the stack's name (its metrics carry it)")
     for var in senv:
-        check(f'"{var}"' in config_rs, f"{name}: {var} is read by src/config.rs")
+        check(read_by_code(var), f"{name}: {var} is read by src/config.rs (or src/telemetry.rs)")
 senv = sfunctions["StandbyFunction"]["Properties"]["Environment"]["Variables"]
 osenv = sfunctions["StandbyOperatorFunction"]["Properties"]["Environment"]["Variables"]
 check_rate_table(second, "StandbyPortalRateTable", "HasStandby", "template-secondary.yaml: ")
@@ -1938,6 +1991,8 @@ for where, tmpl in [("", template), ("template-secondary.yaml: ", second)]:
         check(f"`{k}`" in operations_md, f"{where}{k}: named in docs/operations.md (its runbook entry)")
         for section in re.findall(r'docs/operations\.md, "([^"]+)"', " ".join(v["Properties"]["AlarmDescription"].split())):
             check(section in headings, f"{where}{k}: docs/operations.md has the section it points to, \"{section}\"")
+
+check("Tracing" in headings, "docs/operations.md has a Tracing section (samconfig.toml points to it)")
 
 # samconfig.toml lists every parameter at the template's default (so a deploy never silently
 # turns a safety default off).
