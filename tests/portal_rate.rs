@@ -17,15 +17,15 @@ use devstack::poller::{Queues, poll_once};
 use serde_json::{Value, json};
 
 /// Backups sent, and how many of them are Portal-managed (5 client API calls each, not 1).
-const BACKUPS: usize = 200;
+const BACKUPS: usize = 300;
 const PORTAL_MANAGED_EVERY: usize = 5;
 /// Function processes polling the queue at once.
 const PROCESSES: usize = 3;
 /// The limits: Portal's (the simulator's) and the stack's are the same, low enough that the run
-/// lasts well over a minute (200 `/v1/backup` calls at 150 a minute: about 80 s), so the
+/// lasts well over a minute (300 `/v1/backup` calls at 225 a minute: about 80 s), so the
 /// simulator's 60 s window fills and is tested, not just the spacing.
-const MPC_PER_MINUTE: u64 = 150;
-const CLIENT_PER_MINUTE: u64 = 300;
+const MPC_PER_MINUTE: u64 = 225;
+const CLIENT_PER_MINUTE: u64 = 450;
 /// The function's timeout, and the queue's visibility timeout for other failures.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// A message's receives before the DLQ: low, so that waiting more than once would reach it.
