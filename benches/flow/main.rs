@@ -6,11 +6,12 @@
 //!   batch of ten with 50 ms per Portal call, CPU per message against its calls made alone;
 //! - at Lambda's CPU share of 128, 256 and 1,024 MB (a CFS quota, `quota`): init, init + first
 //!   message, a warm message, a batch of ten and billed GB-seconds per 1,000 backups;
-//! - the targets, met or not; and draws `docs/performance-chart.svg`.
+//! - the goals of CPU per message, met or not; and draws `docs/performance-chart.svg`.
 //!
 //! Figures only: nothing here passes or fails on a number.
 //! `BENCH_PEER=none` leaves the peer out; `BENCH_QUOTA=none` the CPU-share runs;
-//! `PORTAL_BACKUP_BIN` measures another build of the bootstrap.
+//! `PORTAL_BACKUP_BIN` measures another build of the bootstrap, `BENCH_FUNCTION_ENV="K=V …"`
+//! another setting of its environment (the chart is drawn only for the standard run).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -62,6 +63,13 @@ async fn main() {
         program: std::env::var("PORTAL_BACKUP_BIN")
             .unwrap_or_else(|_| format!("{root}/target/release/portal-backup")),
         args: vec![],
+        // BENCH_FUNCTION_ENV="K=V K2=V2": settings given to portal-backup only.
+        env: std::env::var("BENCH_FUNCTION_ENV")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
     };
     let node_dir = format!("{root}/benches/node-baseline");
     let peer_subject = match which("node") {
@@ -73,6 +81,7 @@ async fn main() {
                 name: "Node.js 20 (seed flow)",
                 program: node,
                 args: vec![format!("{node_dir}/index.mjs")],
+                env: vec![],
             })
         }
         _ => None,
@@ -114,9 +123,12 @@ async fn main() {
         &ours,
         peer.as_ref(),
         ours256.as_ref().map(|s| (s, peer256.as_ref())),
+        size,
     );
     // The chart is the standard run's: this build beside the peer (not an A/B run's).
-    let standard = std::env::var_os("PORTAL_BACKUP_BIN").is_none() && peer_shares.is_some();
+    let standard = std::env::var_os("PORTAL_BACKUP_BIN").is_none()
+        && rust.env.is_empty()
+        && peer_shares.is_some();
     if let Some(s) = our_shares.as_ref().filter(|_| standard) {
         let title = format!(
             "portal-backup and the Node.js peer at Lambda's CPU share ({})",

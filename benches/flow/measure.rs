@@ -42,6 +42,9 @@ pub struct Subject {
     pub name: &'static str,
     pub program: String,
     pub args: Vec<String>,
+    /// Settings of this subject's own (`BENCH_FUNCTION_ENV` for portal-backup: an A/B of an
+    /// environment variable, such as `MALLOC_ARENA_MAX=2`, without another build).
+    pub env: Vec<(String, String)>,
 }
 
 /// Another way to run a program: `(program, args)` → the command that runs it (inside a cgroup,
@@ -57,6 +60,7 @@ impl Subject {
     pub async fn start_in(&self, aws: &Aws, sim: &Sim, launch: Option<Launcher<'_>>) -> Function {
         let mut env = aws.env(sim);
         env.push(("RUST_LOG".into(), "warn".into()));
+        env.extend(self.env.iter().cloned());
         let (program, args) = match launch {
             Some(launch) => launch(&self.program, &self.args),
             None => (self.program.clone(), self.args.clone()),
