@@ -66,12 +66,22 @@ impl BackupQueue for SqsQueue {
                         backup.idempotency_key.as_bytes(),
                     ));
             }
-            let out = send.send().await.map_err(|e| QueueError {
-                transient: is_transient(&e),
-                detail: describe(&e),
-            })?;
+            let out = send.send().await.map_err(|e| queue_error(&e))?;
             Ok(out.message_id.unwrap_or_default())
         })
+    }
+}
+
+/// An SQS call's failure as the queue ports report it (the operation's error text, no body).
+fn queue_error<E>(
+    e: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> QueueError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    QueueError {
+        transient: is_transient(e),
+        detail: describe(e),
     }
 }
 
@@ -106,10 +116,7 @@ impl Redelivery for SqsQueue {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| QueueError {
-                        transient: is_transient(&e),
-                        detail: describe(&e),
-                    })?;
+                    .map_err(|e| queue_error(&e))?;
                 if let Some(failed) = out.failed().first() {
                     return Err(QueueError {
                         transient: !failed.sender_fault(),
@@ -135,10 +142,7 @@ impl Redelivery for SqsQueue {
                 .delay_seconds(seconds(delay, MAX_DELAY))
                 .send()
                 .await
-                .map_err(|e| QueueError {
-                    transient: is_transient(&e),
-                    detail: describe(&e),
-                })?;
+                .map_err(|e| queue_error(&e))?;
             Ok(())
         })
     }

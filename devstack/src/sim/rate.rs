@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::state::Route;
-
 /// The window Portal's limits are counted over.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
@@ -21,15 +19,6 @@ pub(crate) enum Api {
     Mpc,
     /// `/api/v3/…`.
     Client,
-}
-
-impl Api {
-    pub(crate) fn of(route: Route) -> Api {
-        match route {
-            Route::Generate | Route::Backup | Route::Recover => Api::Mpc,
-            _ => Api::Client,
-        }
-    }
 }
 
 /// One API's limit and what it saw.

@@ -131,6 +131,14 @@ impl Route {
     pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
+
+    /// The API whose rate limit the route counts against.
+    pub(crate) fn api(self) -> Api {
+        match self {
+            Route::Generate | Route::Backup | Route::Recover => Api::Mpc,
+            _ => Api::Client,
+        }
+    }
 }
 
 /// A share pair known to the simulator.
@@ -356,7 +364,7 @@ impl Inner {
     /// limit, the seconds to send as `Retry-After`.
     pub(crate) fn arrive(&mut self, route: Route) -> Result<Duration, u64> {
         *self.calls.entry(route.name()).or_insert(0) += 1;
-        self.limit_mut(Api::of(route)).admit(Instant::now())?;
+        self.limit_mut(route.api()).admit(Instant::now())?;
         Ok(self.config.latency)
     }
 
