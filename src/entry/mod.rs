@@ -104,6 +104,10 @@ where
         let final_attempt = failed_for_good(&ctx, &result);
         outcome::publish(events, ctx.first_attempt, final_attempt, body, &result).await;
     }
+    // Waiting for the stack's Portal budget is pacing, not a failure: one info line, and no
+    // BackupFailures count (PortalRateHeld counts it).
+    let held =
+        matches!(&result, Err(e) if matches!(e.cause, Cause::Portal(PortalError::Held { .. })));
     match &result {
         Ok(outcome) => tracing::info!(
             client_id = %outcome.client_id,
@@ -115,8 +119,7 @@ where
             called_backup = stats.called_backup,
             "backup completed"
         ),
-        // Waiting for the stack's Portal budget is pacing, not a failure: one info line.
-        Err(err) if matches!(err.cause, Cause::Portal(PortalError::Held { .. })) => tracing::info!(
+        Err(err) if held => tracing::info!(
             step = err.step.as_str(),
             code = failure(err).code,
             wait_ms = portal_wait(err).map_or(0, |w| w.as_millis() as u64),
@@ -124,7 +127,9 @@ where
         ),
         Err(err) => log_failure(err),
     }
-    crate::entry::metrics::emit(result.as_ref().map(|_| ()), &stats);
+    if !held {
+        crate::entry::metrics::emit(result.as_ref().map(|_| ()), &stats);
+    }
     result
 }
 
