@@ -11,8 +11,8 @@
 //! The crate is synchronous under its async API: on the function's one-thread runtime each KMS
 //! call would run on a fresh thread and runtime, block the runtime, never reuse a connection,
 //! and could hang on a kept-alive connection of the main runtime (docs/choices.md). So every
-//! KMS call of this adapter, ESDK or not, runs on one small multi-thread runtime of its own,
-//! built once per process; its connections never cross runtimes. Keyrings and CMMs are built
+//! KMS call of this adapter, ESDK or not, runs under one small multi-thread runtime of its own,
+//! built once per process, from a blocking-pool thread; its connections never cross runtimes. Keyrings and CMMs are built
 //! per call (about 25 µs, no KMS call): a shared one holds a lock across the KMS round trip.
 
 use std::fmt;
@@ -35,7 +35,8 @@ use crate::ports::envelope::{Envelope, EnvelopeError};
 use crate::ports::rotation::{Rewrap, Rewrapped};
 
 /// The runtime every KMS call of this adapter runs on: one worker (Lambda gives a fraction of a
-/// CPU), multi-thread so the ESDK's `block_in_place` hands the worker on instead of blocking.
+/// CPU) that drives the KMS connections, multi-thread so that the ESDK's `block_in_place` is
+/// allowed; the calls themselves are driven from blocking-pool threads (`on_side`).
 static SIDE: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
 fn side_runtime() -> std::io::Result<tokio::runtime::Handle> {
@@ -170,11 +171,19 @@ impl EsdkEnvelope {
         &self,
         fut: impl Future<Output = Result<T, EnvelopeError>> + Send + 'static,
     ) -> Result<T, EnvelopeError> {
-        // The caller's span goes with the task: its KMS calls are traced under the step.
-        self.side
-            .spawn(tracing::Instrument::in_current_span(fut))
-            .await
-            .map_err(|_| EnvelopeError::Sdk("its task panicked or was cancelled"))?
+        // On a blocking-pool thread with the KMS runtime entered (not one of its workers):
+        // aws-esdk's `block_in_place` then runs inline, and its `Handle::block_on` drives each
+        // KMS call from this thread while the worker drives the connections. No worker hands its
+        // core on per call (measured: docs/performance.md). The caller's span goes along, so the
+        // KMS calls are traced under the step.
+        let side = self.side.clone();
+        let fut = tracing::Instrument::in_current_span(fut);
+        tokio::task::spawn_blocking(move || {
+            let _entered = side.enter();
+            futures::executor::block_on(fut)
+        })
+        .await
+        .map_err(|_| EnvelopeError::Sdk("its task panicked or was cancelled"))?
     }
 
     /// Opens an ESDK message (standard base64) under `context`.
