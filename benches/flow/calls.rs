@@ -254,11 +254,15 @@ fn thread_cpu_ms() -> f64 {
     t.tv_sec as f64 * 1000.0 + t.tv_nsec as f64 / 1e6
 }
 
-/// CPU of the AWS Encryption SDK's runtime threads (named `esdk`: every KMS call of the envelope
-/// runs there, see `src/adapters/esdk.rs`), in ms: (user and kernel mode, from `schedstat`; user
-/// mode, from `stat`'s clock ticks). Read at the start and end of a run, never per call: the
-/// reads themselves cost CPU on the calling thread.
-fn esdk_threads_cpu_ms() -> (f64, f64) {
+/// The threads the measured runtime hands blocking work to: the envelope drives every KMS call
+/// from one of them (see `src/adapters/esdk.rs`).
+const CALLS_BLOCKING_THREADS: &str = "calls-blocking";
+
+/// CPU of the threads the envelope's KMS calls run on (the AWS Encryption SDK's runtime, named
+/// `esdk`, and the measured runtime's blocking pool), in ms: (user and kernel mode, from
+/// `schedstat`; user mode, from `stat`'s clock ticks). Read at the start and end of a run, never
+/// per call: the reads themselves cost CPU on the calling thread.
+fn kms_threads_cpu_ms() -> (f64, f64) {
     // SAFETY: sysconf with a constant name has no preconditions.
     let tick_ms = 1000.0 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64);
     let (mut total, mut user) = (0.0, 0.0);
@@ -267,7 +271,7 @@ fn esdk_threads_cpu_ms() -> (f64, f64) {
     };
     for task in tasks.flatten().map(|t| t.path()) {
         let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if comm.trim() != "esdk" {
+        if !matches!(comm.trim(), "esdk" | CALLS_BLOCKING_THREADS) {
             continue;
         }
         let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
@@ -309,6 +313,7 @@ pub async fn calls_cpu(aws: &Aws, sim: &Sim, base: usize) -> CallsCpu {
     }
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .thread_name(CALLS_BLOCKING_THREADS)
             .enable_all()
             .build()
             .expect("a runtime");
@@ -321,7 +326,7 @@ pub async fn calls_cpu(aws: &Aws, sim: &Sim, base: usize) -> CallsCpu {
                     .await;
             }
             let (user, sys, _) = usage("thread-self");
-            let (esdk_total, esdk_user) = esdk_threads_cpu_ms();
+            let (esdk_total, esdk_user) = kms_threads_cpu_ms();
             let (mut aws_ms, mut portal_ms) = (0.0, 0.0);
             for (i, client) in measured.iter().enumerate() {
                 let mut last = thread_cpu_ms();
@@ -338,8 +343,8 @@ pub async fn calls_cpu(aws: &Aws, sim: &Sim, base: usize) -> CallsCpu {
                     .await;
             }
             let (user_after, sys_after, _) = usage("thread-self");
-            // The KMS calls' work on the ESDK's threads: all of it is AWS SDK work.
-            let (esdk_total_after, esdk_user_after) = esdk_threads_cpu_ms();
+            // The KMS calls' work on those threads: all of it is AWS SDK work.
+            let (esdk_total_after, esdk_user_after) = kms_threads_cpu_ms();
             let esdk_ms = esdk_total_after - esdk_total;
             let per_message = |ms: f64| ms / CALL_ROUNDS as f64;
             CallsCpu {
