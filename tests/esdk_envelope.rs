@@ -238,8 +238,9 @@ async fn an_unknown_key_is_permanent_and_kms_out_of_reach_is_transient() {
     }
 }
 
-/// The function's runtime has one thread; the SDK's synchronous core runs on a runtime of its
-/// own, so many seals and opens at once neither block it nor deadlock.
+/// The function's runtime has one thread; the SDK's synchronous core runs on a pool of threads
+/// of its own, so many seals and opens at once neither block it nor deadlock, also when they are
+/// more than the pool's threads (at most 32) and queue for one.
 #[tokio::test]
 async fn many_seals_and_opens_at_once_on_a_one_thread_runtime() {
     let moto = Moto::start().await;
@@ -255,7 +256,7 @@ async fn many_seals_and_opens_at_once_on_a_one_thread_runtime() {
         })
     };
     let started = std::time::Instant::now();
-    let work = (0..16).map(|i| {
+    let work = (0..40).map(|i| {
         let envelope = envelope.clone();
         async move {
             let c = ctx("client-1", &format!("p{i}"), Curve::Ed25519);

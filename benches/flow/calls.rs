@@ -254,12 +254,9 @@ fn thread_cpu_ms() -> f64 {
     t.tv_sec as f64 * 1000.0 + t.tv_nsec as f64 / 1e6
 }
 
-/// The threads the measured runtime hands blocking work to: the envelope drives every KMS call
-/// from one of them (see `src/adapters/esdk.rs`).
-const CALLS_BLOCKING_THREADS: &str = "calls-blocking";
-
-/// CPU of the threads the envelope's KMS calls run on (the AWS Encryption SDK's runtime, named
-/// `esdk`, and the measured runtime's blocking pool), in ms: (user and kernel mode, from
+/// CPU of the threads the envelope's KMS calls run on (the pool `kms-0`, `kms-1`, … that drives
+/// them and the worker `esdk` that drives their connections: `src/adapters/kms_threads.rs`), in
+/// ms: (user and kernel mode, from
 /// `schedstat`; user mode, from `stat`'s clock ticks). Read at the start and end of a run, never
 /// per call: the reads themselves cost CPU on the calling thread.
 fn kms_threads_cpu_ms() -> (f64, f64) {
@@ -271,7 +268,8 @@ fn kms_threads_cpu_ms() -> (f64, f64) {
     };
     for task in tasks.flatten().map(|t| t.path()) {
         let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
-        if !matches!(comm.trim(), "esdk" | CALLS_BLOCKING_THREADS) {
+        let comm = comm.trim();
+        if comm != "esdk" && !comm.starts_with("kms-") {
             continue;
         }
         let schedstat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
@@ -313,7 +311,6 @@ pub async fn calls_cpu(aws: &Aws, sim: &Sim, base: usize) -> CallsCpu {
     }
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .thread_name(CALLS_BLOCKING_THREADS)
             .enable_all()
             .build()
             .expect("a runtime");

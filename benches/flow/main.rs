@@ -27,6 +27,10 @@ use backend::{Aws, Kind};
 use common::Sim;
 use measure::{Subject, measure};
 
+// The bootstrap's allocator, so that the calls made alone cost what they cost in the function.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Repetitions behind each whole-CPU median.
 pub const RUNS: usize = 7;
 /// Latency injected per Portal call for the latency figures.

@@ -37,6 +37,17 @@ pub fn usage(entry: impl std::fmt::Display) -> (f64, f64, f64) {
     (user, sys, hwm_kb / 1024.0)
 }
 
+/// The number of threads of process `pid` now (`Threads:` of its status).
+pub fn threads(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// A function under test: how to start its process.
 pub struct Subject {
     pub name: &'static str,
@@ -52,14 +63,26 @@ pub struct Subject {
 pub type Launcher<'a> = &'a dyn Fn(&str, &[String]) -> (String, Vec<String>);
 
 impl Subject {
+    /// Starts the process on a whole CPU: Lambda gives one at 1,769 MB.
     pub async fn start(&self, aws: &Aws, sim: &Sim) -> Function {
-        self.start_in(aws, sim, None).await
+        self.start_in(aws, sim, None, 1769).await
     }
 
-    /// Starts the process, through `launch` if given.
-    pub async fn start_in(&self, aws: &Aws, sim: &Sim, launch: Option<Launcher<'_>>) -> Function {
+    /// Starts the process, through `launch` if given, told its memory size as Lambda tells it
+    /// (the function sizes its pool of KMS threads by it).
+    pub async fn start_in(
+        &self,
+        aws: &Aws,
+        sim: &Sim,
+        launch: Option<Launcher<'_>>,
+        memory_mb: u32,
+    ) -> Function {
         let mut env = aws.env(sim);
         env.push(("RUST_LOG".into(), "warn".into()));
+        env.push((
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+            memory_mb.to_string(),
+        ));
         env.extend(self.env.iter().cloned());
         let (program, args) = match launch {
             Some(launch) => launch(&self.program, &self.args),
@@ -79,6 +102,8 @@ pub struct Figures {
     /// The process's CPU from its start to the end of its first message.
     pub first_cpu_ms: f64,
     pub peak_rss_mib: f64,
+    /// The process's threads at the end of the run (its runtimes and their blocking pools).
+    pub threads: f64,
     pub single_ms: f64,
     pub batch_ms: f64,
     /// CPU time of each backend process during a batch of ten.
@@ -170,6 +195,7 @@ pub async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures 
     }
     let wall = started.elapsed().as_secs_f64();
     let (user_after, sys_after, peak_rss_mib) = usage(pid);
+    let threads = threads(pid);
     let per_message = |seconds: f64| seconds * 1000.0 / CPU_MESSAGES as f64;
     Figures {
         init_ms: median(inits),
@@ -177,6 +203,7 @@ pub async fn measure(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Figures 
         second_ms,
         first_cpu_ms,
         peak_rss_mib,
+        threads,
         single_ms: median(singles),
         batch_ms: median(tens),
         backend_batch_ms: busy.into_iter().map(median).collect(),

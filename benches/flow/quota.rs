@@ -128,7 +128,12 @@ pub async fn shares(s: &Subject, aws: &Aws, sim: &Sim, base: usize) -> Option<Ve
             let ten = batches(sim, 1, 10, at + 5).await;
             let started = Instant::now();
             let f: Function = s
-                .start_in(aws, sim, Some(&|p: &str, a: &[String]| cgroup.wrap(p, a)))
+                .start_in(
+                    aws,
+                    sim,
+                    Some(&|p: &str, a: &[String]| cgroup.wrap(p, a)),
+                    memory_mb,
+                )
                 .await;
             // Queued before the process polls: it gets it on its first /next.
             timed(&f, &events[0]).await;

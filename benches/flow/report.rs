@@ -66,6 +66,13 @@ pub fn whole_cpu(
         1,
     );
     row(
+        "  threads of the process at that point",
+        "",
+        ours.threads,
+        peer.map(|p| p.threads),
+        0,
+    );
+    row(
         &format!("one message, {PORTAL_MS} ms per Portal call"),
         "ms",
         ours.single_ms,

@@ -11,13 +11,14 @@
 //! The crate is synchronous under its async API: on the function's one-thread runtime each KMS
 //! call would run on a fresh thread and runtime, block the runtime, never reuse a connection,
 //! and could hang on a kept-alive connection of the main runtime (docs/choices.md). So every
-//! KMS call of this adapter, ESDK or not, runs under one small multi-thread runtime of its own,
-//! built once per process, from a blocking-pool thread; its connections never cross runtimes. Keyrings and CMMs are built
-//! per call (about 25 µs, no KMS call): a shared one holds a lock across the KMS round trip.
+//! KMS call of this adapter, ESDK or not, runs on a small pool of threads under a runtime of its
+//! own, both built once per process (`kms_threads`); its connections never cross runtimes.
+//! Keyrings and CMMs are built per call (about 25 µs, no KMS call): a shared one holds a lock
+//! across the KMS round trip.
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use aws_esdk::material_providers::client::Client as MplClient;
 use aws_esdk::material_providers::types::material_providers_config::MaterialProvidersConfig;
@@ -25,6 +26,7 @@ use aws_esdk::material_providers::types::{EsdkAlgorithmSuiteId, EsdkCommitmentPo
 use aws_esdk::types::aws_encryption_sdk_config::AwsEncryptionSdkConfig;
 
 use crate::adapters::kms::KmsEnvelope;
+use crate::adapters::kms_threads::KmsThreads;
 use crate::domain::allowed_keys::{AllowedKeys, KeyVerdict};
 use crate::domain::ciphertext::{EncryptionContext, Format, Sealed};
 use crate::domain::esdk_message::{
@@ -33,28 +35,6 @@ use crate::domain::esdk_message::{
 use crate::domain::secret::SecretBytes;
 use crate::ports::envelope::{Envelope, EnvelopeError};
 use crate::ports::rotation::{Rewrap, Rewrapped};
-
-/// The runtime every KMS call of this adapter runs on: one worker (Lambda gives a fraction of a
-/// CPU) that drives the KMS connections, multi-thread so that the ESDK's `block_in_place` is
-/// allowed; the calls themselves are driven from blocking-pool threads (`on_side`).
-static SIDE: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-
-fn side_runtime() -> std::io::Result<tokio::runtime::Handle> {
-    if let Some(rt) = SIDE.get() {
-        return Ok(rt.handle().clone());
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("esdk")
-        .enable_all()
-        .build()?;
-    // Two cold starts racing in one process (tests) keep the first; the other is dropped here,
-    // outside any runtime.
-    let _ = SIDE.set(rt);
-    SIDE.get()
-        .map(|rt| rt.handle().clone())
-        .ok_or_else(|| std::io::Error::other("the ESDK runtime was not kept"))
-}
 
 /// Why the adapter could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +59,7 @@ pub struct EsdkEnvelope {
     region: String,
     /// Opens `pbe1` strings and re-wraps their data keys.
     legacy: KmsEnvelope,
-    side: tokio::runtime::Handle,
+    side: KmsThreads,
     /// The keys a message may be opened under; any other is refused before a KMS call.
     allowed: Arc<AllowedKeys>,
     /// The current key's ARN, when it is configured as an alias (resolved once, by KMS).
@@ -133,7 +113,7 @@ impl EsdkEnvelope {
             resolved: Arc::default(),
             key_id,
             region,
-            side: side_runtime()?,
+            side: KmsThreads::get()?,
         })
     }
 
@@ -171,19 +151,14 @@ impl EsdkEnvelope {
         &self,
         fut: impl Future<Output = Result<T, EnvelopeError>> + Send + 'static,
     ) -> Result<T, EnvelopeError> {
-        // On a blocking-pool thread with the KMS runtime entered (not one of its workers):
-        // aws-esdk's `block_in_place` then runs inline, and its `Handle::block_on` drives each
-        // KMS call from this thread while the worker drives the connections. No worker hands its
-        // core on per call (measured: docs/performance.md). The caller's span goes along, so the
-        // KMS calls are traced under the step.
-        let side = self.side.clone();
+        // On a thread of the KMS pool, with the KMS runtime entered: aws-esdk's blocking calls
+        // never stop this runtime (src/adapters/kms_threads.rs). The caller's span goes along,
+        // so the KMS calls are traced under the step.
         let fut = tracing::Instrument::in_current_span(fut);
-        tokio::task::spawn_blocking(move || {
-            let _entered = side.enter();
-            futures::executor::block_on(fut)
-        })
-        .await
-        .map_err(|_| EnvelopeError::Sdk("its task panicked or was cancelled"))?
+        self.side
+            .run(fut)
+            .await
+            .map_err(|_| EnvelopeError::Sdk("its thread stopped"))?
     }
 
     /// Opens an ESDK message (standard base64) under `context`.

@@ -7,6 +7,7 @@ pub mod dynamodb;
 pub mod esdk;
 pub mod eventbridge;
 pub mod kms;
+pub mod kms_threads;
 #[cfg(test)]
 pub(crate) mod memory;
 #[cfg(test)]
