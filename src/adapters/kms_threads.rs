@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Threads of the pool for a function of `memory_mb` (Lambda's `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`):
 /// one per 64 MB, 4 to 32. A KMS call takes about 0.4 ms of CPU here and a round trip of several
 /// ms in AWS; at Lambda's CPU share of `memory_mb` the pool keeps that share busy with about
-/// `1 + round trip ÷ (0.4 ms ÷ share)` calls in flight: 5 at 256 MB and 16 at 1,024 MB for a
-/// 10 ms round trip (docs/choices.md). More threads than that only take turns on the CPU.
+/// `1 + round trip ÷ (0.4 ms ÷ share)` calls in flight: about 4.6 at 256 MB and 15.5 at
+/// 1,024 MB for a 10 ms round trip (docs/choices.md). More threads than that only take turns on
+/// the CPU.
 pub fn threads_for(memory_mb: Option<u32>) -> usize {
     // Not in Lambda (a local run): a whole CPU.
     let memory_mb = memory_mb.unwrap_or(1769);
@@ -151,24 +152,27 @@ impl Pool {
     }
 
     /// Counts a call against a free thread, or starts another thread for it when none is free
-    /// and the pool is below its size (else the call queues). Two callers at once may both
-    /// start one; never more than `max` in all. A thread that cannot start leaves the call to
+    /// and the pool is below its size (else the call queues). Never more than `max` in all. A thread that cannot start leaves the call to
     /// the threads there are (there is always one).
     fn take_or_grow(&self) {
         if self.free.fetch_sub(1, Ordering::AcqRel) > 0 {
             return;
         }
-        let n = self.started.load(Ordering::Relaxed);
-        if n >= self.max
-            || self
+        let mut n = self.started.load(Ordering::Relaxed);
+        while n < self.max {
+            match self
                 .started
-                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        if self.spawn(n).is_err() {
-            self.started.fetch_sub(1, Ordering::AcqRel);
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if self.spawn(n).is_err() {
+                        self.started.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return;
+                }
+                // Another caller started one meanwhile: try for the next.
+                Err(now) => n = now,
+            }
         }
     }
 
