@@ -256,8 +256,7 @@ fn thread_cpu_ms() -> f64 {
 
 /// CPU of the threads the envelope's KMS calls run on (the pool `kms-0`, `kms-1`, … that drives
 /// them and the worker `esdk` that drives their connections: `src/adapters/kms_threads.rs`), in
-/// ms: (user and kernel mode, from
-/// `schedstat`; user mode, from `stat`'s clock ticks). Read at the start and end of a run, never
+/// ms: (user and kernel mode, from `schedstat`; user mode, from `stat`'s clock ticks). Read at the start and end of a run, never
 /// per call: the reads themselves cost CPU on the calling thread.
 fn kms_threads_cpu_ms() -> (f64, f64) {
     // SAFETY: sysconf with a constant name has no preconditions.
