@@ -27,22 +27,20 @@ pub fn usage(entry: impl std::fmt::Display) -> (f64, f64, f64) {
     };
     // Fields after the command: state is 0, utime is 11, stime is 12 (man 5 proc); 100 ticks/s.
     let (user, sys) = (ticks(11) / 100.0, ticks(12) / 100.0);
-    let status = std::fs::read_to_string(format!("/proc/{entry}/status")).unwrap_or_default();
-    let hwm_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (user, sys, hwm_kb / 1024.0)
+    (user, sys, status_value(&entry, "VmHWM:") / 1024.0)
 }
 
-/// The number of threads of process `pid` now (`Threads:` of its status).
+/// The number of threads of process `pid` now.
 pub fn threads(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    status_value(&pid, "Threads:")
+}
+
+/// The number after `key` in `/proc/{entry}/status` (0 when absent).
+fn status_value(entry: &dyn std::fmt::Display, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{entry}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("Threads:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0)
